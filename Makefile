@@ -1,0 +1,31 @@
+# pageperfect: `make demo` and `make test` are the two commands a newcomer runs. Each does the
+# one-time set-up (Debian packages, cargo-pgrx, cargo pgrx init) itself when it is missing.
+#
+#   make install   build and install into the Postgres of PG_CONFIG (default: pg_config on PATH)
+#   make test      every suite: unit, #[pg_test], pg_regress, integration
+#   make demo      a throw-away cluster with the extension preloaded; make demo-stop ends it
+#   make setup     only the one-time set-up
+
+PG_CONFIG ?= $(shell command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
+export PG_CONFIG
+CARGO_PGRX = PATH="$(HOME)/.cargo/bin:$$PATH" cargo pgrx
+SUDO_FLAG = $(if $(filter 0,$(shell id -u)),,--sudo)
+
+.PHONY: setup install test demo demo-stop
+
+setup:
+	bash scripts/setup.sh
+
+install: setup
+	$(CARGO_PGRX) install --release $(SUDO_FLAG) --pg-config "$(PG_CONFIG)"
+
+test:
+	bash scripts/test.sh
+
+demo: setup
+	bash -c 'source scripts/common.sh; cluster_stop "$$WORK/demo"'
+	$(CARGO_PGRX) install $(SUDO_FLAG) --pg-config "$(PG_CONFIG)"
+	bash scripts/demo.sh
+
+demo-stop:
+	bash -c 'source scripts/common.sh; cluster_stop "$$WORK/demo"'

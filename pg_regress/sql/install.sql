@@ -1,0 +1,43 @@
+-- What CREATE EXTENSION installs, and that DROP EXTENSION removes all of it.
+SELECT nspname FROM pg_namespace WHERE nspname IN ('pageperfect', 'cron', 'pageperfect_cron_staging') ORDER BY 1;
+SELECT c.relname, c.relkind, c.relpersistence
+  FROM pg_class c
+ WHERE c.relnamespace = 'pageperfect'::regnamespace AND c.relkind IN ('r', 'v')
+ ORDER BY 1;
+SELECT relname, relkind FROM pg_class WHERE relnamespace = 'cron'::regnamespace ORDER BY 1;
+SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'pageperfect_user';
+-- The install-time helpers are gone.
+SELECT proname FROM pg_proc WHERE pronamespace = 'pageperfect'::regnamespace ORDER BY 1;
+
+-- The workers of this cluster attach to database "postgres", not here: health says so.
+SELECT component, status, last_run IS NULL AS never_seen FROM pageperfect.get_scheduler_health();
+
+-- Round trip.
+DROP EXTENSION pageperfect;
+SELECT nspname FROM pg_namespace WHERE nspname IN ('pageperfect', 'cron');
+SELECT count(*) AS leftover_relations FROM pg_class WHERE relname IN ('jobs', 'job_run_details', 'queue_messages');
+CREATE EXTENSION pageperfect;
+SELECT count(*) AS tables FROM pg_tables WHERE schemaname = 'pageperfect';
+
+-- With a schema "cron" already there (pg_cron installed), pageperfect leaves it alone, says so,
+-- and its own pageperfect.* names carry the data.
+DROP EXTENSION pageperfect;
+CREATE SCHEMA cron;
+CREATE TABLE cron.job (jobid bigint);
+CREATE EXTENSION pageperfect;
+SELECT relname FROM pg_class WHERE relnamespace = 'cron'::regnamespace ORDER BY 1;
+SELECT to_regclass('pageperfect.job') AS job, to_regclass('pageperfect.job_run_details') AS run_details;
+SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pageperfect%' ORDER BY 1;
+DROP EXTENSION pageperfect;
+SELECT count(*) AS foreign_cron_schema_kept FROM pg_namespace WHERE nspname = 'cron';
+DROP SCHEMA cron CASCADE;
+CREATE EXTENSION pageperfect;
+SELECT relname FROM pg_class WHERE relnamespace = 'cron'::regnamespace ORDER BY 1;
+
+-- Status columns refuse values outside their state machine.
+INSERT INTO pageperfect.jobs (url, status) VALUES ('https://example.com/', 'paused');
+INSERT INTO pageperfect.job_run_details (jobid, status) VALUES (1, 'done');
+INSERT INTO pageperfect.job_stages (job_id, stage, status, max_attempts, retry_delay_seconds)
+VALUES (gen_random_uuid(), 'submit_crawl', 'queued', 1, 1);
+SELECT stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds
+  FROM pageperfect.stage_config ORDER BY position;

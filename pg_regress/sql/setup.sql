@@ -1,0 +1,2 @@
+-- Runs first in a fresh regression database (the cluster preloads pageperfect).
+CREATE EXTENSION pageperfect;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One-time set-up, idempotent: Debian packages, the cluster user, cargo-pgrx pinned to the pgrx
+# version in Cargo.toml, and `cargo pgrx init` against the system pg_config (nothing downloaded).
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+packages=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev build-essential python3)
+[ "$(id -u)" = 0 ] && packages+=(sudo)   # cargo pgrx test --runas uses sudo
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    step "apt packages: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$(id -u)" = 0 ] && ! id "$PG_USER" >/dev/null 2>&1; then
+    step "creating OS user $PG_USER to run clusters"
+    useradd --system --create-home --shell /bin/bash "$PG_USER"
+fi
+
+if ! cargo pgrx --version 2>/dev/null | grep -qx "cargo-pgrx $PGRX_VERSION"; then
+    # --debug builds in a third of the time of a release build and works the same.
+    step "cargo-pgrx $PGRX_VERSION"
+    cargo install --locked --force cargo-pgrx --version "$PGRX_VERSION" --debug
+fi
+
+# Rewriting config.toml makes pgrx-pg-sys rebuild, so only init when the line is missing.
+# Debian's /usr/bin/pg_config is a dispatcher: name the real one, as cargo pgrx records it.
+pg_config_path="$("$PG_CONFIG" --bindir)/pg_config"
+if ! grep -qxF "pg15 = \"$pg_config_path\"" "$PGRX_HOME/config.toml" 2>/dev/null; then
+    step "cargo pgrx init --pg15 $pg_config_path"
+    mkdir -p "$PGRX_HOME"
+    cargo pgrx init --pg15 "$pg_config_path"
+fi

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# make test: every suite against real clusters, in order:
+#   1. unit tests and #[pg_test]s (cargo pgrx test: a throw-away cluster with the extension preloaded)
+#   2. install the extension into the Postgres of $PG_CONFIG
+#   3. pg_regress files under pg_regress/ against a preloaded cluster
+#   4. integration tests (tests/): each starts its own clusters and loopback servers
+set -uo pipefail
+source "$(dirname "$0")/common.sh"
+bash "$REPO/scripts/setup.sh" || exit 1
+cd "$REPO"
+mkdir -p "$WORK"
+[ "$(id -u)" = 0 ] && chown "$PG_USER" "$WORK"
+
+passed=0; failed=0; failures=()
+suite() { # NAME COMMAND...
+    local name="$1"; shift
+    step "$name"
+    if "$@"; then passed=$((passed + 1)); echo "ok   $name"
+    else failed=$((failed + 1)); failures+=("$name"); echo "FAIL $name"; return 1; fi
+}
+
+pgrx_tests() {
+    local pgdata="$WORK/pgrx-test"
+    rm -rf "$pgdata"; mkdir -p "$pgdata"
+    if [ "$(id -u)" = 0 ]; then
+        chown "$PG_USER" "$pgdata"
+        cargo pgrx test pg15 --runas "$PG_USER" --pgdata "$pgdata"
+    else
+        cargo pgrx test pg15 --pgdata "$pgdata"
+    fi
+}
+
+install_extension() {
+    # Never replace the library under a running server that has it loaded: stop ours first.
+    for dir in "$WORK"/*/; do cluster_stop "$dir"; done
+    if [ "$(id -u)" = 0 ]; then cargo pgrx install --pg-config "$PG_CONFIG"
+    else cargo pgrx install --sudo --pg-config "$PG_CONFIG"; fi
+}
+
+regress() {
+    local dir="$WORK/regress" port; port="$(free_port)"
+    cluster_start "$dir" "$port" "shared_preload_libraries = 'pageperfect'" || return 1
+    local pg_regress; pg_regress="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
+    local tests; tests="setup $(cd pg_regress/sql && ls *.sql | sed 's/\.sql$//' | grep -vx setup | sort | tr '\n' ' ')"
+    rm -rf "$WORK/regress-out"; mkdir -p "$WORK/regress-out"
+    local status=0
+    "$pg_regress" --host=127.0.0.1 --port="$port" --user=postgres --dbname=pageperfect_regress \
+        --bindir="$(bindir)" --inputdir=pg_regress --outputdir="$WORK/regress-out" $tests || status=$?
+    [ $status = 0 ] || cat "$WORK/regress-out/regression.diffs" 2>/dev/null
+    cluster_stop "$dir"
+    return $status
+}
+
+integration() {
+    PG_CONFIG="$PG_CONFIG" PAGEPERFECT_WORK="$WORK" PG_USER="$PG_USER" cargo test -p pageperfect-it
+}
+
+suite "unit and #[pg_test] (cargo pgrx test)" pgrx_tests
+# The suites after install test the installed extension: without it they would test a stale one.
+if suite "install into $("$PG_CONFIG" --pkglibdir)" install_extension; then
+    suite "pg_regress" regress
+    suite "integration (tests/)" integration
+fi
+step "done in $((SECONDS - t0)) s"
+[ ${#failures[@]} = 0 ] || echo "failed suites: ${failures[*]}"
+echo "suites: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,55 @@
+-- gsc: Search Console rows, 28-day keyword totals, ingestion runs and the CTR-curve fits.
+
+CREATE TABLE pageperfect.gsc_page_query_daily (
+    date        date NOT NULL,
+    site        text NOT NULL,
+    page        text NOT NULL,
+    query       text NOT NULL,
+    clicks      int NOT NULL DEFAULT 0 CHECK (clicks >= 0),
+    impressions int NOT NULL DEFAULT 0 CHECK (impressions >= 0),
+    ctr         float8,
+    position    float8 CHECK (position IS NULL OR position >= 1),
+    ingested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (date, site, page, query)
+);
+CREATE INDEX gsc_page_query_daily_page_idx ON pageperfect.gsc_page_query_daily (page, date);
+
+CREATE TABLE pageperfect.gsc_keywords (
+    site         text NOT NULL,
+    page         text NOT NULL,
+    query        text NOT NULL,
+    clicks       bigint NOT NULL DEFAULT 0,
+    impressions  bigint NOT NULL DEFAULT 0,
+    ctr          float8,
+    position     float8,
+    window_start date NOT NULL,
+    window_end   date NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, page, query)
+);
+CREATE INDEX gsc_keywords_page_idx ON pageperfect.gsc_keywords (page);
+
+CREATE TABLE pageperfect.gsc_ingestions (
+    id            bigserial PRIMARY KEY,
+    for_date      date NOT NULL,
+    site          text NOT NULL,
+    status        text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    rows_upserted bigint NOT NULL DEFAULT 0,
+    error         text,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz
+);
+
+-- Every recalibrate_ctr() fit, so the history of the curve can be seen.
+CREATE TABLE pageperfect.ctr_fits (
+    id             bigserial PRIMARY KEY,
+    fitted_at      timestamptz NOT NULL DEFAULT now(),
+    lookback_days  int NOT NULL,
+    alpha          float8 NOT NULL,
+    beta           float8 NOT NULL,
+    rows_used      bigint NOT NULL,
+    impressions    bigint NOT NULL,
+    clicks         bigint NOT NULL,
+    iterations     int NOT NULL,
+    log_likelihood float8 NOT NULL
+);

@@ -1,0 +1,104 @@
+-- monitor: worker heartbeats, health checks, metrics, alerts, and the sweeper/cleanup logs.
+
+-- One row per background worker, rewritten at least once a second. Unlogged: a heartbeat says
+-- nothing after a crash, and crash recovery empties the table, which reads as "down" until the
+-- restarted workers write again.
+CREATE UNLOGGED TABLE pageperfect.workers (
+    worker_name    text PRIMARY KEY,
+    kind           text NOT NULL CHECK (kind IN ('scheduler', 'pipeline')),
+    pid            int NOT NULL,
+    started_at     timestamptz NOT NULL,
+    last_heartbeat timestamptz NOT NULL,
+    state          text NOT NULL CHECK (state IN ('idle', 'busy', 'stopped')),
+    database       text NOT NULL
+);
+
+CREATE TABLE pageperfect.monitoring_alerts (
+    id          bigserial PRIMARY KEY,
+    alert_key   text NOT NULL,
+    alert_type  text NOT NULL,
+    severity    text NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    message     text NOT NULL,
+    data        jsonb,
+    status      text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    resolved_at timestamptz,
+    notified_at timestamptz,
+    notify_error text
+);
+-- At most one open alert per condition: it is posted once and resolved when the condition clears.
+CREATE UNIQUE INDEX monitoring_alerts_open_key ON pageperfect.monitoring_alerts (alert_key) WHERE status = 'open';
+
+CREATE TABLE pageperfect.metrics_data (
+    id           bigserial PRIMARY KEY,
+    metric_name  text NOT NULL,
+    value        float8,
+    labels       jsonb NOT NULL DEFAULT '{}',
+    collected_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX metrics_data_name_idx ON pageperfect.metrics_data (metric_name, collected_at);
+
+CREATE TABLE pageperfect.health_checks (
+    id               bigserial PRIMARY KEY,
+    component        text NOT NULL,
+    status           text NOT NULL CHECK (status IN ('healthy', 'degraded', 'down')),
+    response_time_ms float8,
+    details          jsonb,
+    checked_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX health_checks_component_idx ON pageperfect.health_checks (component, checked_at);
+
+CREATE TABLE pageperfect.sweeper_logs (
+    id               bigserial PRIMARY KEY,
+    ran_at           timestamptz NOT NULL DEFAULT now(),
+    jobs_reset       int NOT NULL DEFAULT 0,
+    stages_reset     int NOT NULL DEFAULT 0,
+    messages_reset   int NOT NULL DEFAULT 0,
+    runs_failed      int NOT NULL DEFAULT 0,
+    details          jsonb
+);
+
+CREATE TABLE pageperfect.cleanup_logs (
+    id             bigserial PRIMARY KEY,
+    ran_at         timestamptz NOT NULL DEFAULT now(),
+    table_name     text NOT NULL,
+    deleted_count  bigint NOT NULL DEFAULT 0,
+    archived_count bigint NOT NULL DEFAULT 0,
+    retention      interval,
+    details        jsonb
+);
+
+-- The expected workers (scheduler and pipeline_worker_1..N). A worker is healthy when its
+-- heartbeat is fresh and its process (pid and start time) is alive, stalled when alive with a
+-- stale heartbeat, and down otherwise -- also when the library was never preloaded.
+CREATE FUNCTION pageperfect.worker_health()
+RETURNS TABLE (component text, status text, pid int, started_at timestamptz, last_heartbeat timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH expected AS (
+        SELECT 'scheduler'::text AS component, 0 AS ordinal
+        UNION ALL
+        SELECT 'pipeline_worker_' || n, n
+          FROM generate_series(1, coalesce(nullif(current_setting('pageperfect.pipeline_workers', true), '')::int, 2)) AS n
+    )
+    SELECT e.component,
+           CASE WHEN a.pid IS NULL THEN 'down'
+                WHEN w.last_heartbeat > clock_timestamp() - interval '5 seconds' THEN 'healthy'
+                ELSE 'stalled' END,
+           w.pid, w.started_at, w.last_heartbeat
+      FROM expected e
+      LEFT JOIN pageperfect.workers w ON w.worker_name = e.component
+      LEFT JOIN pg_stat_activity a ON a.pid = w.pid AND a.backend_start = w.started_at
+     ORDER BY e.ordinal
+$$;
+
+CREATE FUNCTION pageperfect.get_scheduler_health()
+RETURNS TABLE (component text, status text, last_run timestamptz, next_run timestamptz,
+               error_count bigint, success_rate numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT h.component, h.status, h.last_heartbeat, NULL::timestamptz, 0::bigint, NULL::numeric
+      FROM pageperfect.worker_health() h
+$$;
+GRANT EXECUTE ON FUNCTION pageperfect.worker_health(), pageperfect.get_scheduler_health() TO pageperfect_user;

@@ -1,0 +1,107 @@
+-- pipeline: what the PagePerfect stages read and write: pages, paragraph embeddings, keyword
+-- clusters, gap recommendations and drafts. Rows are owned through their page; job_id columns
+-- record which job produced a row and deliberately have no foreign key, so results outlive the
+-- cleanup of old jobs.
+
+CREATE TABLE pageperfect.pages (
+    id             bigserial PRIMARY KEY,
+    url            text NOT NULL CHECK (url ~* '^https?://'),
+    owner          name NOT NULL DEFAULT CURRENT_USER,
+    final_url      text,
+    status_code    int,
+    content_type   text,
+    html           text,
+    title          text,
+    content_hash   text,
+    fetched_at     timestamptz,
+    last_error     text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT pages_owner_url_uniq UNIQUE (owner, url)
+);
+CREATE INDEX pages_fetched_at_idx ON pageperfect.pages (fetched_at NULLS FIRST);
+
+-- robots.txt per origin, cached by the crawler.
+CREATE TABLE pageperfect.robots_cache (
+    origin      text PRIMARY KEY,
+    status_code int,
+    body        text,
+    fetched_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pageperfect.page_embeddings (
+    id         bigserial PRIMARY KEY,
+    page_id    bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
+    job_id     uuid,
+    position   int NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('heading', 'paragraph', 'list_item')),
+    tag        text NOT NULL,
+    content    text NOT NULL,
+    text_hash  text NOT NULL,
+    embedding  real[] NOT NULL,
+    provider   text NOT NULL,
+    model      text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT page_embeddings_page_position_uniq UNIQUE (page_id, position)
+);
+
+-- Embeddings by text hash, so unchanged text is never sent to a provider twice.
+CREATE TABLE pageperfect.embedding_cache (
+    provider   text NOT NULL,
+    model      text NOT NULL,
+    dimensions int  NOT NULL,
+    text_hash  text NOT NULL,
+    embedding  real[] NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (provider, model, dimensions, text_hash)
+);
+
+CREATE TABLE pageperfect.keyword_clusters (
+    id          bigserial PRIMARY KEY,
+    page_id     bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
+    job_id      uuid,
+    label       int NOT NULL CHECK (label >= 0),
+    queries     text[] NOT NULL,
+    impressions bigint NOT NULL DEFAULT 0,
+    clicks      bigint NOT NULL DEFAULT 0,
+    centroid    real[] NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX keyword_clusters_page_idx ON pageperfect.keyword_clusters (page_id);
+
+CREATE TABLE pageperfect.rewrite_recommendations (
+    id                    bigserial PRIMARY KEY,
+    page_id               bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
+    job_id                uuid,
+    cluster_id            bigint NOT NULL REFERENCES pageperfect.keyword_clusters (id) ON DELETE CASCADE,
+    rank                  int NOT NULL CHECK (rank BETWEEN 1 AND 10),
+    queries               text[] NOT NULL,
+    impressions           bigint NOT NULL,
+    similarity            float8 NOT NULL,
+    opportunity_score     float8 NOT NULL,
+    estimated_clicks_gain float8,
+    closest_embedding_id  bigint REFERENCES pageperfect.page_embeddings (id) ON DELETE SET NULL,
+    created_at            timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX rewrite_recommendations_page_idx ON pageperfect.rewrite_recommendations (page_id, rank);
+
+CREATE TABLE pageperfect.rewrite_drafts (
+    id                bigserial PRIMARY KEY,
+    page_id           bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
+    job_id            uuid,
+    recommendation_id bigint REFERENCES pageperfect.rewrite_recommendations (id) ON DELETE SET NULL,
+    provider          text NOT NULL,
+    model             text NOT NULL,
+    draft             text NOT NULL,
+    prompt_tokens     int,
+    completion_tokens int,
+    latency_ms        int,
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX rewrite_drafts_page_idx ON pageperfect.rewrite_drafts (page_id, created_at DESC);
+
+-- A role sees only its own pages and what was derived from them.
+ALTER TABLE pageperfect.pages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY pages_owner ON pageperfect.pages USING (owner = CURRENT_USER);
+SELECT pageperfect.scope_rows_to_parent(ARRAY['page_embeddings', 'keyword_clusters', 'rewrite_recommendations', 'rewrite_drafts'], 'pages', 'page_id');
+GRANT SELECT ON pageperfect.pages TO pageperfect_user;

@@ -1,0 +1,147 @@
+-- queue: pgmq-shaped message queues, and the pipeline job engine (jobs, their stages, payloads,
+-- audit events and dead letters) that runs on them.
+
+CREATE TABLE pageperfect.queues (
+    queue_name text PRIMARY KEY CHECK (queue_name ~ '^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$'),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE SEQUENCE pageperfect.queue_messages_msg_id_seq;
+CREATE TABLE pageperfect.queue_messages (
+    msg_id      bigint PRIMARY KEY DEFAULT nextval('pageperfect.queue_messages_msg_id_seq'),
+    queue_name  text NOT NULL REFERENCES pageperfect.queues (queue_name) ON DELETE CASCADE,
+    read_ct     int NOT NULL DEFAULT 0,
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    vt          timestamptz NOT NULL DEFAULT now(),
+    priority    int NOT NULL DEFAULT 0,
+    message     jsonb NOT NULL
+);
+ALTER SEQUENCE pageperfect.queue_messages_msg_id_seq OWNED BY pageperfect.queue_messages.msg_id;
+-- The dequeue hot path: visible messages of one queue, highest priority first, then oldest.
+CREATE INDEX queue_messages_due_idx ON pageperfect.queue_messages (queue_name, vt, priority DESC, msg_id);
+
+CREATE TABLE pageperfect.queue_archive (
+    msg_id      bigint PRIMARY KEY,
+    queue_name  text NOT NULL REFERENCES pageperfect.queues (queue_name) ON DELETE CASCADE,
+    read_ct     int NOT NULL,
+    enqueued_at timestamptz NOT NULL,
+    vt          timestamptz NOT NULL,
+    priority    int NOT NULL,
+    message     jsonb NOT NULL,
+    archived_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX queue_archive_queue_idx ON pageperfect.queue_archive (queue_name, archived_at);
+
+-- Stages in pipeline order, with their retry and concurrency policy.
+CREATE TABLE pageperfect.stage_config (
+    stage               text PRIMARY KEY,
+    position            int NOT NULL UNIQUE,
+    max_attempts        int NOT NULL CHECK (max_attempts >= 1),
+    retry_delay_seconds int NOT NULL CHECK (retry_delay_seconds >= 0),
+    concurrency         int NOT NULL CHECK (concurrency >= 1),
+    timeout_seconds     int NOT NULL CHECK (timeout_seconds >= 1)
+);
+INSERT INTO pageperfect.stage_config (stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds) VALUES
+    ('submit_crawl',       1, 3, 5,  1, 120),
+    ('wait_crawl',         2, 2, 5,  1, 300),
+    ('segment_embed',      3, 3, 5,  1, 300),
+    ('keyword_clustering', 4, 2, 5,  1, 300),
+    ('gap_analysis',       5, 2, 5,  1, 120),
+    ('rewrite_draft',      6, 2, 10, 1, 300);
+
+CREATE TABLE pageperfect.jobs (
+    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    url               text NOT NULL,
+    page_id           bigint REFERENCES pageperfect.pages (id) ON DELETE SET NULL,
+    owner             name NOT NULL DEFAULT CURRENT_USER,
+    status            text NOT NULL DEFAULT 'queued'
+                          CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'dead')),
+    stage             text REFERENCES pageperfect.stage_config (stage),
+    priority          int NOT NULL DEFAULT 0,
+    attempt_count     int NOT NULL DEFAULT 0 CHECK (attempt_count >= 0),
+    skip_steps        text[] NOT NULL DEFAULT '{}',
+    force_update      boolean NOT NULL DEFAULT false,
+    options           jsonb NOT NULL DEFAULT '{}',
+    result            jsonb,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    last_completed_at timestamptz
+);
+CREATE INDEX jobs_status_owner_idx ON pageperfect.jobs (status, owner);
+CREATE INDEX jobs_status_priority_idx ON pageperfect.jobs (status, priority DESC, created_at);
+CREATE INDEX jobs_page_idx ON pageperfect.jobs (page_id);
+
+CREATE TABLE pageperfect.job_stages (
+    job_id                uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,
+    stage                 text NOT NULL REFERENCES pageperfect.stage_config (stage),
+    status                text NOT NULL DEFAULT 'pending'
+                              CHECK (status IN ('pending', 'queued', 'processing', 'completed', 'failed', 'dead', 'skipped')),
+    attempt_count         int NOT NULL DEFAULT 0 CHECK (attempt_count >= 0),
+    max_attempts          int NOT NULL CHECK (max_attempts >= 1),
+    retry_delay_seconds   int NOT NULL CHECK (retry_delay_seconds >= 0),
+    next_attempt_at       timestamptz,
+    -- The claim: which backend runs this stage. Work whose backend is gone is requeued at once.
+    claimed_pid           int,
+    claimed_backend_start timestamptz,
+    input_hash            text,
+    started_at            timestamptz,
+    completed_at          timestamptz,
+    last_error            text,
+    PRIMARY KEY (job_id, stage)
+);
+CREATE INDEX job_stages_due_idx ON pageperfect.job_stages (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX job_stages_processing_idx ON pageperfect.job_stages (stage) WHERE status = 'processing';
+
+CREATE TABLE pageperfect.payloads (
+    job_id     uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,
+    stage      text NOT NULL REFERENCES pageperfect.stage_config (stage),
+    data       jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, stage)
+);
+
+CREATE TABLE pageperfect.job_events (
+    id         bigserial PRIMARY KEY,
+    job_id     uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,
+    stage      text,
+    event      text NOT NULL,
+    message    text,
+    data       jsonb,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX job_events_job_idx ON pageperfect.job_events (job_id, id);
+CREATE INDEX job_events_created_idx ON pageperfect.job_events (created_at);
+
+-- The older design's name for the same rows.
+CREATE VIEW pageperfect.processing_events WITH (security_invoker = true) AS
+    SELECT * FROM pageperfect.job_events;
+
+CREATE TABLE pageperfect.dead_letters (
+    id            bigserial PRIMARY KEY,
+    queue         text,
+    msg_id        bigint,
+    job_id        uuid REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,
+    stage         text,
+    message       jsonb,
+    reason        text NOT NULL,
+    error         text,
+    attempt_count int NOT NULL DEFAULT 0,
+    routed_at     timestamptz NOT NULL DEFAULT now(),
+    retried_at    timestamptz
+);
+CREATE INDEX dead_letters_open_idx ON pageperfect.dead_letters (routed_at) WHERE retried_at IS NULL;
+
+CREATE VIEW pageperfect.v_job_status WITH (security_invoker = true) AS
+    SELECT j.id AS job_id, j.url, j.status, j.stage, j.attempt_count,
+           (SELECT s.last_error FROM pageperfect.job_stages s
+             WHERE s.job_id = j.id AND s.last_error IS NOT NULL
+             ORDER BY s.started_at DESC NULLS LAST LIMIT 1) AS last_error,
+           j.created_at, j.updated_at
+      FROM pageperfect.jobs j;
+
+-- pageperfect_user runs workflows and sees only its own jobs and what hangs off them.
+ALTER TABLE pageperfect.jobs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY jobs_owner ON pageperfect.jobs USING (owner = CURRENT_USER);
+SELECT pageperfect.scope_rows_to_parent(ARRAY['job_stages', 'payloads', 'job_events', 'dead_letters'], 'jobs', 'job_id');
+GRANT SELECT ON pageperfect.jobs, pageperfect.v_job_status, pageperfect.processing_events,
+                pageperfect.stage_config TO pageperfect_user;

@@ -1,0 +1,58 @@
+-- scheduler: cron jobs and their runs (pg_cron's cron.job and cron.job_run_details, plus policy).
+
+CREATE TABLE pageperfect.job (
+    jobid         bigserial PRIMARY KEY,
+    schedule      text NOT NULL,
+    command       text NOT NULL,
+    nodename      text NOT NULL DEFAULT 'localhost',
+    nodeport      int  NOT NULL DEFAULT pg_catalog.current_setting('port')::int,
+    database      text NOT NULL DEFAULT pg_catalog.current_database(),
+    username      text NOT NULL DEFAULT CURRENT_USER,
+    active        boolean NOT NULL DEFAULT true,
+    jobname       text,
+    -- Beyond pg_cron (pageperfect.alter_job_policy):
+    timeout       interval CHECK (timeout > interval '0'),
+    max_attempts  int NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
+    retry_backoff interval NOT NULL DEFAULT interval '10 seconds' CHECK (retry_backoff >= interval '0'),
+    catch_up      boolean NOT NULL DEFAULT false,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT jobname_username_uniq UNIQUE (jobname, username)
+);
+
+-- No foreign key to job: like pg_cron, the history outlives unschedule.
+CREATE TABLE pageperfect.job_run_details (
+    runid          bigserial PRIMARY KEY,
+    jobid          bigint NOT NULL,
+    job_pid        int,
+    database       text,
+    username       text,
+    command        text,
+    status         text NOT NULL CHECK (status IN
+                       ('starting', 'running', 'sending', 'connecting', 'succeeded', 'failed', 'skipped')),
+    return_message text,
+    start_time     timestamptz,
+    end_time       timestamptz,
+    -- Beyond pg_cron: when the run was due, which attempt it is, why it ran, and the
+    -- backend start time that, with job_pid, tells whether the run's process is still alive.
+    due_time       timestamptz,
+    attempt        int NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+    run_reason     text NOT NULL DEFAULT 'schedule' CHECK (run_reason IN ('schedule', 'manual', 'retry', 'catch_up')),
+    backend_start  timestamptz
+);
+CREATE INDEX job_run_details_jobid_idx ON pageperfect.job_run_details (jobid, runid DESC);
+CREATE INDEX job_run_details_active_idx ON pageperfect.job_run_details (status)
+    WHERE status IN ('starting', 'running', 'sending', 'connecting');
+CREATE INDEX job_run_details_start_time_idx ON pageperfect.job_run_details (start_time);
+
+-- The older design's name for the same rows.
+CREATE VIEW pageperfect.task_schedule WITH (security_invoker = true) AS
+    SELECT * FROM pageperfect.job_run_details;
+
+-- pg_cron's visibility: a role sees (and, through the functions, changes) only its own jobs.
+ALTER TABLE pageperfect.job ENABLE ROW LEVEL SECURITY;
+CREATE POLICY job_owner ON pageperfect.job USING (username = CURRENT_USER);
+ALTER TABLE pageperfect.job_run_details ENABLE ROW LEVEL SECURITY;
+CREATE POLICY job_run_details_owner ON pageperfect.job_run_details USING (username = CURRENT_USER);
+GRANT SELECT ON pageperfect.job TO PUBLIC;
+GRANT SELECT, DELETE ON pageperfect.job_run_details TO PUBLIC;
+GRANT SELECT ON pageperfect.task_schedule TO PUBLIC;

@@ -1,0 +1,173 @@
+//! Every `pageperfect.*` setting (GUC), defined once in `_PG_init`.
+//!
+//! Settings the workers read are `SUSET` (superusers can set them per session, per database or
+//! per role, and in `postgresql.conf`) unless changing them needs a restart (`database_name`,
+//! `pipeline_workers`). Secrets (`api_key`, `crawl_api_key`) are superuser-only: other roles can
+//! neither read them with `SHOW`/`current_setting()` nor see them in `pg_settings`.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::prelude::*;
+use std::ffi::{CStr, CString};
+
+/// Which embedder turns text into vectors.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EmbeddingProvider {
+    #[name = c"local"]
+    Local,
+    #[name = c"openai"]
+    OpenAi,
+}
+
+/// Which drafter writes rewrite drafts.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LlmProvider {
+    #[name = c"local"]
+    Local,
+    #[name = c"openai"]
+    OpenAi,
+}
+
+/// How pages are fetched: directly, or through a scraping API that can render JavaScript.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CrawlProvider {
+    #[name = c"direct"]
+    Direct,
+    #[name = c"scraper_api"]
+    ScraperApi,
+}
+
+pub static DATABASE_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
+pub static MAX_RUNNING_JOBS: GucSetting<i32> = GucSetting::<i32>::new(32);
+pub static PIPELINE_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static HTTP_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(16);
+pub static QUEUE_VISIBILITY_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(600);
+pub static EMBEDDING_PROVIDER: GucSetting<EmbeddingProvider> =
+    GucSetting::<EmbeddingProvider>::new(EmbeddingProvider::Local);
+pub static EMBEDDING_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://api.openai.com/v1/embeddings"));
+pub static EMBEDDING_MODEL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"text-embedding-3-small"));
+pub static EMBEDDING_DIMENSIONS: GucSetting<i32> = GucSetting::<i32>::new(384);
+pub static LLM_PROVIDER: GucSetting<LlmProvider> = GucSetting::<LlmProvider>::new(LlmProvider::Local);
+pub static LLM_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://api.openai.com/v1/chat/completions"));
+pub static LLM_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"gpt-4o-mini"));
+pub static API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CRAWL_USER_AGENT: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"pageperfect/0.1 (+https://github.com/pageperfect/pageperfect)"));
+pub static CRAWL_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(15_000);
+pub static CRAWL_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(5 * 1024 * 1024);
+pub static CRAWL_ALLOW_PRIVATE: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static CRAWL_PROVIDER: GucSetting<CrawlProvider> = GucSetting::<CrawlProvider>::new(CrawlProvider::Direct);
+pub static CRAWL_API_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CRAWL_API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static ALERT_WEBHOOK_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static GSC_API_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://searchconsole.googleapis.com/webmasters/v3"));
+pub static GSC_TOKEN_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// The value of a string setting, or `None` when it is unset or empty.
+pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().and_then(|c| c.into_string().ok()).filter(|s| !s.is_empty())
+}
+
+/// Who may change a setting and who may see it.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Read by the postmaster when it starts the workers: changing it needs a restart.
+    Restart,
+    /// Superusers set it anywhere (postgresql.conf, ALTER SYSTEM/DATABASE/ROLE, SET).
+    Superuser,
+    /// Like `Superuser`, and no other role can read it, nor see it in `pg_settings`.
+    Secret,
+}
+
+impl Scope {
+    fn context(self) -> GucContext {
+        match self {
+            Scope::Restart => GucContext::Postmaster,
+            Scope::Superuser | Scope::Secret => GucContext::Suset,
+        }
+    }
+
+    fn flags(self) -> GucFlags {
+        match self {
+            Scope::Secret => GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+            Scope::Restart | Scope::Superuser => GucFlags::default(),
+        }
+    }
+}
+
+type StringGuc = (&'static CStr, &'static CStr, &'static GucSetting<Option<CString>>, Scope);
+type IntGuc = (&'static CStr, &'static CStr, &'static GucSetting<i32>, i32, i32, Scope);
+
+/// Registers every setting. Called from `_PG_init` in the postmaster (preload) and in any
+/// backend that loads the library later, so the settings exist either way.
+pub fn define_gucs() {
+    use Scope::*;
+    let strings: [StringGuc; 13] = [
+        (c"pageperfect.database_name", c"Database the pageperfect background workers attach to.", &DATABASE_NAME, Restart),
+        (c"pageperfect.timezone", c"Time zone in which cron schedules are interpreted.", &TIMEZONE, Superuser),
+        (c"pageperfect.embedding_url", c"URL of the OpenAI-compatible /v1/embeddings endpoint.", &EMBEDDING_URL, Superuser),
+        (c"pageperfect.embedding_model", c"Model name sent to the embeddings endpoint.", &EMBEDDING_MODEL, Superuser),
+        (c"pageperfect.llm_url", c"URL of the OpenAI-compatible /v1/chat/completions endpoint.", &LLM_URL, Superuser),
+        (c"pageperfect.llm_model", c"Model name sent to the chat completions endpoint.", &LLM_MODEL, Superuser),
+        (c"pageperfect.api_key", c"API key for the openai providers (the postmaster's OPENAI_API_KEY also works).", &API_KEY, Secret),
+        (c"pageperfect.crawl_user_agent", c"User-Agent header of the crawler.", &CRAWL_USER_AGENT, Superuser),
+        (c"pageperfect.crawl_api_url", c"URL of the scraping API used when crawl_provider = scraper_api.", &CRAWL_API_URL, Superuser),
+        (c"pageperfect.crawl_api_key", c"Key of the scraping API.", &CRAWL_API_KEY, Secret),
+        (c"pageperfect.alert_webhook_url", c"Slack-style webhook that receives new monitoring alerts.", &ALERT_WEBHOOK_URL, Superuser),
+        (c"pageperfect.gsc_api_url", c"Base URL of the Search Console API.", &GSC_API_URL, Superuser),
+        (c"pageperfect.gsc_token_url", c"OAuth token endpoint overriding the service account's token_uri.", &GSC_TOKEN_URL, Superuser),
+    ];
+    for (name, description, setting, scope) in strings {
+        GucRegistry::define_string_guc(name, description, c"", setting, scope.context(), scope.flags());
+    }
+
+    let ints: [IntGuc; 7] = [
+        (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once.", &MAX_RUNNING_JOBS, 1, 10_000, Superuser),
+        (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, 64, Restart),
+        (c"pageperfect.http_concurrency", c"Most HTTP requests each pipeline worker has in flight.", &HTTP_CONCURRENCY, 1, 1024, Superuser),
+        (c"pageperfect.queue_visibility_seconds", c"Default visibility timeout of a claimed message, in seconds.", &QUEUE_VISIBILITY_SECONDS, 1, 604_800, Superuser),
+        (c"pageperfect.embedding_dimensions", c"Dimensions of the embedding vectors.", &EMBEDDING_DIMENSIONS, 8, 8192, Superuser),
+        (c"pageperfect.crawl_timeout_ms", c"Timeout of one page fetch, in milliseconds.", &CRAWL_TIMEOUT_MS, 100, 600_000, Superuser),
+        (c"pageperfect.crawl_max_bytes", c"Largest page body the crawler reads, in bytes.", &CRAWL_MAX_BYTES, 1024, i32::MAX, Superuser),
+    ];
+    for (name, description, setting, min, max, scope) in ints {
+        GucRegistry::define_int_guc(name, description, c"", setting, min, max, scope.context(), scope.flags());
+    }
+
+    GucRegistry::define_bool_guc(
+        c"pageperfect.crawl_allow_private",
+        c"Let the crawler fetch loopback, private and link-local addresses (off: SSRF guard).",
+        c"",
+        &CRAWL_ALLOW_PRIVATE,
+        Superuser.context(),
+        Superuser.flags(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pageperfect.embedding_provider",
+        c"Embedding provider: local (built in, no network) or openai (any OpenAI-compatible server).",
+        c"",
+        &EMBEDDING_PROVIDER,
+        Superuser.context(),
+        Superuser.flags(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pageperfect.llm_provider",
+        c"Drafting provider: local (structured outline) or openai (any OpenAI-compatible server).",
+        c"",
+        &LLM_PROVIDER,
+        Superuser.context(),
+        Superuser.flags(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pageperfect.crawl_provider",
+        c"How pages are fetched: direct, or scraper_api for sites that need JavaScript rendering.",
+        c"",
+        &CRAWL_PROVIDER,
+        Superuser.context(),
+        Superuser.flags(),
+    );
+}

@@ -1,0 +1,49 @@
+//! pageperfect: an SEO content pipeline that runs inside PostgreSQL.
+//!
+//! One module per concern; each owns its hand-written SQL under `sql/` and its Rust code:
+//! `scheduler` (pg_cron-compatible cron), `queue` (pgmq-shaped queues and the job engine),
+//! `pipeline` (the PagePerfect stages), `http` (outgoing HTTP), `gsc` (Search Console and the
+//! CTR curve), `monitor` (health, metrics, alerts). `config` defines the settings and `worker`
+//! the background-worker runtime that the scheduler and pipeline workers share.
+
+use pgrx::prelude::*;
+
+pub mod config;
+pub mod gsc;
+pub mod http;
+pub mod monitor;
+pub mod pipeline;
+pub mod queue;
+pub mod scheduler;
+pub mod worker;
+
+::pgrx::pg_module_magic!(name, version);
+
+pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[allow(non_snake_case)]
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    config::define_gucs();
+    // Static workers can only be registered while the postmaster loads shared_preload_libraries;
+    // a backend that loads the library later (CREATE EXTENSION, a function call) just skips it.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        worker::register_workers();
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod install_tests;
+
+/// Required by `cargo pgrx test`: the throw-away test cluster preloads the extension and points
+/// its workers at the test database.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pageperfect'", "pageperfect.database_name = 'pgrx_tests'"]
+    }
+}

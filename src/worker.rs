@@ -1,0 +1,209 @@
+//! The background-worker runtime shared by the scheduler and the pipeline workers: registration
+//! in the postmaster, signal handling, the latch loop, the heartbeat row each worker keeps in
+//! `pageperfect.workers`, and `in_transaction`, which runs SQL so that an error aborts the
+//! transaction and is returned instead of killing the worker.
+
+use crate::config;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use std::fmt::Display;
+use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::time::Duration;
+
+/// Heartbeats must land at least once a second; twice gives slack for a slow commit.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// How soon the postmaster starts a worker again after it crashed or was terminated.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Which worker a process is. The bgworker argument encodes it: 0 is the scheduler, n > 0 is
+/// pipeline worker n.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Scheduler,
+    Pipeline(u32),
+}
+
+impl Role {
+    pub fn from_argument(argument: u64) -> Role {
+        match argument {
+            0 => Role::Scheduler,
+            n => Role::Pipeline(n as u32),
+        }
+    }
+
+    pub fn argument(self) -> u64 {
+        match self {
+            Role::Scheduler => 0,
+            Role::Pipeline(n) => u64::from(n),
+        }
+    }
+
+    /// The worker's name in `pageperfect.workers` and in health reports.
+    pub fn name(self) -> String {
+        match self {
+            Role::Scheduler => "scheduler".to_string(),
+            Role::Pipeline(n) => format!("pipeline_worker_{n}"),
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Role::Scheduler => "scheduler",
+            Role::Pipeline(_) => "pipeline",
+        }
+    }
+
+    /// What `pg_stat_activity.backend_type` shows, as pg_cron shows `pg_cron launcher`.
+    pub fn backend_type(self) -> String {
+        match self {
+            Role::Scheduler => "pageperfect scheduler".to_string(),
+            Role::Pipeline(n) => format!("pageperfect pipeline worker {n}"),
+        }
+    }
+
+    /// The scheduler and `count` pipeline workers.
+    pub fn all(count: u32) -> impl Iterator<Item = Role> {
+        std::iter::once(Role::Scheduler).chain((1..=count).map(Role::Pipeline))
+    }
+}
+
+/// Registers the scheduler and `pageperfect.pipeline_workers` pipeline workers with the postmaster.
+pub fn register_workers() {
+    for role in Role::all(config::PIPELINE_WORKERS.get().max(0) as u32) {
+        let backend_type = role.backend_type();
+        BackgroundWorkerBuilder::new(&backend_type)
+            .set_type(&backend_type)
+            .set_library("pageperfect")
+            .set_function("pageperfect_worker_main")
+            .set_argument(Some(pg_sys::Datum::from(role.argument())))
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(Some(RESTART_DELAY))
+            .load();
+    }
+}
+
+/// Entry point of every pageperfect background worker.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
+    let role = Role::from_argument(argument.value() as u64);
+    let name = role.name();
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = config::string(&config::DATABASE_NAME).unwrap_or_else(|| "postgres".to_string());
+    // A missing database is a FATAL here; the postmaster retries after RESTART_DELAY.
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
+
+    let mut reported_missing_extension = false;
+    loop {
+        match heartbeat(role, "idle") {
+            Ok(true) => reported_missing_extension = false,
+            Ok(false) if !reported_missing_extension => {
+                log!("pageperfect {name}: waiting for CREATE EXTENSION pageperfect in database \"{database}\"");
+                reported_missing_extension = true;
+            }
+            Ok(false) => {}
+            Err(e) => warning!("pageperfect {name}: heartbeat failed: {e}"),
+        }
+        if !BackgroundWorker::wait_latch(Some(HEARTBEAT_INTERVAL)) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            log!("pageperfect {name}: configuration reloaded");
+        }
+    }
+
+    if let Err(e) = heartbeat(role, "stopped") {
+        warning!("pageperfect {name}: could not record its stop: {e}");
+    }
+    log!("pageperfect {name} stopping (SIGTERM)");
+    // Exit non-zero: a worker stopped with pg_terminate_backend() is then started again by the
+    // postmaster (exit 0 would unregister it for good). At shutdown nothing restarts either way.
+    unsafe { pg_sys::proc_exit(1) };
+}
+
+/// Upserts this worker's heartbeat row. `Ok(false)` when the extension is not (yet) installed
+/// in the worker's database.
+fn heartbeat(role: Role, state: &'static str) -> Result<bool, String> {
+    in_transaction(move || {
+        let installed = Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pageperfect')",
+        )?
+        .unwrap_or(false);
+        if installed {
+            Spi::run_with_args(
+                "INSERT INTO pageperfect.workers AS w
+                        (worker_name, kind, pid, started_at, last_heartbeat, state, database)
+                 SELECT $1, $2, pg_backend_pid(), a.backend_start, clock_timestamp(), $3, current_database()
+                   FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_backend_pid()
+                 ON CONFLICT (worker_name) DO UPDATE
+                    SET kind = excluded.kind, pid = excluded.pid, started_at = excluded.started_at,
+                        last_heartbeat = excluded.last_heartbeat, state = excluded.state,
+                        database = excluded.database",
+                &[role.name().into(), role.kind().into(), state.into()],
+            )?;
+        }
+        Ok::<bool, pgrx::spi::Error>(installed)
+    })
+}
+
+/// Runs `body` in its own transaction and commits it. A Postgres error or panic inside aborts
+/// the transaction and comes back as `Err` with the error's message, as does an `Err` from `body`;
+/// either way the worker carries on with a clean transaction state.
+pub fn in_transaction<R, E: Display>(
+    body: impl FnOnce() -> Result<R, E> + UnwindSafe + RefUnwindSafe,
+) -> Result<R, String> {
+    PgTryBuilder::new(move || unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        match body() {
+            Ok(value) => {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::CommitTransactionCommand();
+                Ok(value)
+            }
+            Err(e) => {
+                pg_sys::AbortCurrentTransaction();
+                Err(e.to_string())
+            }
+        }
+    })
+    .catch_others(|caught| abort_with(&caught))
+    .catch_rust_panic(|caught| abort_with(&caught))
+    .execute()
+}
+
+fn abort_with<R>(caught: &CaughtError) -> Result<R, String> {
+    unsafe { pg_sys::AbortCurrentTransaction() };
+    let report = match caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    Err(report.message().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn role_round_trips_through_its_argument() {
+        for role in Role::all(3) {
+            assert_eq!(Role::from_argument(role.argument()), role);
+        }
+    }
+
+    #[test]
+    fn roles_are_named_as_health_and_pg_stat_activity_show_them() {
+        let roles: Vec<_> = Role::all(2).collect();
+        assert_eq!(roles, vec![Role::Scheduler, Role::Pipeline(1), Role::Pipeline(2)]);
+        assert_eq!(Role::Scheduler.backend_type(), "pageperfect scheduler");
+        assert_eq!(Role::Pipeline(2).backend_type(), "pageperfect pipeline worker 2");
+        assert_eq!(Role::Pipeline(2).name(), "pipeline_worker_2");
+        assert_eq!(Role::all(0).count(), 1);
+    }
+}

@@ -1,0 +1,186 @@
+//! Harness for the integration tests: real PostgreSQL clusters with the installed pageperfect
+//! extension, started in a scratch directory on a free loopback port. Postgres refuses to run as
+//! root, so under root the clusters run as `$PG_USER` (default `postgres`). A cluster is stopped
+//! and removed when dropped; when the test failed its directory is kept and its path printed.
+
+use postgres::{Client, NoTls};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use postgres;
+
+pub struct Cluster {
+    dir: PathBuf,
+    pub port: u16,
+    bindir: PathBuf,
+}
+
+fn pg_config(arg: &str) -> PathBuf {
+    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".to_string());
+    let out = Command::new(&pg_config).arg(arg).output().unwrap_or_else(|e| panic!("{pg_config}: {e}"));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn running_as_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+fn cluster_user() -> String {
+    std::env::var("PG_USER").unwrap_or_else(|_| "postgres".to_string())
+}
+
+/// A command that runs as the cluster's OS user.
+fn as_cluster_user(program: &Path) -> Command {
+    if running_as_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", &cluster_user(), "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    /// Starts a fresh cluster. `preload` puts pageperfect in `shared_preload_libraries` (its
+    /// workers attach to database `postgres`); `settings` are extra `postgresql.conf` lines.
+    pub fn start(name: &str, preload: bool, settings: &[&str]) -> Cluster {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let work = std::env::var("PAGEPERFECT_WORK").unwrap_or_else(|_| "/tmp/pageperfect-it".to_string());
+        let dir = PathBuf::from(work).join(format!(
+            "it-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if running_as_root() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg(cluster_user()).arg(&dir).arg(dir.parent().unwrap());
+                    c
+                },
+                "chown",
+            );
+        }
+        let bindir = pg_config("--bindir");
+        let mut initdb = as_cluster_user(&bindir.join("initdb"));
+        initdb.arg("-D").arg(dir.join("data")).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
+        run(initdb, "initdb");
+
+        let port = free_port();
+        let mut conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             max_worker_processes = 64\nfsync = off\nlog_min_messages = log\n",
+            dir.display()
+        );
+        if preload {
+            conf.push_str("shared_preload_libraries = 'pageperfect'\n");
+        }
+        for line in settings {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let conf_path = dir.join("data/postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).unwrap();
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).unwrap();
+
+        let cluster = Cluster { dir, port, bindir };
+        cluster.pg_ctl(&["-w", "start"]);
+        cluster
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let mut cmd = as_cluster_user(&self.bindir.join("pg_ctl"));
+        cmd.arg("-D").arg(self.dir.join("data")).arg("-l").arg(self.dir.join("server.log")).args(args);
+        run(cmd, &format!("pg_ctl {args:?}"));
+    }
+
+    /// `pg_ctl stop -m immediate` (a crash, as far as the server can tell) and start again.
+    pub fn crash_and_restart(&self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        self.pg_ctl(&["-w", "start"]);
+    }
+
+    pub fn connect_to(&self, database: &str, user: &str) -> Client {
+        let params = format!("host=127.0.0.1 port={} user={user} dbname={database} connect_timeout=10", self.port);
+        Client::connect(&params, NoTls).unwrap_or_else(|e| panic!("connect {params}: {e}"))
+    }
+
+    /// A superuser connection to database `postgres`, where the workers attach.
+    pub fn connect(&self) -> Client {
+        self.connect_to("postgres", "postgres")
+    }
+
+    /// Connects, retrying while the server is restarting after a crash.
+    pub fn reconnect(&self, timeout: Duration) -> Client {
+        let params = format!("host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=5", self.port);
+        wait_for(timeout, "the server to accept connections again", || {
+            Client::connect(&params, NoTls).ok()
+        })
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut cmd = as_cluster_user(&self.bindir.join("pg_ctl"));
+        cmd.arg("-D").arg(self.dir.join("data")).args(["-m", "immediate", "-w", "stop"]);
+        let _ = cmd.output();
+        if std::thread::panicking() {
+            eprintln!("cluster kept for inspection: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, or panics naming `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` (e.g. "KILL", "TERM") to a process.
+pub fn kill(pid: i32, signal: &str) {
+    let out = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).output().expect("kill");
+    assert!(out.status.success(), "kill -{signal} {pid}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// CPU time (user + system) a process has used, in clock ticks, from /proc.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process is gone");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
