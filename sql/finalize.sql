@@ -19,8 +19,11 @@ CREATE FUNCTION pageperfect.adopt_compat_schema(staging text, target text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = target) THEN
-        RAISE NOTICE 'schema "%" already exists (is another extension such as pg_cron or pg_net installed?); pageperfect leaves it alone: use the pageperfect.* functions instead', target;
         EXECUTE format('DROP SCHEMA %I CASCADE', staging);
+        -- CREATE EXTENSION raises client_min_messages to WARNING while its script runs, which
+        -- would swallow this NOTICE; lower it for the rest of the script (it is restored after).
+        PERFORM pg_catalog.set_config('client_min_messages', 'notice', true);
+        RAISE NOTICE 'schema "%" already exists (another extension owns it), so pageperfect leaves it alone; use the same objects in schema pageperfect', target;
     ELSE
         EXECUTE format('ALTER SCHEMA %I RENAME TO %I', staging, target);
     END IF;

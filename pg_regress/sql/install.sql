@@ -1,4 +1,5 @@
 -- What CREATE EXTENSION installs, and that DROP EXTENSION removes all of it.
+\set VERBOSITY terse
 SELECT nspname FROM pg_namespace WHERE nspname IN ('pageperfect', 'cron', 'pageperfect_cron_staging') ORDER BY 1;
 SELECT c.relname, c.relkind, c.relpersistence
   FROM pg_class c
@@ -37,7 +38,8 @@ SELECT relname FROM pg_class WHERE relnamespace = 'cron'::regnamespace ORDER BY 
 -- Status columns refuse values outside their state machine.
 INSERT INTO pageperfect.jobs (url, status) VALUES ('https://example.com/', 'paused');
 INSERT INTO pageperfect.job_run_details (jobid, status) VALUES (1, 'done');
+WITH job AS (INSERT INTO pageperfect.jobs (url) VALUES ('https://example.com/') RETURNING id)
 INSERT INTO pageperfect.job_stages (job_id, stage, status, max_attempts, retry_delay_seconds)
-VALUES (gen_random_uuid(), 'submit_crawl', 'queued', 1, 1);
+SELECT id, 'submit_crawl', 'waiting', 1, 1 FROM job;
 SELECT stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds
   FROM pageperfect.stage_config ORDER BY position;
