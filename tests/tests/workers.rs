@@ -5,19 +5,23 @@ use pageperfect_it::{cpu_ticks, kill, wait_for, Cluster};
 use postgres::Client;
 use std::time::Duration;
 
-const WORKER_TYPES: [&str; 3] = ["pageperfect scheduler", "pageperfect pipeline worker 1", "pageperfect pipeline worker 2"];
+/// In backend_type order, as `workers()` returns them.
+const WORKER_TYPES: [&str; 3] = ["pageperfect pipeline worker 1", "pageperfect pipeline worker 2", "pageperfect scheduler"];
 
 /// (backend_type, pid) of the running pageperfect workers, sorted by backend_type.
 fn workers(client: &mut Client) -> Vec<(String, i32)> {
-    client
+    try_workers(client).expect("query pg_stat_activity")
+}
+
+/// `workers`, or `None` when the connection broke (the server is restarting after a crash).
+fn try_workers(client: &mut Client) -> Option<Vec<(String, i32)>> {
+    let rows = client
         .query(
             "SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type LIKE 'pageperfect %' ORDER BY 1",
             &[],
         )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
+        .ok()?;
+    Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 fn health(client: &mut Client) -> Vec<(String, String)> {
@@ -83,7 +87,7 @@ fn a_pipeline_worker_killed_with_sigkill_is_back_within_ten_seconds() {
     // The postmaster resets every backend after a crash: reconnect, then find a new worker 1.
     let replacement = wait_for(Duration::from_secs(10), "pipeline worker 1 to be restarted", || {
         let mut client = cluster.reconnect(Duration::from_secs(10));
-        let pid = workers(&mut client).into_iter().find(|(t, _)| t == "pageperfect pipeline worker 1")?.1;
+        let pid = try_workers(&mut client)?.into_iter().find(|(t, _)| t == "pageperfect pipeline worker 1")?.1;
         (pid != victim).then_some(pid)
     });
     assert_ne!(replacement, victim);
@@ -115,7 +119,8 @@ fn sigterm_stops_a_worker_cleanly_and_the_postmaster_starts_a_new_one() {
 #[test]
 fn sighup_makes_every_worker_reload_its_configuration() {
     let (cluster, mut client) = started_cluster("sighup", &["pageperfect.pipeline_workers = 2"]);
-    client.batch_execute("ALTER SYSTEM SET pageperfect.crawl_timeout_ms = 1234; SELECT pg_reload_conf()").unwrap();
+    client.batch_execute("ALTER SYSTEM SET pageperfect.crawl_timeout_ms = 1234").unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
     wait_for(Duration::from_secs(10), "every worker to log a reload", || {
         let log = cluster.log();
         ["scheduler", "pipeline_worker_1", "pipeline_worker_2"]
