@@ -102,10 +102,13 @@ impl Scope {
 type StringGuc = (&'static CStr, &'static CStr, &'static GucSetting<Option<CString>>, Scope);
 type IntGuc = (&'static CStr, &'static CStr, &'static GucSetting<i32>, i32, i32, Scope);
 
-/// Registers every setting. Called from `_PG_init` in the postmaster (preload) and in any
-/// backend that loads the library later, so the settings exist either way.
-pub fn define_gucs() {
+/// Registers the settings. Called from `_PG_init` in the postmaster (`preloading`) and in any
+/// backend that loads the library later. Postgres forbids defining restart-only settings after
+/// startup, and they mean nothing without the preloaded workers, so a late load leaves them as
+/// plain placeholders (still readable with `current_setting`).
+pub fn define_gucs(preloading: bool) {
     use Scope::*;
+    let wanted = |scope: Scope| preloading || !matches!(scope, Restart);
     let strings: [StringGuc; 13] = [
         (c"pageperfect.database_name", c"Database the pageperfect background workers attach to.", &DATABASE_NAME, Restart),
         (c"pageperfect.timezone", c"Time zone in which cron schedules are interpreted.", &TIMEZONE, Superuser),
@@ -121,7 +124,7 @@ pub fn define_gucs() {
         (c"pageperfect.gsc_api_url", c"Base URL of the Search Console API.", &GSC_API_URL, Superuser),
         (c"pageperfect.gsc_token_url", c"OAuth token endpoint overriding the service account's token_uri.", &GSC_TOKEN_URL, Superuser),
     ];
-    for (name, description, setting, scope) in strings {
+    for (name, description, setting, scope) in strings.into_iter().filter(|g| wanted(g.3)) {
         GucRegistry::define_string_guc(name, description, c"", setting, scope.context(), scope.flags());
     }
 
@@ -134,7 +137,7 @@ pub fn define_gucs() {
         (c"pageperfect.crawl_timeout_ms", c"Timeout of one page fetch, in milliseconds.", &CRAWL_TIMEOUT_MS, 100, 600_000, Superuser),
         (c"pageperfect.crawl_max_bytes", c"Largest page body the crawler reads, in bytes.", &CRAWL_MAX_BYTES, 1024, i32::MAX, Superuser),
     ];
-    for (name, description, setting, min, max, scope) in ints {
+    for (name, description, setting, min, max, scope) in ints.into_iter().filter(|g| wanted(g.5)) {
         GucRegistry::define_int_guc(name, description, c"", setting, min, max, scope.context(), scope.flags());
     }
 

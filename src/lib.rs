@@ -22,13 +22,19 @@ pub mod worker;
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
+/// Raises SQLSTATE 22023 (invalid_parameter_value): the error for bad user input.
+pub(crate) fn invalid_parameter(message: impl Into<String>) -> ! {
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message.into());
+}
+
 #[allow(non_snake_case)]
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    config::define_gucs();
     // Static workers can only be registered while the postmaster loads shared_preload_libraries;
-    // a backend that loads the library later (CREATE EXTENSION, a function call) just skips it.
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+    // a backend that loads the library later (CREATE EXTENSION, a function call) skips them.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    config::define_gucs(preloading);
+    if preloading {
         worker::register_workers();
     }
 }

@@ -1,5 +1,96 @@
 //! The scheduler owns cron: the `job` and `job_run_details` tables (and pg_cron's `cron.job`,
-//! `cron.job_run_details` names for them), parsing and evaluating cron schedules, and the
-//! scheduler background worker that starts each due run in its own backend as the job's user.
+//! `cron.job_run_details` names for them), parsing and evaluating cron schedules (`cron`, pure
+//! Rust), and the scheduler background worker that starts each due run in its own backend as
+//! the job's user.
+
+pub mod cron;
+
+use crate::{config, invalid_parameter};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use cron::Schedule;
+use pgrx::prelude::*;
 
 pgrx::extension_sql_file!("../../sql/scheduler.sql", name = "scheduler_schema");
+
+// Bad cron text is refused however it reaches the table (functions or plain INSERT/UPDATE).
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION pageperfect.job_check_schedule() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pageperfect.validate_schedule(NEW.schedule);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER job_check_schedule BEFORE INSERT OR UPDATE OF schedule ON pageperfect.job
+    FOR EACH ROW EXECUTE FUNCTION pageperfect.job_check_schedule();
+"#,
+    name = "scheduler_schedule_check",
+    requires = ["scheduler_schema", pageperfect::validate_schedule]
+);
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800 * 1_000_000;
+
+fn to_chrono(t: TimestampWithTimeZone) -> DateTime<Utc> {
+    let micros = pg_sys::TimestampTz::from(t) + PG_EPOCH_OFFSET_MICROS;
+    DateTime::from_timestamp_micros(micros).unwrap_or_else(|| error!("timestamp {t} is out of range"))
+}
+
+fn to_postgres(t: DateTime<Utc>) -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS)
+        .unwrap_or_else(|_| error!("timestamp {t} is out of range"))
+}
+
+/// The zone of `pageperfect.timezone`.
+fn schedule_zone() -> Tz {
+    let name = config::string(&config::TIMEZONE).unwrap_or_else(|| "UTC".to_string());
+    name.parse().unwrap_or_else(|_| {
+        invalid_parameter(format!(
+            "pageperfect.timezone \"{name}\" is not a known time zone (use an IANA name such as UTC or Europe/Berlin)"
+        ))
+    })
+}
+
+/// Parses a schedule or raises SQLSTATE 22023 naming the bad field.
+fn parse_schedule(schedule: &str) -> Schedule {
+    Schedule::parse(schedule).unwrap_or_else(|e| invalid_parameter(e.to_string()))
+}
+
+#[pg_schema]
+mod pageperfect {
+    use super::*;
+
+    /// Raises SQLSTATE 22023 with the bad field and its text when `schedule` is not valid cron.
+    #[pg_extern(immutable, parallel_safe)]
+    fn validate_schedule(schedule: &str) {
+        parse_schedule(schedule);
+    }
+
+    /// The next `count` fire times of `schedule` strictly after `after`, in `pageperfect.timezone`.
+    #[pg_extern(stable, parallel_safe)]
+    fn next_runs(
+        schedule: &str,
+        after: TimestampWithTimeZone,
+        count: default!(i32, 1),
+    ) -> SetOfIterator<'static, TimestampWithTimeZone> {
+        if !(0..=100_000).contains(&count) {
+            invalid_parameter("count must be between 0 and 100000");
+        }
+        let parsed = parse_schedule(schedule);
+        let zone = schedule_zone();
+        let mut cursor = to_chrono(after);
+        let mut runs = Vec::with_capacity(count as usize);
+        while runs.len() < count as usize {
+            match parsed.next_after(cursor, zone) {
+                Some(next) => {
+                    runs.push(to_postgres(next));
+                    cursor = next;
+                }
+                None => break,
+            }
+        }
+        SetOfIterator::new(runs)
+    }
+}
