@@ -22,8 +22,8 @@ install: setup
 test:
 	bash scripts/test.sh
 
-demo: setup
-	bash -c 'source scripts/common.sh; cluster_stop "$$WORK/demo"'
+# demo-stop first: never install over a library that the running demo server has loaded.
+demo: setup demo-stop
 	$(CARGO_PGRX) install $(SUDO_FLAG) --pg-config "$(PG_CONFIG)"
 	bash scripts/demo.sh
 
