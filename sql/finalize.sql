@@ -11,6 +11,28 @@ CREATE VIEW pageperfect_cron_staging.job WITH (security_invoker = true) AS
 CREATE VIEW pageperfect_cron_staging.job_run_details WITH (security_invoker = true) AS
     SELECT jobid, runid, job_pid, database, username, command, status, return_message, start_time, end_time
       FROM pageperfect.job_run_details;
+-- pg_cron's functions, backed by the same C symbols as their pageperfect.* twins.
+CREATE FUNCTION pageperfect_cron_staging.schedule(schedule text, command text) RETURNS bigint
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+CREATE FUNCTION pageperfect_cron_staging.schedule(job_name text, schedule text, command text) RETURNS bigint
+    LANGUAGE c AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+CREATE FUNCTION pageperfect_cron_staging.schedule_in_database(job_name text, schedule text, command text,
+        database text, username text DEFAULT NULL, active boolean DEFAULT true) RETURNS bigint
+    LANGUAGE c AS 'MODULE_PATHNAME', 'schedule_in_database_wrapper';
+CREATE FUNCTION pageperfect_cron_staging.unschedule(job_id bigint) RETURNS boolean
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'unschedule_by_id_wrapper';
+CREATE FUNCTION pageperfect_cron_staging.unschedule(job_name text) RETURNS boolean
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'unschedule_by_name_wrapper';
+CREATE FUNCTION pageperfect_cron_staging.alter_job(job_id bigint, schedule text DEFAULT NULL,
+        command text DEFAULT NULL, database text DEFAULT NULL, username text DEFAULT NULL,
+        active boolean DEFAULT NULL) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'alter_job_wrapper';
+-- As in pg_cron, an administrator decides who may run jobs in other databases or alter them.
+REVOKE ALL ON FUNCTION pageperfect_cron_staging.alter_job(bigint, text, text, text, text, boolean),
+    pageperfect_cron_staging.schedule_in_database(text, text, text, text, text, boolean),
+    pageperfect.alter_job(bigint, text, text, text, text, boolean),
+    pageperfect.schedule_in_database(text, text, text, text, text, boolean) FROM PUBLIC;
+
 GRANT SELECT ON pageperfect_cron_staging.job TO PUBLIC;
 GRANT SELECT, DELETE ON pageperfect_cron_staging.job_run_details TO PUBLIC;
 GRANT USAGE ON SCHEMA pageperfect_cron_staging TO pageperfect_user;

@@ -93,12 +93,4 @@ AS $$
      ORDER BY e.ordinal
 $$;
 
-CREATE FUNCTION pageperfect.get_scheduler_health()
-RETURNS TABLE (component text, status text, last_run timestamptz, next_run timestamptz,
-               error_count bigint, success_rate numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT h.component, h.status, h.last_heartbeat, NULL::timestamptz, 0::bigint, NULL::numeric
-      FROM pageperfect.worker_health() h
-$$;
-GRANT EXECUTE ON FUNCTION pageperfect.worker_health(), pageperfect.get_scheduler_health() TO pageperfect_user;
+GRANT EXECUTE ON FUNCTION pageperfect.worker_health() TO pageperfect_user;

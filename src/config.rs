@@ -2,7 +2,8 @@
 //!
 //! Settings the workers read are `SUSET` (superusers can set them per session, per database or
 //! per role, and in `postgresql.conf`) unless changing them needs a restart (`database_name`,
-//! `pipeline_workers`). Secrets (`api_key`, `crawl_api_key`) are superuser-only: other roles can
+//! `pipeline_workers`, and `max_running_jobs`, which sizes shared memory as pg_cron's does).
+//! Secrets (`api_key`, `crawl_api_key`) are superuser-only: other roles can
 //! neither read them with `SHOW`/`current_setting()` nor see them in `pg_settings`.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -129,7 +130,7 @@ pub fn define_gucs(preloading: bool) {
     }
 
     let ints: [IntGuc; 7] = [
-        (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once.", &MAX_RUNNING_JOBS, 1, 10_000, Superuser),
+        (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once (each needs a max_worker_processes slot).", &MAX_RUNNING_JOBS, 1, 1024, Restart),
         (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, 64, Restart),
         (c"pageperfect.http_concurrency", c"Most HTTP requests each pipeline worker has in flight.", &HTTP_CONCURRENCY, 1, 1024, Superuser),
         (c"pageperfect.queue_visibility_seconds", c"Default visibility timeout of a claimed message, in seconds.", &QUEUE_VISIBILITY_SECONDS, 1, 604_800, Superuser),

@@ -35,6 +35,7 @@ pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     config::define_gucs(preloading);
     if preloading {
+        scheduler::slots::request_shared_memory();
         worker::register_workers();
     }
 }

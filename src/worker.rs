@@ -4,12 +4,13 @@
 //! transaction and is returned instead of killing the worker.
 
 use crate::config;
+use crate::scheduler::dispatcher::Dispatcher;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use std::fmt::Display;
 use std::panic::{RefUnwindSafe, UnwindSafe};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Heartbeats must land at least once a second; twice gives slack for a slow commit.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
@@ -96,18 +97,28 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
 
+    let mut dispatcher = (role == Role::Scheduler).then(Dispatcher::default);
     let mut reported_missing_extension = false;
+    let mut last_heartbeat: Option<Instant> = None;
     loop {
-        match heartbeat(role, "idle") {
-            Ok(true) => reported_missing_extension = false,
-            Ok(false) if !reported_missing_extension => {
-                log!("pageperfect {name}: waiting for CREATE EXTENSION pageperfect in database \"{database}\"");
-                reported_missing_extension = true;
+        if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_INTERVAL) {
+            last_heartbeat = Some(Instant::now());
+            match heartbeat(role, "idle") {
+                Ok(true) => reported_missing_extension = false,
+                Ok(false) if !reported_missing_extension => {
+                    log!("pageperfect {name}: waiting for CREATE EXTENSION pageperfect in database \"{database}\"");
+                    reported_missing_extension = true;
+                }
+                Ok(false) => {}
+                Err(e) => warning!("pageperfect {name}: heartbeat failed: {e}"),
             }
-            Ok(false) => {}
-            Err(e) => warning!("pageperfect {name}: heartbeat failed: {e}"),
         }
-        if !BackgroundWorker::wait_latch(Some(HEARTBEAT_INTERVAL)) {
+        let until_heartbeat = HEARTBEAT_INTERVAL.saturating_sub(last_heartbeat.map_or(Duration::ZERO, |at| at.elapsed()));
+        let work_wait = match dispatcher.as_mut() {
+            Some(dispatcher) if !reported_missing_extension => dispatcher.tick(),
+            _ => HEARTBEAT_INTERVAL,
+        };
+        if !BackgroundWorker::wait_latch(Some(work_wait.min(until_heartbeat))) {
             break;
         }
         if BackgroundWorker::sighup_received() {

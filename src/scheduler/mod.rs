@@ -3,7 +3,13 @@
 //! Rust), and the scheduler background worker that starts each due run in its own backend as
 //! the job's user.
 
+mod api;
 pub mod cron;
+pub mod dispatcher;
+mod execute;
+mod plan;
+pub mod runner;
+pub mod slots;
 
 use crate::{config, invalid_parameter};
 use chrono::{DateTime, Utc};
@@ -13,29 +19,25 @@ use pgrx::prelude::*;
 
 pgrx::extension_sql_file!("../../sql/scheduler.sql", name = "scheduler_schema");
 
-// Bad cron text is refused however it reaches the table (functions or plain INSERT/UPDATE).
-pgrx::extension_sql!(
-    r#"
-CREATE FUNCTION pageperfect.job_check_schedule() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pageperfect.validate_schedule(NEW.schedule);
-    RETURN NEW;
-END
-$$;
-CREATE TRIGGER job_check_schedule BEFORE INSERT OR UPDATE OF schedule ON pageperfect.job
-    FOR EACH ROW EXECUTE FUNCTION pageperfect.job_check_schedule();
-"#,
-    name = "scheduler_schedule_check",
-    requires = ["scheduler_schema", pageperfect::validate_schedule]
+pgrx::extension_sql_file!(
+    "../../sql/scheduler_api.sql",
+    name = "scheduler_api",
+    requires = ["scheduler_schema", "monitor_schema", pageperfect::validate_schedule, pageperfect::next_runs, pageperfect::wake_scheduler]
 );
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800 * 1_000_000;
 
+/// A `TimestampTz` (microseconds since 2000-01-01) as chrono's UTC time.
+fn from_pg_micros(micros: pg_sys::TimestampTz) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros + PG_EPOCH_OFFSET_MICROS).unwrap_or_default()
+}
+
 fn to_chrono(t: TimestampWithTimeZone) -> DateTime<Utc> {
-    let micros = pg_sys::TimestampTz::from(t) + PG_EPOCH_OFFSET_MICROS;
-    DateTime::from_timestamp_micros(micros).unwrap_or_else(|| error!("timestamp {t} is out of range"))
+    if !t.is_finite() {
+        error!("timestamp {t} is out of range");
+    }
+    from_pg_micros(pg_sys::TimestampTz::from(t))
 }
 
 fn to_postgres(t: DateTime<Utc>) -> TimestampWithTimeZone {
@@ -43,14 +45,17 @@ fn to_postgres(t: DateTime<Utc>) -> TimestampWithTimeZone {
         .unwrap_or_else(|_| error!("timestamp {t} is out of range"))
 }
 
-/// The zone of `pageperfect.timezone`.
-fn schedule_zone() -> Tz {
+/// The zone of `pageperfect.timezone`, or why it is not one.
+fn zone_from_setting() -> Result<Tz, String> {
     let name = config::string(&config::TIMEZONE).unwrap_or_else(|| "UTC".to_string());
-    name.parse().unwrap_or_else(|_| {
-        invalid_parameter(format!(
-            "pageperfect.timezone \"{name}\" is not a known time zone (use an IANA name such as UTC or Europe/Berlin)"
-        ))
+    name.parse().map_err(|_| {
+        format!("pageperfect.timezone \"{name}\" is not a known time zone (use an IANA name such as UTC or Europe/Berlin)")
     })
+}
+
+/// The zone of `pageperfect.timezone`; SQLSTATE 22023 when it is not one.
+fn schedule_zone() -> Tz {
+    zone_from_setting().unwrap_or_else(|e| invalid_parameter(e))
 }
 
 /// Parses a schedule or raises SQLSTATE 22023 naming the bad field.
@@ -61,6 +66,13 @@ fn parse_schedule(schedule: &str) -> Schedule {
 #[pg_schema]
 mod pageperfect {
     use super::*;
+
+    /// Wakes the scheduler when the calling transaction commits (used by the job table's
+    /// trigger); does nothing when pageperfect is not preloaded.
+    #[pg_extern(volatile)]
+    fn wake_scheduler() {
+        super::api::wake_scheduler_at_commit();
+    }
 
     /// Raises SQLSTATE 22023 with the bad field and its text when `schedule` is not valid cron.
     #[pg_extern(immutable, parallel_safe)]

@@ -1,0 +1,74 @@
+-- scheduler: the management views over jobs and runs (pageperfect's own; pg_cron has none).
+-- The write functions (schedule, unschedule, alter_job, ...) are in src/scheduler/api.rs.
+
+-- Bad cron text is refused however it reaches the table (functions or a superuser's INSERT).
+CREATE FUNCTION pageperfect.job_check_schedule() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pageperfect.validate_schedule(NEW.schedule);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER job_check_schedule BEFORE INSERT OR UPDATE OF schedule ON pageperfect.job
+    FOR EACH ROW EXECUTE FUNCTION pageperfect.job_check_schedule();
+
+-- A superuser's direct INSERT/UPDATE/DELETE on the job table reaches the scheduler at commit too.
+CREATE FUNCTION pageperfect.job_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pageperfect.wake_scheduler();
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER job_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pageperfect.job
+    FOR EACH STATEMENT EXECUTE FUNCTION pageperfect.job_changed();
+
+-- Each job with its next tick and its last run's outcome.
+CREATE FUNCTION pageperfect.manage_cron_jobs()
+RETURNS TABLE (jobid bigint, job_name text, schedule text, command text, active boolean,
+               last_run timestamptz, next_run timestamptz, last_status text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT j.jobid, j.jobname, j.schedule, j.command, j.active,
+           r.start_time, CASE WHEN j.active THEN pageperfect.next_runs(j.schedule, now()) END, r.status
+      FROM pageperfect.job j
+      LEFT JOIN LATERAL (SELECT d.start_time, d.status FROM pageperfect.job_run_details d
+                          WHERE d.jobid = j.jobid AND d.status <> 'skipped'
+                          ORDER BY d.runid DESC LIMIT 1) r ON true
+     ORDER BY j.jobid
+$$;
+
+-- One summary row: how many jobs, how many active, how many whose last run failed.
+CREATE FUNCTION pageperfect.get_cron_job_status()
+RETURNS TABLE (total_jobs bigint, active_jobs bigint, failed_jobs bigint,
+               last_run timestamptz, next_run timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*), count(*) FILTER (WHERE active), count(*) FILTER (WHERE last_status = 'failed'),
+           max(last_run), min(next_run)
+      FROM pageperfect.manage_cron_jobs()
+$$;
+
+-- A row per job (its runs over the last 24 hours) and a row per worker (its heartbeat).
+CREATE FUNCTION pageperfect.get_scheduler_health()
+RETURNS TABLE (component text, status text, last_run timestamptz, next_run timestamptz,
+               error_count bigint, success_rate numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(m.job_name, 'job ' || m.jobid),
+           CASE WHEN NOT m.active THEN 'inactive'
+                WHEN m.last_status = 'failed' THEN 'failing'
+                ELSE 'healthy' END,
+           m.last_run, m.next_run, coalesce(s.failed, 0),
+           round(100.0 * s.succeeded / nullif(s.succeeded + s.failed, 0), 1)
+      FROM pageperfect.manage_cron_jobs() m
+      LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE d.status = 'succeeded') AS succeeded,
+                                count(*) FILTER (WHERE d.status = 'failed') AS failed
+                           FROM pageperfect.job_run_details d
+                          WHERE d.jobid = m.jobid AND d.end_time > now() - interval '24 hours') s ON true
+    UNION ALL
+    SELECT h.component, h.status, h.last_heartbeat, NULL, NULL, NULL
+      FROM pageperfect.worker_health() h
+$$;
+GRANT EXECUTE ON FUNCTION pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
+    pageperfect.get_scheduler_health() TO pageperfect_user;

@@ -1,0 +1,379 @@
+//! pg_cron's SQL API (`schedule`, `schedule_in_database`, `unschedule`, `alter_job`) and
+//! pageperfect's additions (`alter_job_policy`, `run_job_now`, `toggle_cron_job`), with pg_cron's
+//! permission rules and error messages. The same C symbols also back the `cron.*` functions.
+//!
+//! They run as the caller, decide what the caller may do (own jobs only; only a superuser acts
+//! for another role), and then write the tables as the bootstrap superuser, as pg_cron writes
+//! as the extension owner: ordinary roles have no write privilege on the tables.
+
+use super::{parse_schedule, slots};
+use crate::invalid_parameter;
+use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
+use pgrx::datum::{DatumWithOid, Interval};
+use pgrx::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Wakes the scheduler when the calling transaction commits, so that job changes and queued
+/// runs take effect at once rather than at its next periodic reload.
+pub fn wake_scheduler_at_commit() {
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    if slots::shared().is_none() || REGISTERED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    register_xact_callback(PgXactCallbackEvent::Commit, || {
+        REGISTERED.store(false, Ordering::Release);
+        if let Some(shared) = slots::shared() {
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+            shared.wake_scheduler();
+        }
+    });
+    register_xact_callback(PgXactCallbackEvent::Abort, || REGISTERED.store(false, Ordering::Release));
+}
+
+fn current_user() -> String {
+    Spi::get_one::<String>("SELECT CURRENT_USER::text").ok().flatten().unwrap_or_default()
+}
+
+fn is_superuser() -> bool {
+    unsafe { pg_sys::superuser() }
+}
+
+/// Runs `body` as the bootstrap superuser (RLS and table privileges then allow the write the
+/// caller's checks permitted). An error rolls the identity back with the transaction.
+fn as_owner<R>(body: impl FnOnce() -> R) -> R {
+    let mut user = pg_sys::Oid::INVALID;
+    let mut context = 0;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let result = body();
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    result
+}
+
+fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> Option<T> {
+    Spi::get_one_with_args::<T>(sql, args).unwrap_or_else(|e| error!("{e}"))
+}
+
+/// pg_cron's checks on the role a job runs as and the database it runs in.
+fn check_role_and_database(username: &str, database: &str) {
+    let (exists, can_login) = Spi::get_two_with_args::<bool, bool>(
+        "SELECT true, rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1",
+        &[username.into()],
+    )
+    .unwrap_or((None, None));
+    if exists.is_none() {
+        error!("role \"{username}\" does not exist");
+    }
+    if can_login == Some(false) {
+        #[rustfmt::skip]
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("role \"{username}\" can not log in"),
+            "Jobs may only be run by roles that have the LOGIN attribute."
+        );
+    }
+    let can_connect = one::<bool>(
+        "SELECT pg_catalog.has_database_privilege($1, d.oid, 'CONNECT') FROM pg_catalog.pg_database d WHERE d.datname = $2",
+        &[username.into(), database.into()],
+    );
+    match can_connect {
+        None => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_CATALOG_NAME,
+                format!("database \"{database}\" does not exist")
+            );
+        }
+        Some(false) => error!("User {username} does not have CONNECT privilege on {database}"),
+        Some(true) => {}
+    }
+}
+
+fn require<T>(value: Option<T>, what: &str) -> T {
+    value.unwrap_or_else(|| error!("{what} can not be NULL"))
+}
+
+/// Creates a job, or updates the caller's job of the same name (schedule, command, database).
+fn schedule_job(
+    job_name: Option<&str>,
+    schedule: &str,
+    command: &str,
+    database: Option<&str>,
+    username: Option<&str>,
+    active: bool,
+) -> i64 {
+    parse_schedule(schedule);
+    if username.is_some() && !is_superuser() {
+        error!("must be superuser to create a job for another role");
+    }
+    let username = username.map(str::to_string).unwrap_or_else(current_user);
+    let database = database
+        .map(str::to_string)
+        .unwrap_or_else(|| one::<String>("SELECT pg_catalog.current_database()::text", &[]).unwrap_or_default());
+    check_role_and_database(&username, &database);
+    let jobid = as_owner(|| {
+        one::<i64>(
+            "INSERT INTO pageperfect.job (jobname, schedule, command, database, username, active)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT ON CONSTRAINT jobname_username_uniq DO UPDATE
+                SET schedule = excluded.schedule, command = excluded.command, database = excluded.database
+             RETURNING jobid",
+            &[job_name.into(), schedule.into(), command.into(), database.into(), username.into(), active.into()],
+        )
+    });
+    wake_scheduler_at_commit();
+    jobid.expect("INSERT … RETURNING returns the job")
+}
+
+/// Raises pg_cron's error for a job the caller cannot see.
+fn no_such_job(job: impl std::fmt::Display) -> ! {
+    error!("could not find valid entry for job {job}")
+}
+
+#[pg_schema]
+mod pageperfect {
+    use super::*;
+
+    /// `cron.schedule(schedule, command)`: a job without a name.
+    #[pg_extern(strict, name = "schedule")]
+    fn schedule_unnamed(schedule: &str, command: &str) -> i64 {
+        schedule_job(None, schedule, command, None, None, true)
+    }
+
+    /// `cron.schedule(job_name, schedule, command)`: the same name again updates that job.
+    #[pg_extern(name = "schedule")]
+    fn schedule_named(job_name: Option<&str>, schedule: Option<&str>, command: Option<&str>) -> i64 {
+        let job_name = require(job_name, "job_name");
+        schedule_job(Some(job_name), require(schedule, "schedule"), require(command, "command"), None, None, true)
+    }
+
+    /// `cron.schedule_in_database`: runs the command in another database, and (superusers
+    /// only) as another role.
+    #[pg_extern]
+    fn schedule_in_database(
+        job_name: Option<&str>,
+        schedule: Option<&str>,
+        command: Option<&str>,
+        database: Option<&str>,
+        username: default!(Option<&str>, "NULL"),
+        active: default!(Option<bool>, true),
+    ) -> i64 {
+        let job_name = require(job_name, "job_name");
+        let database = require(database, "database");
+        schedule_job(
+            Some(job_name),
+            require(schedule, "schedule"),
+            require(command, "command"),
+            Some(database),
+            username,
+            active.unwrap_or(true),
+        )
+    }
+
+    /// `cron.unschedule(job_id)`: the owner, or a role with DELETE on the job table.
+    #[pg_extern(strict, name = "unschedule")]
+    fn unschedule_by_id(job_id: i64) -> bool {
+        let owner = as_owner(|| one::<String>("SELECT username FROM pageperfect.job WHERE jobid = $1", &[job_id.into()]))
+            .unwrap_or_else(|| no_such_job(job_id));
+        let may_delete = owner == current_user()
+            || one::<bool>("SELECT pg_catalog.has_table_privilege('pageperfect.job', 'DELETE')", &[]).unwrap_or(false);
+        if !may_delete {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, "permission denied for table job");
+        }
+        as_owner(|| Spi::run_with_args("DELETE FROM pageperfect.job WHERE jobid = $1", &[job_id.into()]))
+            .unwrap_or_else(|e| error!("{e}"));
+        wake_scheduler_at_commit();
+        true
+    }
+
+    /// `cron.unschedule(job_name)`: the caller's job of that name.
+    #[pg_extern(strict, name = "unschedule")]
+    fn unschedule_by_name(job_name: &str) -> bool {
+        let caller = current_user();
+        as_owner(|| {
+            one::<i64>(
+                "DELETE FROM pageperfect.job WHERE jobname = $1 AND username = $2 RETURNING jobid",
+                &[job_name.into(), caller.into()],
+            )
+        })
+        .unwrap_or_else(|| no_such_job(format!("'{job_name}'")));
+        wake_scheduler_at_commit();
+        true
+    }
+
+    /// `cron.alter_job`: changes what is not NULL; only a superuser changes the role.
+    #[pg_extern]
+    fn alter_job(
+        job_id: Option<i64>,
+        schedule: default!(Option<&str>, "NULL"),
+        command: default!(Option<&str>, "NULL"),
+        database: default!(Option<&str>, "NULL"),
+        username: default!(Option<&str>, "NULL"),
+        active: default!(Option<bool>, "NULL"),
+    ) {
+        let job_id = require(job_id, "job_id");
+        let caller = current_user();
+        let superuser = is_superuser();
+        if username.is_some() && !superuser {
+            error!("must be superuser to alter username");
+        }
+        if let Some(schedule) = schedule {
+            parse_schedule(schedule);
+        }
+        if schedule.is_none() && command.is_none() && database.is_none() && username.is_none() && active.is_none() {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "no updates specified",
+                "You must specify at least one job attribute to change when calling alter_job"
+            );
+        }
+        let current = as_owner(|| {
+            Spi::get_two_with_args::<String, String>(
+                "SELECT username, database FROM pageperfect.job WHERE jobid = $1 AND ($2 OR username = $3)",
+                &[job_id.into(), superuser.into(), caller.clone().into()],
+            )
+        })
+        .unwrap_or((None, None));
+        let (Some(owner), Some(current_database)) = current else {
+            error!("Job {job_id} does not exist or you don't own it");
+        };
+        if username.is_some() || database.is_some() {
+            check_role_and_database(username.unwrap_or(&owner), database.unwrap_or(&current_database));
+        }
+        as_owner(|| {
+            Spi::run_with_args(
+                "UPDATE pageperfect.job
+                    SET schedule = coalesce($2, schedule), command = coalesce($3, command),
+                        database = coalesce($4, database), username = coalesce($5, username),
+                        active = coalesce($6, active)
+                  WHERE jobid = $1",
+                &[job_id.into(), schedule.into(), command.into(), database.into(), username.into(), active.into()],
+            )
+        })
+        .unwrap_or_else(|e| error!("{e}"));
+        wake_scheduler_at_commit();
+    }
+
+    /// Beyond pg_cron: the caller's job `job_name` gets a timeout (its runs are cancelled and
+    /// recorded failed past it), up to `max_attempts` attempts with `retry_backoff · 2^(n−1)`
+    /// between them, and `catch_up` (one run for a tick missed while the server was down).
+    /// NULL leaves a setting as it is. Returns the job's policy.
+    #[pg_extern]
+    fn alter_job_policy(
+        job_name: &str,
+        timeout: default!(Option<Interval>, "NULL"),
+        max_attempts: default!(Option<i32>, "NULL"),
+        retry_backoff: default!(Option<Interval>, "NULL"),
+        catch_up: default!(Option<bool>, "NULL"),
+    ) -> TableIterator<
+        'static,
+        (
+            name!(jobid, i64),
+            name!(timeout, Option<Interval>),
+            name!(max_attempts, i32),
+            name!(retry_backoff, Interval),
+            name!(catch_up, bool),
+        ),
+    > {
+        let problem = one::<String>(
+            "SELECT CASE WHEN $1 <= interval '0' THEN 'timeout must be a positive interval'
+                         WHEN $2 < 1 THEN 'max_attempts must be at least 1'
+                         WHEN $3 < interval '0' THEN 'retry_backoff must not be negative' END",
+            &[timeout.into(), max_attempts.into(), retry_backoff.into()],
+        );
+        if let Some(problem) = problem {
+            invalid_parameter(problem);
+        }
+        let caller = current_user();
+        let row = as_owner(|| {
+            Spi::connect_mut(|client| {
+                let table = client.update(
+                    "UPDATE pageperfect.job
+                        SET timeout = coalesce($3, timeout), max_attempts = coalesce($4, max_attempts),
+                            retry_backoff = coalesce($5, retry_backoff), catch_up = coalesce($6, catch_up)
+                      WHERE jobname = $1 AND username = $2
+                  RETURNING jobid, timeout, max_attempts, retry_backoff, catch_up",
+                    Some(1),
+                    &[
+                        job_name.into(),
+                        caller.into(),
+                        timeout.into(),
+                        max_attempts.into(),
+                        retry_backoff.into(),
+                        catch_up.into(),
+                    ],
+                )?;
+                if table.is_empty() {
+                    return Ok(None);
+                }
+                let row = table.first();
+                Ok::<_, pgrx::spi::Error>(Some((
+                    row.get::<i64>(1)?.unwrap_or_default(),
+                    row.get::<Interval>(2)?,
+                    row.get::<i32>(3)?.unwrap_or(1),
+                    row.get::<Interval>(4)?.expect("retry_backoff is NOT NULL"),
+                    row.get::<bool>(5)?.unwrap_or(false),
+                )))
+            })
+        })
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_else(|| no_such_job(format!("'{job_name}'")));
+        wake_scheduler_at_commit();
+        TableIterator::once(row)
+    }
+
+    /// Starts a run of the caller's job `job_name` now, whatever its schedule; returns the
+    /// runid to look for in `job_run_details`.
+    #[pg_extern]
+    fn run_job_now(job_name: &str) -> i64 {
+        if !slots::shared().is_some_and(|s| s.has_scheduler()) {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "the pageperfect scheduler is not running",
+                "Add pageperfect to shared_preload_libraries and restart the server."
+            );
+        }
+        let caller = current_user();
+        let runid = as_owner(|| {
+            one::<i64>(
+                "INSERT INTO pageperfect.job_run_details (jobid, database, username, command, status, due_time, run_reason)
+                 SELECT jobid, database, username, command, 'starting', clock_timestamp(), 'manual'
+                   FROM pageperfect.job WHERE jobname = $1 AND username = $2
+                 RETURNING runid",
+                &[job_name.into(), caller.into()],
+            )
+        })
+        .unwrap_or_else(|| no_such_job(format!("'{job_name}'")));
+        wake_scheduler_at_commit();
+        runid
+    }
+
+    /// Turns the caller's job `job_name` on or off; `success` false when there is no such job.
+    #[pg_extern]
+    fn toggle_cron_job(
+        job_name: &str,
+        enable: bool,
+    ) -> TableIterator<'static, (name!(success, bool), name!(message, String))> {
+        let caller = current_user();
+        let changed = as_owner(|| {
+            one::<i64>(
+                "UPDATE pageperfect.job SET active = $3 WHERE jobname = $1 AND username = $2 RETURNING jobid",
+                &[job_name.into(), caller.into(), enable.into()],
+            )
+        });
+        wake_scheduler_at_commit();
+        let verb = if enable { "enabled" } else { "disabled" };
+        TableIterator::once(match changed {
+            Some(jobid) => (true, format!("job '{job_name}' (jobid {jobid}) {verb}")),
+            None => (false, format!("job '{job_name}' not found")),
+        })
+    }
+}

@@ -1,0 +1,757 @@
+//! What the scheduler worker does each time it wakes (`Dispatcher::tick`): record the runs
+//! that runners finished or started, cancel runs past their timeout, queue the runs that are
+//! due (or record them `skipped` when the job's previous run is still going), and hand queued
+//! runs to idle runners of the right role and database, starting runners as needed.
+//!
+//! All bookkeeping SQL of one tick is one short transaction; no transaction is open while
+//! runs execute. `job_run_details` rows in status `starting` are the queue, so runs queued by
+//! `run_job_now()` or retries survive a scheduler restart. On start the scheduler fails every
+//! run it finds unfinished and not held by a live runner, as pg_cron does ("server restarted").
+
+use super::cron::Schedule;
+use super::plan::{missed_tick, retry_due};
+use super::runner;
+use super::slots::{self, Shared, SlotState};
+use super::from_pg_micros;
+use crate::worker::in_transaction;
+use chrono::{DateTime, Duration as Span, Utc};
+use chrono_tz::Tz;
+use pgrx::bgworkers::{BackgroundWorkerStatus, DynamicBackgroundWorker};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The job list is re-read at least this often, besides at once when SQL changes it.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// After cancelling a run past its timeout, how long before its runner is terminated instead.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// How often to look at runners that are still starting (their failure sends no wake-up).
+const LAUNCH_POLL: Duration = Duration::from_millis(100);
+/// How often runs with a timeout are checked against it.
+const TIMEOUT_POLL: Duration = Duration::from_millis(100);
+
+/// A job as the scheduler holds it between reloads.
+struct Job {
+    schedule_text: String,
+    schedule: Schedule,
+    timeout: Option<(Duration, String)>,
+    max_attempts: i32,
+    retry_backoff: Span,
+    next_due: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct JobRow {
+    jobid: i64,
+    schedule: String,
+    timeout_us: Option<i64>,
+    timeout_text: Option<String>,
+    max_attempts: i32,
+    retry_backoff_us: i64,
+    catch_up: bool,
+    created_at: DateTime<Utc>,
+    last_due: Option<DateTime<Utc>>,
+}
+
+/// A queued run: a `job_run_details` row in status `starting`.
+#[derive(Deserialize, Clone, Debug)]
+struct Run {
+    runid: i64,
+    jobid: i64,
+    database: String,
+    username: String,
+    command: String,
+    due_time: DateTime<Utc>,
+    attempt: i32,
+}
+
+/// A run a runner holds.
+struct InFlight {
+    run: Run,
+    segment: *mut pg_sys::dsm_segment,
+    timeout: Option<(Duration, String)>,
+    reported_running: bool,
+    cancelled_at: Option<Instant>,
+    terminated: bool,
+}
+
+/// A row to insert into `job_run_details`.
+#[derive(Serialize, Clone)]
+struct NewRun {
+    jobid: i64,
+    status: &'static str,
+    message: Option<String>,
+    due_time: DateTime<Utc>,
+    attempt: i32,
+    run_reason: &'static str,
+    /// For retries, the run retried (its database, role and command are reused).
+    retry_of: Option<i64>,
+}
+
+/// A change to a `job_run_details` row.
+#[derive(Serialize, Clone, Default)]
+struct RunUpdate {
+    runid: i64,
+    status: &'static str,
+    job_pid: Option<i32>,
+    message: Option<String>,
+    start_time: Option<DateTime<Utc>>,
+    end_time: Option<DateTime<Utc>>,
+}
+
+/// A database and role, by OID, as runners connect.
+type Pool = (pg_sys::Oid, pg_sys::Oid);
+
+#[derive(Default)]
+pub struct Dispatcher {
+    recovered: bool,
+    zone: Option<Tz>,
+    jobs: HashMap<i64, Job>,
+    loaded_generation: u64,
+    loaded_at: Option<Instant>,
+    /// Queued runs, in due order.
+    pending: Vec<Run>,
+    in_flight: HashMap<usize, InFlight>,
+    /// The run (queued or in flight) that holds each job; a tick of a held job is skipped.
+    /// 0 stands for a run not yet inserted.
+    busy: HashMap<i64, i64>,
+    launched: HashMap<usize, (Pool, DynamicBackgroundWorker)>,
+    pools: HashMap<(String, String), Result<Pool, String>>,
+    new_runs: Vec<NewRun>,
+    updates: Vec<RunUpdate>,
+    warned_out_of_workers: bool,
+}
+
+/// Runs one statement, with an optional jsonb argument `$1`, and decodes its jsonb result.
+fn query_json<T: DeserializeOwned>(sql: &str, argument: Option<serde_json::Value>) -> Result<T, String> {
+    let result = match argument {
+        Some(argument) => Spi::get_one_with_args::<JsonB>(sql, &[JsonB(argument).into()]),
+        None => Spi::get_one::<JsonB>(sql),
+    };
+    let value = result
+        .map_err(|e| e.to_string())?
+        .map(|j| j.0)
+        .unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(value).map_err(|e| format!("unexpected result from {sql}: {e}"))
+}
+
+impl Dispatcher {
+    /// Does everything that is due and returns how long the scheduler may sleep.
+    pub fn tick(&mut self) -> Duration {
+        let Some(shared) = slots::shared() else {
+            return RELOAD_INTERVAL;
+        };
+        shared.register_scheduler();
+        let now = Utc::now();
+        self.collect_slots(shared, now);
+        self.enforce_timeouts(shared);
+        self.queue_due_ticks(now);
+
+        let generation = shared.generation.load(Ordering::Acquire);
+        let reload = !self.recovered
+            || generation != self.loaded_generation
+            || self.loaded_at.is_none_or(|at| at.elapsed() >= RELOAD_INTERVAL);
+        let unresolved = self.pending.iter().any(|r| !self.pools.contains_key(&(r.database.clone(), r.username.clone())));
+        if reload || unresolved || !self.new_runs.is_empty() || !self.updates.is_empty() {
+            let mut this = AssertUnwindSafe(&mut *self);
+            let shared = AssertUnwindSafe(shared);
+            let result = in_transaction(move || this.sync(&shared, reload, generation, now));
+            if let Err(e) = result {
+                warning!("pageperfect scheduler: could not update its tables (will retry): {e}");
+                return RELOAD_INTERVAL;
+            }
+        }
+        self.dispatch(shared, Utc::now());
+        self.sleep_time(Utc::now())
+    }
+
+    /// Reads what runners did since the last tick.
+    fn collect_slots(&mut self, shared: &Shared, now: DateTime<Utc>) {
+        let indexes: Vec<usize> = self.in_flight.keys().copied().collect();
+        for index in indexes {
+            let slot = shared.slot(index);
+            let state = slot.state();
+            let flight = self.in_flight.get_mut(&index).expect("listed above");
+            match state {
+                SlotState::Assigned => {}
+                SlotState::Running => {
+                    if !flight.reported_running {
+                        flight.reported_running = true;
+                        self.updates.push(RunUpdate {
+                            runid: flight.run.runid,
+                            status: "running",
+                            job_pid: Some(slot.pid.load(Ordering::Acquire)),
+                            start_time: Some(from_pg_micros(slot.started_at.load(Ordering::Acquire))),
+                            ..Default::default()
+                        });
+                    }
+                }
+                SlotState::Done | SlotState::DoneExited => {
+                    let flight = self.in_flight.remove(&index).expect("listed above");
+                    let mut succeeded = slot.succeeded.load(Ordering::Acquire);
+                    let mut message = slot.result_message();
+                    if let (Some(_), Some((_, limit))) = (flight.cancelled_at, &flight.timeout) {
+                        succeeded = false;
+                        message = format!("ERROR: job cancelled: it ran longer than its timeout of {limit}");
+                    }
+                    let started = slot.started_at.load(Ordering::Acquire);
+                    self.finish(
+                        &flight.run,
+                        succeeded,
+                        message,
+                        (started != 0).then(|| (slot.pid.load(Ordering::Acquire), from_pg_micros(started))),
+                        from_pg_micros(slot.finished_at.load(Ordering::Acquire)),
+                    );
+                    if !flight.segment.is_null() {
+                        unsafe { pg_sys::dsm_detach(flight.segment) };
+                    }
+                    let next = if state == SlotState::Done { SlotState::Idle } else { SlotState::Free };
+                    slot.transition(state, next);
+                }
+                _ => {
+                    let flight = self.in_flight.remove(&index).expect("listed above");
+                    self.finish(&flight.run, false, "ERROR: the job's runner disappeared".into(), None, now);
+                }
+            }
+        }
+
+        let launched: Vec<usize> = self.launched.keys().copied().collect();
+        for index in launched {
+            let slot = shared.slot(index);
+            let state = slot.state();
+            let failed = match state {
+                SlotState::Starting => {
+                    let stopped = matches!(self.launched[&index].1.pid(), Err(BackgroundWorkerStatus::Stopped));
+                    if !(stopped && slot.transition(SlotState::Starting, SlotState::Free)) {
+                        continue;
+                    }
+                    true
+                }
+                SlotState::Free => true,
+                _ => false,
+            };
+            let (pool, _) = self.launched.remove(&index).expect("listed above");
+            if failed {
+                self.fail_first_pending_of(pool, now);
+            }
+        }
+    }
+
+    /// A runner could not start (its role or database went away, or it hit an error while
+    /// connecting): the oldest run waiting for that pool fails instead of waiting forever.
+    fn fail_first_pending_of(&mut self, pool: Pool, now: DateTime<Utc>) {
+        let position = self.pending.iter().position(|r| {
+            matches!(self.pools.get(&(r.database.clone(), r.username.clone())), Some(Ok(p)) if *p == pool)
+        });
+        if let Some(position) = position {
+            let run = self.pending.remove(position);
+            let message = format!(
+                "ERROR: could not start a job runner as role \"{}\" in database \"{}\" (see the server log)",
+                run.username, run.database
+            );
+            self.finish(&run, false, message, None, now);
+        }
+    }
+
+    /// Records a run's end, and queues its retry when it failed and attempts remain.
+    fn finish(&mut self, run: &Run, succeeded: bool, message: String, started: Option<(i32, DateTime<Utc>)>, ended: DateTime<Utc>) {
+        self.updates.push(RunUpdate {
+            runid: run.runid,
+            status: if succeeded { "succeeded" } else { "failed" },
+            job_pid: started.map(|(pid, _)| pid),
+            message: Some(message),
+            start_time: started.map(|(_, at)| at),
+            end_time: Some(ended),
+        });
+        if self.busy.get(&run.jobid) == Some(&run.runid) {
+            self.busy.remove(&run.jobid);
+        }
+        let Some(job) = self.jobs.get(&run.jobid) else { return };
+        if !succeeded && run.attempt < job.max_attempts {
+            self.new_runs.push(NewRun {
+                jobid: run.jobid,
+                status: "starting",
+                message: None,
+                due_time: retry_due(ended, job.retry_backoff, run.attempt),
+                attempt: run.attempt + 1,
+                run_reason: "retry",
+                retry_of: Some(run.runid),
+            });
+            self.busy.insert(run.jobid, 0);
+        }
+    }
+
+    /// Cancels runs past their job's timeout (SIGINT, as pg_cancel_backend), and terminates
+    /// the runner when the command ignores the cancel.
+    fn enforce_timeouts(&mut self, shared: &Shared) {
+        let now_pg = unsafe { pg_sys::GetCurrentTimestamp() };
+        for (index, flight) in self.in_flight.iter_mut() {
+            let Some((limit, _)) = flight.timeout else { continue };
+            let slot = shared.slot(*index);
+            if slot.state() != SlotState::Running {
+                continue;
+            }
+            let pid = slot.pid.load(Ordering::Acquire);
+            let elapsed = Duration::from_micros((now_pg - slot.started_at.load(Ordering::Acquire)).max(0) as u64);
+            match flight.cancelled_at {
+                None if elapsed >= limit => {
+                    signal_runner(pid, libc::SIGINT);
+                    flight.cancelled_at = Some(Instant::now());
+                }
+                Some(at) if !flight.terminated && at.elapsed() >= CANCEL_GRACE => {
+                    signal_runner(pid, libc::SIGTERM);
+                    flight.terminated = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Queues a run for every job whose next tick has come, or records it skipped.
+    fn queue_due_ticks(&mut self, now: DateTime<Utc>) {
+        let Some(zone) = self.zone else { return };
+        for (jobid, job) in self.jobs.iter_mut() {
+            let Some(due) = job.next_due.filter(|due| *due <= now) else { continue };
+            job.next_due = job.schedule.next_after(now, zone);
+            let (status, message) = match self.busy.get(jobid) {
+                Some(holder) => (
+                    "skipped",
+                    Some(if *holder > 0 {
+                        format!("skipped: run {holder} of this job was still in progress")
+                    } else {
+                        "skipped: a retry of this job was still in progress".to_string()
+                    }),
+                ),
+                None => {
+                    self.busy.insert(*jobid, 0);
+                    ("starting", None)
+                }
+            };
+            self.new_runs.push(NewRun {
+                jobid: *jobid,
+                status,
+                message,
+                due_time: due,
+                attempt: 1,
+                run_reason: "schedule",
+                retry_of: None,
+            });
+        }
+    }
+
+    /// The tick's transaction: recover after a (re)start, write what happened, insert the new
+    /// runs, reload jobs and queued runs, and resolve the pools queued runs need.
+    fn sync(&mut self, shared: &Shared, reload: bool, generation: u64, now: DateTime<Utc>) -> Result<(), String> {
+        let installed = Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pageperfect')",
+        )
+        .map_err(|e| e.to_string())?
+        .unwrap_or(false);
+        if !installed {
+            return Ok(());
+        }
+        if reload {
+            self.load_jobs(now)?;
+        }
+        if !self.recovered {
+            self.recover(shared, now)?;
+        }
+        if !self.updates.is_empty() {
+            query_json::<serde_json::Value>(
+                "WITH u AS (
+                    UPDATE pageperfect.job_run_details d
+                       SET status = u.status,
+                           job_pid = coalesce(u.job_pid, d.job_pid),
+                           return_message = coalesce(u.message, d.return_message),
+                           start_time = coalesce(u.start_time, d.start_time),
+                           end_time = coalesce(u.end_time, d.end_time),
+                           backend_start = coalesce(d.backend_start,
+                               (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = u.job_pid))
+                      FROM jsonb_to_recordset($1) AS u(runid bigint, status text, job_pid int, message text,
+                                                       start_time timestamptz, end_time timestamptz)
+                     WHERE d.runid = u.runid
+                     RETURNING 1)
+                 SELECT to_jsonb(count(*)) FROM u",
+                Some(serde_json::to_value(&self.updates).map_err(|e| e.to_string())?),
+            )?;
+            self.updates.clear();
+        }
+        if !self.new_runs.is_empty() {
+            let inserted: Vec<Run> = query_json(
+                "WITH r AS (
+                    SELECT r.*, j.database AS job_database, j.username AS job_username, j.command AS job_command,
+                           p.database AS retry_database, p.username AS retry_username, p.command AS retry_command
+                      FROM jsonb_to_recordset($1) AS r(jobid bigint, status text, message text, due_time timestamptz,
+                                                       attempt int, run_reason text, retry_of bigint)
+                      LEFT JOIN pageperfect.job j ON j.jobid = r.jobid
+                      LEFT JOIN pageperfect.job_run_details p ON p.runid = r.retry_of),
+                 i AS (
+                    INSERT INTO pageperfect.job_run_details
+                           (jobid, database, username, command, status, return_message, due_time, attempt, run_reason, end_time)
+                    SELECT jobid, coalesce(retry_database, job_database), coalesce(retry_username, job_username),
+                           coalesce(retry_command, job_command), status, message, due_time, attempt, run_reason,
+                           CASE WHEN status = 'skipped' THEN clock_timestamp() END
+                      FROM r WHERE coalesce(retry_command, job_command) IS NOT NULL
+                    RETURNING runid, jobid, database, username, command, due_time, attempt, status)
+                 SELECT coalesce(jsonb_agg(i), '[]') FROM i WHERE status = 'starting'",
+                Some(serde_json::to_value(&self.new_runs).map_err(|e| e.to_string())?),
+            )?;
+            // Jobs whose placeholder got no row (the job was dropped meanwhile) are free again.
+            for new_run in self.new_runs.drain(..) {
+                if new_run.status == "starting" && self.busy.get(&new_run.jobid) == Some(&0) {
+                    self.busy.remove(&new_run.jobid);
+                }
+            }
+            for run in inserted {
+                self.busy.insert(run.jobid, run.runid);
+                self.enqueue(run);
+            }
+        }
+        if reload {
+            self.load_queued_runs()?;
+            self.pools.clear();
+            self.loaded_generation = generation;
+            self.loaded_at = Some(Instant::now());
+        }
+        self.resolve_pools()
+    }
+
+    fn enqueue(&mut self, run: Run) {
+        let position = self.pending.partition_point(|r| (r.due_time, r.runid) <= (run.due_time, run.runid));
+        self.pending.insert(position, run);
+    }
+
+    /// Re-reads active jobs. A job keeps its next tick unless its schedule changed; a job seen
+    /// for the first time is due from its creation (so a job created just before a tick gets
+    /// it), or from now when the scheduler starts, where `catch_up` decides about missed ticks.
+    fn load_jobs(&mut self, now: DateTime<Utc>) -> Result<(), String> {
+        let zone = super::zone_from_setting()?;
+        let zone_changed = self.zone != Some(zone);
+        self.zone = Some(zone);
+        let rows: Vec<JobRow> = query_json(
+            "SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'jobid', j.jobid, 'schedule', j.schedule,
+                        'timeout_us', (extract(epoch FROM j.timeout) * 1000000)::bigint,
+                        'timeout_text', j.timeout::text, 'max_attempts', j.max_attempts,
+                        'retry_backoff_us', (extract(epoch FROM j.retry_backoff) * 1000000)::bigint,
+                        'catch_up', j.catch_up, 'created_at', j.created_at,
+                        'last_due', (SELECT max(d.due_time) FROM pageperfect.job_run_details d
+                                      WHERE d.jobid = j.jobid AND d.run_reason <> 'manual'))), '[]')
+               FROM pageperfect.job j WHERE j.active ",
+            None,
+        )?;
+        let first_load = !self.recovered;
+        let mut jobs = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let Ok(schedule) = Schedule::parse(&row.schedule) else {
+                // The table refuses bad schedules; one could only come from an older engine.
+                warning!("pageperfect scheduler: job {} has an invalid schedule \"{}\"; skipping it", row.jobid, row.schedule);
+                continue;
+            };
+            let previous = self.jobs.remove(&row.jobid);
+            let next_due = match previous {
+                Some(p) if p.schedule_text == row.schedule && !zone_changed => p.next_due,
+                Some(_) => schedule.next_after(now, zone),
+                None if first_load => {
+                    if row.catch_up {
+                        let last = row.last_due.unwrap_or(row.created_at);
+                        if let Some(tick) = missed_tick(&schedule, last, now, zone) {
+                            self.new_runs.push(NewRun {
+                                jobid: row.jobid,
+                                status: "starting",
+                                message: None,
+                                due_time: tick,
+                                attempt: 1,
+                                run_reason: "catch_up",
+                                retry_of: None,
+                            });
+                            self.busy.insert(row.jobid, 0);
+                        }
+                    }
+                    schedule.next_after(now, zone)
+                }
+                None => schedule.next_after(row.created_at.min(now), zone),
+            };
+            jobs.insert(
+                row.jobid,
+                Job {
+                    schedule_text: row.schedule,
+                    schedule,
+                    timeout: row.timeout_us.zip(row.timeout_text).map(|(us, text)| (Duration::from_micros(us.max(0) as u64), text)),
+                    max_attempts: row.max_attempts,
+                    retry_backoff: Span::microseconds(row.retry_backoff_us),
+                    next_due,
+                },
+            );
+        }
+        self.jobs = jobs;
+        Ok(())
+    }
+
+    /// After a (re)start: adopt runs that live runners still hold, keep retries that are not
+    /// yet due, and fail every other unfinished run.
+    fn recover(&mut self, shared: &Shared, now: DateTime<Utc>) -> Result<(), String> {
+        let unfinished: Vec<Run> = query_json(
+            "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
+               FROM (SELECT runid, jobid, database, username, coalesce(command, '') AS command,
+                            coalesce(due_time, start_time, now()) AS due_time, attempt
+                       FROM pageperfect.job_run_details
+                      WHERE status IN ('starting', 'running', 'sending', 'connecting')) d",
+            None,
+        )?;
+        for run in unfinished {
+            let held = shared.slots().iter().position(|slot| {
+                matches!(slot.state(), SlotState::Assigned | SlotState::Running | SlotState::Done | SlotState::DoneExited)
+                    && slot.runid.load(Ordering::Acquire) == run.runid
+            });
+            if let Some(index) = held {
+                self.busy.insert(run.jobid, run.runid);
+                let timeout = self.jobs.get(&run.jobid).and_then(|j| j.timeout.clone());
+                self.in_flight.insert(
+                    index,
+                    InFlight { run, segment: std::ptr::null_mut(), timeout, reported_running: false, cancelled_at: None, terminated: false },
+                );
+            } else if run.due_time > now {
+                self.busy.insert(run.jobid, run.runid);
+                self.enqueue(run);
+            } else {
+                self.updates.push(RunUpdate {
+                    runid: run.runid,
+                    status: "failed",
+                    message: Some("server restarted".to_string()),
+                    end_time: Some(now),
+                    ..Default::default()
+                });
+            }
+        }
+        self.recovered = true;
+        Ok(())
+    }
+
+    /// Picks up runs queued by SQL (`run_job_now`) that this process does not know yet.
+    fn load_queued_runs(&mut self) -> Result<(), String> {
+        let known: Vec<i64> = self
+            .pending
+            .iter()
+            .map(|r| r.runid)
+            .chain(self.in_flight.values().map(|f| f.run.runid))
+            .collect();
+        let queued: Vec<Run> = query_json(
+            "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
+               FROM (SELECT runid, jobid, database, username, command, coalesce(due_time, now()) AS due_time, attempt
+                       FROM pageperfect.job_run_details
+                      WHERE status = 'starting' AND job_pid IS NULL AND command IS NOT NULL
+                        AND runid <> ALL (ARRAY(SELECT jsonb_array_elements_text($1)::bigint))) d",
+            Some(json!(known)),
+        )?;
+        for run in queued {
+            self.busy.entry(run.jobid).or_insert(run.runid);
+            self.enqueue(run);
+        }
+        Ok(())
+    }
+
+    /// Finds the OIDs runners connect with, refusing what the role could not do by logging in.
+    fn resolve_pools(&mut self) -> Result<(), String> {
+        let wanted: Vec<(String, String)> = self
+            .pending
+            .iter()
+            .map(|r| (r.database.clone(), r.username.clone()))
+            .filter(|key| !self.pools.contains_key(key))
+            .collect();
+        for (database, username) in wanted {
+            if self.pools.contains_key(&(database.clone(), username.clone())) {
+                continue;
+            }
+            #[derive(Deserialize)]
+            struct Check {
+                database_oid: Option<u32>,
+                allows_connections: Option<bool>,
+                role_oid: Option<u32>,
+                can_login: Option<bool>,
+                can_connect: Option<bool>,
+            }
+            let check: Check = query_json(
+                "SELECT jsonb_build_object(
+                        'database_oid', d.oid, 'allows_connections', d.datallowconn,
+                        'role_oid', r.oid, 'can_login', r.rolcanlogin,
+                        'can_connect', CASE WHEN d.oid IS NOT NULL AND r.oid IS NOT NULL
+                                            THEN r.rolsuper OR pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT') END)
+                   FROM (SELECT $1 ->> 'database' AS datname, $1 ->> 'username' AS rolname) k
+                   LEFT JOIN pg_catalog.pg_database d ON d.datname = k.datname
+                   LEFT JOIN pg_catalog.pg_roles r ON r.rolname = k.rolname",
+                Some(json!({"database": database, "username": username})),
+            )?;
+            let resolved = match check {
+                Check { database_oid: None, .. } => Err(format!("ERROR: database \"{database}\" does not exist")),
+                Check { role_oid: None, .. } => Err(format!("ERROR: role \"{username}\" does not exist")),
+                Check { can_login: Some(false), .. } => Err(format!(
+                    "ERROR: role \"{username}\" can not log in\nDETAIL: Jobs may only be run by roles that have the LOGIN attribute."
+                )),
+                Check { allows_connections: Some(false), .. } => {
+                    Err(format!("ERROR: database \"{database}\" is not currently accepting connections"))
+                }
+                Check { can_connect: Some(false), .. } => {
+                    Err(format!("ERROR: User {username} does not have CONNECT privilege on {database}"))
+                }
+                Check { database_oid: Some(d), role_oid: Some(r), .. } => Ok((pg_sys::Oid::from(d), pg_sys::Oid::from(r))),
+            };
+            self.pools.insert((database, username), resolved);
+        }
+        Ok(())
+    }
+
+    /// Hands due queued runs to runners, in due order.
+    fn dispatch(&mut self, shared: &Shared, now: DateTime<Utc>) {
+        let mut waiting: HashMap<Pool, usize> = HashMap::new();
+        let mut index = 0;
+        while index < self.pending.len() {
+            if self.pending[index].due_time > now {
+                break;
+            }
+            let run = &self.pending[index];
+            let holder = self.busy.get(&run.jobid).copied();
+            if holder.is_some_and(|h| h != run.runid && h != 0) {
+                let run = self.pending.remove(index);
+                self.updates.push(RunUpdate {
+                    runid: run.runid,
+                    status: "skipped",
+                    message: Some(format!("skipped: run {} of this job was still in progress", holder.unwrap_or(0))),
+                    end_time: Some(now),
+                    ..Default::default()
+                });
+                continue;
+            }
+            let pool = match self.pools.get(&(run.database.clone(), run.username.clone())) {
+                Some(Ok(pool)) => *pool,
+                Some(Err(message)) => {
+                    let message = message.clone();
+                    let run = self.pending.remove(index);
+                    self.finish(&run, false, message, None, now);
+                    continue;
+                }
+                None => {
+                    index += 1;
+                    continue;
+                }
+            };
+            let idle = shared.slots().iter().position(|s| s.state() == SlotState::Idle && pool_of(s) == pool);
+            if let Some(slot_index) = idle {
+                let run = self.pending.remove(index);
+                if let Err(run) = self.assign(shared, slot_index, run) {
+                    self.pending.insert(index, run);
+                    break;
+                }
+                continue;
+            }
+            *waiting.entry(pool).or_default() += 1;
+            self.provide_runner(shared, pool, waiting[&pool]);
+            index += 1;
+        }
+    }
+
+    /// Starts another runner for `pool` when fewer are starting than runs wait for it, taking a
+    /// free slot or, when none is left, retiring an idle runner of another pool.
+    fn provide_runner(&mut self, shared: &Shared, pool: Pool, waiting: usize) {
+        let starting = shared.slots().iter().filter(|s| s.state() == SlotState::Starting && pool_of(s) == pool).count();
+        if starting >= waiting {
+            return;
+        }
+        if let Some(index) = shared.slots().iter().position(|s| s.state() == SlotState::Free) {
+            let slot = shared.slot(index);
+            slot.clear_runner();
+            slot.database.store(pool.0.to_u32(), Ordering::Release);
+            slot.role.store(pool.1.to_u32(), Ordering::Release);
+            if !slot.transition(SlotState::Free, SlotState::Starting) {
+                return;
+            }
+            match runner::launch(index) {
+                Some(worker) => {
+                    self.launched.insert(index, (pool, worker));
+                    self.warned_out_of_workers = false;
+                }
+                None => {
+                    slot.transition(SlotState::Starting, SlotState::Free);
+                    if !self.warned_out_of_workers {
+                        warning!(
+                            "pageperfect scheduler: out of background worker slots, job runs wait; raise max_worker_processes (it must cover pageperfect.max_running_jobs plus the pageperfect workers)"
+                        );
+                        self.warned_out_of_workers = true;
+                    }
+                }
+            }
+        } else if let Some(victim) = shared.slots().iter().find(|s| s.state() == SlotState::Idle && pool_of(s) != pool) {
+            if victim.transition(SlotState::Idle, SlotState::Exiting) {
+                victim.wake_runner();
+            }
+        }
+    }
+
+    /// Gives `run` to the idle runner in slot `index`; hands the run back when its command
+    /// cannot be shared yet.
+    fn assign(&mut self, shared: &Shared, index: usize, run: Run) -> Result<(), Run> {
+        let Some(segment) = runner::share_command(&run.command) else {
+            return Err(run);
+        };
+        let slot = shared.slot(index);
+        slot.runid.store(run.runid, Ordering::Release);
+        slot.jobid.store(run.jobid, Ordering::Release);
+        slot.command.store(unsafe { pg_sys::dsm_segment_handle(segment) }, Ordering::Release);
+        slot.started_at.store(0, Ordering::Release);
+        if !slot.transition(SlotState::Idle, SlotState::Assigned) {
+            // The runner retired in between; the run waits for another one.
+            unsafe { pg_sys::dsm_detach(segment) };
+            return Err(run);
+        }
+        slot.wake_runner();
+        self.busy.insert(run.jobid, run.runid);
+        let timeout = self.jobs.get(&run.jobid).and_then(|j| j.timeout.clone());
+        self.in_flight.insert(
+            index,
+            InFlight { run, segment, timeout, reported_running: false, cancelled_at: None, terminated: false },
+        );
+        Ok(())
+    }
+
+    /// Until the next tick, queued run, timeout or launch check, at most `RELOAD_INTERVAL`.
+    fn sleep_time(&self, now: DateTime<Utc>) -> Duration {
+        if !self.updates.is_empty() || !self.new_runs.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut wake = now + Span::from_std(RELOAD_INTERVAL).unwrap_or_default();
+        let ticks = self.jobs.values().filter_map(|j| j.next_due);
+        let queued = self.pending.iter().map(|r| r.due_time).filter(|due| *due > now);
+        for at in ticks.chain(queued) {
+            wake = wake.min(at);
+        }
+        let mut sleep = (wake - now).to_std().unwrap_or(Duration::ZERO);
+        if !self.launched.is_empty() {
+            sleep = sleep.min(LAUNCH_POLL);
+        }
+        if self.in_flight.values().any(|f| f.timeout.is_some()) {
+            sleep = sleep.min(TIMEOUT_POLL);
+        }
+        // Wake on the due millisecond, not before it.
+        sleep + Duration::from_micros(999 - (sleep.as_micros() % 1000) as u64 % 1000)
+    }
+}
+
+fn pool_of(slot: &slots::Slot) -> Pool {
+    (
+        pg_sys::Oid::from(slot.database.load(Ordering::Acquire)),
+        pg_sys::Oid::from(slot.role.load(Ordering::Acquire)),
+    )
+}
+
+/// Signals a runner (its pid comes from its slot, so it is one of ours).
+fn signal_runner(pid: i32, signal: i32) {
+    if pid > 0 {
+        unsafe { libc::kill(pid, signal) };
+    }
+}
