@@ -30,7 +30,7 @@ RETURNS TABLE (jobid bigint, job_name text, schedule text, command text, active 
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT j.jobid, j.jobname, j.schedule, j.command, j.active,
-           r.start_time, CASE WHEN j.active THEN pageperfect.next_runs(j.schedule, now()) END, r.status
+           r.start_time, CASE WHEN j.active THEN (SELECT n FROM pageperfect.next_runs(j.schedule, now()) n) END, r.status
       FROM pageperfect.job j
       LEFT JOIN LATERAL (SELECT d.start_time, d.status FROM pageperfect.job_run_details d
                           WHERE d.jobid = j.jobid AND d.status <> 'skipped'

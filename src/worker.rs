@@ -97,7 +97,7 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
 
-    let mut dispatcher = (role == Role::Scheduler).then(Dispatcher::default);
+    let mut dispatcher = (role == Role::Scheduler).then(Dispatcher::start);
     let mut reported_missing_extension = false;
     let mut last_heartbeat: Option<Instant> = None;
     loop {

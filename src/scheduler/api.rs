@@ -55,21 +55,24 @@ fn as_owner<R>(body: impl FnOnce() -> R) -> R {
     result
 }
 
+/// The first column of the first row `sql` returns, or `None` when it returns no row.
 fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> Option<T> {
-    Spi::get_one_with_args::<T>(sql, args).unwrap_or_else(|e| error!("{e}"))
+    Spi::connect_mut(|client| {
+        let table = client.update(sql, Some(1), args)?;
+        if table.is_empty() {
+            Ok(None)
+        } else {
+            table.first().get_one::<T>()
+        }
+    })
+    .unwrap_or_else(|e: pgrx::spi::Error| error!("{e}"))
 }
 
 /// pg_cron's checks on the role a job runs as and the database it runs in.
 fn check_role_and_database(username: &str, database: &str) {
-    let (exists, can_login) = Spi::get_two_with_args::<bool, bool>(
-        "SELECT true, rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1",
-        &[username.into()],
-    )
-    .unwrap_or((None, None));
-    if exists.is_none() {
-        error!("role \"{username}\" does not exist");
-    }
-    if can_login == Some(false) {
+    let can_login = one::<bool>("SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", &[username.into()])
+        .unwrap_or_else(|| error!("role \"{username}\" does not exist"));
+    if !can_login {
         #[rustfmt::skip]
         ereport!(
             ERROR,
@@ -181,8 +184,12 @@ mod pageperfect {
     fn unschedule_by_id(job_id: i64) -> bool {
         let owner = as_owner(|| one::<String>("SELECT username FROM pageperfect.job WHERE jobid = $1", &[job_id.into()]))
             .unwrap_or_else(|| no_such_job(job_id));
+        let caller = unsafe { pg_sys::GetUserId() };
         let may_delete = owner == current_user()
-            || one::<bool>("SELECT pg_catalog.has_table_privilege('pageperfect.job', 'DELETE')", &[]).unwrap_or(false);
+            || as_owner(|| {
+                one::<bool>("SELECT pg_catalog.has_table_privilege($1, 'pageperfect.job'::regclass, 'DELETE')", &[caller.into()])
+            })
+            .unwrap_or(false);
         if !may_delete {
             ereport!(ERROR, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, "permission denied for table job");
         }
@@ -235,13 +242,12 @@ mod pageperfect {
             );
         }
         let current = as_owner(|| {
-            Spi::get_two_with_args::<String, String>(
-                "SELECT username, database FROM pageperfect.job WHERE jobid = $1 AND ($2 OR username = $3)",
+            one::<Vec<String>>(
+                "SELECT ARRAY[username, database] FROM pageperfect.job WHERE jobid = $1 AND ($2 OR username = $3)",
                 &[job_id.into(), superuser.into(), caller.clone().into()],
             )
-        })
-        .unwrap_or((None, None));
-        let (Some(owner), Some(current_database)) = current else {
+        });
+        let Some([owner, current_database]) = current.and_then(|pair| <[String; 2]>::try_from(pair).ok()) else {
             error!("Job {job_id} does not exist or you don't own it");
         };
         if username.is_some() || database.is_some() {

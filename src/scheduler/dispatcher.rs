@@ -138,16 +138,23 @@ fn query_json<T: DeserializeOwned>(sql: &str, argument: Option<serde_json::Value
         .map_err(|e| e.to_string())?
         .map(|j| j.0)
         .unwrap_or(serde_json::Value::Null);
-    serde_json::from_value(value).map_err(|e| format!("unexpected result from {sql}: {e}"))
+    serde_json::from_value(value).map_err(|e| format!("unexpected query result ({e}): {}", sql.split_whitespace().take(8).collect::<Vec<_>>().join(" ")))
 }
 
 impl Dispatcher {
+    /// The scheduler process's dispatcher; from now on SQL and runners can wake this process.
+    pub fn start() -> Dispatcher {
+        if let Some(shared) = slots::shared() {
+            shared.register_scheduler();
+        }
+        Dispatcher::default()
+    }
+
     /// Does everything that is due and returns how long the scheduler may sleep.
     pub fn tick(&mut self) -> Duration {
         let Some(shared) = slots::shared() else {
             return RELOAD_INTERVAL;
         };
-        shared.register_scheduler();
         let now = Utc::now();
         self.collect_slots(shared, now);
         self.enforce_timeouts(shared);
@@ -360,7 +367,7 @@ impl Dispatcher {
             self.load_jobs(now)?;
         }
         if !self.recovered {
-            self.recover(shared, now)?;
+            self.recover(shared)?;
         }
         if !self.updates.is_empty() {
             query_json::<serde_json::Value>(
@@ -494,18 +501,27 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// After a (re)start: adopt runs that live runners still hold, keep retries that are not
-    /// yet due, and fail every other unfinished run.
-    fn recover(&mut self, shared: &Shared, now: DateTime<Utc>) -> Result<(), String> {
-        let unfinished: Vec<Run> = query_json(
+    /// After a (re)start: adopt runs that live runners still hold, keep runs that were queued
+    /// since the server (re)started and never reached a runner, and fail every other
+    /// unfinished run, as pg_cron does.
+    fn recover(&mut self, shared: &Shared) -> Result<(), String> {
+        let born = from_pg_micros(shared.initialized_at.load(Ordering::Acquire));
+        #[derive(Deserialize)]
+        struct Unfinished {
+            #[serde(flatten)]
+            run: Run,
+            never_started: bool,
+        }
+        let unfinished: Vec<Unfinished> = query_json(
             "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
                FROM (SELECT runid, jobid, database, username, coalesce(command, '') AS command,
-                            coalesce(due_time, start_time, now()) AS due_time, attempt
+                            coalesce(due_time, start_time, now()) AS due_time, attempt,
+                            status = 'starting' AND job_pid IS NULL AS never_started
                        FROM pageperfect.job_run_details
                       WHERE status IN ('starting', 'running', 'sending', 'connecting')) d",
             None,
         )?;
-        for run in unfinished {
+        for Unfinished { run, never_started } in unfinished {
             let held = shared.slots().iter().position(|slot| {
                 matches!(slot.state(), SlotState::Assigned | SlotState::Running | SlotState::Done | SlotState::DoneExited)
                     && slot.runid.load(Ordering::Acquire) == run.runid
@@ -517,7 +533,7 @@ impl Dispatcher {
                     index,
                     InFlight { run, segment: std::ptr::null_mut(), timeout, reported_running: false, cancelled_at: None, terminated: false },
                 );
-            } else if run.due_time > now {
+            } else if never_started && run.due_time >= born || run.due_time > Utc::now() {
                 self.busy.insert(run.jobid, run.runid);
                 self.enqueue(run);
             } else {
@@ -525,7 +541,7 @@ impl Dispatcher {
                     runid: run.runid,
                     status: "failed",
                     message: Some("server restarted".to_string()),
-                    end_time: Some(now),
+                    end_time: Some(Utc::now()),
                     ..Default::default()
                 });
             }
@@ -579,8 +595,8 @@ impl Dispatcher {
             }
             let check: Check = query_json(
                 "SELECT jsonb_build_object(
-                        'database_oid', d.oid, 'allows_connections', d.datallowconn,
-                        'role_oid', r.oid, 'can_login', r.rolcanlogin,
+                        'database_oid', d.oid::bigint, 'allows_connections', d.datallowconn,
+                        'role_oid', r.oid::bigint, 'can_login', r.rolcanlogin,
                         'can_connect', CASE WHEN d.oid IS NOT NULL AND r.oid IS NOT NULL
                                             THEN r.rolsuper OR pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT') END)
                    FROM (SELECT $1 ->> 'database' AS datname, $1 ->> 'username' AS rolname) k

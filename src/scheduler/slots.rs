@@ -81,6 +81,9 @@ pub struct Shared {
     scheduler_latch: AtomicPtr<pg_sys::Latch>,
     /// Bumped at commit of every transaction that changed jobs or queued a run.
     pub generation: AtomicU64,
+    /// When this memory was initialised (server start or crash restart), as a `TimestampTz`:
+    /// runs queued before it had their runners die with it.
+    pub initialized_at: AtomicI64,
     slot_count: u32,
     slots: [Slot; 0],
 }
@@ -133,6 +136,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         // All-zero is a valid initial state: every slot Free, no latch, generation 0.
         std::ptr::write_bytes(shared as *mut u8, 0, size(slots));
         (*shared).slot_count = slots as u32;
+        (*shared).initialized_at.store(pg_sys::GetCurrentTimestamp(), Ordering::Release);
     }
     SHARED = shared;
     pg_sys::LWLockRelease(init_lock);

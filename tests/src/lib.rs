@@ -121,6 +121,13 @@ impl Cluster {
         self.pg_ctl(&["-w", "start"]);
     }
 
+    /// A clean shutdown, `downtime` with the server down, and a start.
+    pub fn stop_and_restart_after(&self, downtime: Duration) {
+        self.pg_ctl(&["-m", "fast", "-w", "stop"]);
+        std::thread::sleep(downtime);
+        self.pg_ctl(&["-w", "start"]);
+    }
+
     pub fn connect_to(&self, database: &str, user: &str) -> Client {
         let params = format!("host=127.0.0.1 port={} user={user} dbname={database} connect_timeout=10", self.port);
         Client::connect(&params, NoTls).unwrap_or_else(|e| panic!("connect {params}: {e}"))

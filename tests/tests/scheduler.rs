@@ -1,0 +1,289 @@
+//! The scheduler against a real preloaded cluster: runs land in job_run_details on time and as
+//! their owner, errors and timeouts are recorded, a long job never overlaps itself, retries and
+//! catch-up, and killed job backends or a killed scheduler leave no run `running`.
+
+use pageperfect_it::{kill, wait_for, Cluster};
+use postgres::Client;
+use std::time::Duration;
+
+fn started_cluster(name: &str) -> (Cluster, Client) {
+    let cluster = Cluster::start(name, true, &[]);
+    let mut client = cluster.connect();
+    client.batch_execute("CREATE EXTENSION pageperfect").unwrap();
+    (cluster, client)
+}
+
+/// (status, return_message) of a job's runs, oldest first.
+fn runs(client: &mut Client, jobid: i64) -> Vec<(String, Option<String>)> {
+    client
+        .query("SELECT status, return_message FROM cron.job_run_details WHERE jobid = $1 ORDER BY runid", &[&jobid])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+fn db_message(err: postgres::Error) -> String {
+    err.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| err.to_string())
+}
+
+fn count(client: &mut Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+fn schedule(client: &mut Client, name: &str, schedule: &str, command: &str) -> i64 {
+    client.query_one("SELECT cron.schedule($1, $2, $3)", &[&name, &schedule, &command]).unwrap().get(0)
+}
+
+#[test]
+fn a_one_second_job_runs_every_second_as_its_owner_and_changes_apply_without_restart() {
+    let (cluster, mut admin) = started_cluster("owner");
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+             GRANT USAGE ON SCHEMA cron TO alice, bob;
+             CREATE TABLE ticks (who text, note text, at timestamptz DEFAULT clock_timestamp());
+             GRANT INSERT ON ticks TO alice;",
+        )
+        .unwrap();
+    let mut alice = cluster.connect_to("postgres", "alice");
+    let jobid = schedule(&mut alice, "tick", "1 seconds", "INSERT INTO ticks (who, note) VALUES (current_user, 'first')");
+    wait_for(Duration::from_secs(10), "three succeeded runs", || {
+        (count(&mut admin, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {jobid} AND status = 'succeeded'")) >= 3).then_some(())
+    });
+
+    let rows = admin
+        .query(
+            "SELECT status, return_message, username, job_pid, extract(epoch FROM start_time - due_time)::float8,
+                    start_time <= end_time
+               FROM pageperfect.job_run_details WHERE jobid = $1 AND status <> 'running' ORDER BY runid",
+            &[&jobid],
+        )
+        .unwrap();
+    for row in &rows {
+        assert_eq!(row.get::<_, String>(0), "succeeded");
+        assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("INSERT 0 1"));
+        assert_eq!(row.get::<_, String>(2), "alice");
+        assert!(row.get::<_, Option<i32>>(3).is_some(), "job_pid recorded");
+        let lag: f64 = row.get(4);
+        assert!((0.0..1.0).contains(&lag), "started {lag} s after its due time");
+        assert!(row.get::<_, bool>(5));
+    }
+    let owners: Vec<String> = admin.query("SELECT DISTINCT who FROM ticks", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(owners, ["alice"], "the command ran as the job's owner");
+
+    // Bob sees neither the job nor its runs, and cannot remove it.
+    let mut bob = cluster.connect_to("postgres", "bob");
+    assert_eq!(count(&mut bob, "SELECT count(*) FROM cron.job"), 0);
+    assert_eq!(count(&mut bob, "SELECT count(*) FROM cron.job_run_details"), 0);
+    let err = db_message(bob.query_one("SELECT cron.unschedule($1::bigint)", &[&jobid]).unwrap_err());
+    assert_eq!(err, "permission denied for table job");
+    let err = db_message(bob.query_one("SELECT cron.unschedule('tick')", &[]).unwrap_err());
+    assert_eq!(err, "could not find valid entry for job 'tick'");
+    let err = db_message(bob.query_one("SELECT cron.schedule_in_database('x', '1 seconds', 'SELECT 1', 'postgres', 'alice')", &[]).unwrap_err());
+    assert_eq!(err, "permission denied for function schedule_in_database");
+
+    // A new command takes effect at the next tick, without a restart.
+    alice.query_one("SELECT cron.schedule('tick', '1 seconds', 'INSERT INTO ticks (who, note) VALUES (current_user, ''second'')')", &[]).unwrap();
+    wait_for(Duration::from_secs(5), "a run of the new command", || {
+        (count(&mut admin, "SELECT count(*) FROM ticks WHERE note = 'second'") >= 1).then_some(())
+    });
+    // Unscheduled: no new runs after the one possibly in flight.
+    alice.query_one("SELECT cron.unschedule('tick')", &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after_unschedule = count(&mut admin, "SELECT count(*) FROM ticks");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(count(&mut admin, "SELECT count(*) FROM ticks"), after_unschedule);
+}
+
+#[test]
+fn failures_are_recorded_with_their_error_and_statements_run_as_under_pg_cron() {
+    let (_cluster, mut client) = started_cluster("errors");
+    client
+        .batch_execute(
+            "CREATE TABLE t (x int);
+             CREATE PROCEDURE two_transactions() LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO t VALUES (1); COMMIT; INSERT INTO t VALUES (2); END $$;",
+        )
+        .unwrap();
+    let cases = [
+        ("divide", "SELECT 1/0", "failed", "ERROR: division by zero"),
+        ("missing", "SELECT * FROM no_such_table", "failed", "ERROR: relation \"no_such_table\" does not exist"),
+        ("vacuum", "VACUUM t", "succeeded", "VACUUM"),
+        ("procedure", "CALL two_transactions()", "succeeded", "CALL"),
+        ("several", "INSERT INTO t VALUES (3); INSERT INTO t VALUES (4), (5)", "succeeded", "INSERT 0 2"),
+        ("rolled back", "INSERT INTO t VALUES (6); SELECT 1/0", "failed", "ERROR: division by zero"),
+        ("transaction control", "BEGIN; SELECT 1; COMMIT", "failed", "ERROR: transaction control statements are not allowed in pageperfect jobs"),
+    ];
+    let mut jobs = vec![];
+    for (name, command, _, _) in cases {
+        let jobid = schedule(&mut client, name, "0 0 1 1 *", command);
+        let runid: i64 = client.query_one("SELECT pageperfect.run_job_now($1)", &[&name]).unwrap().get(0);
+        jobs.push((jobid, runid));
+    }
+    for ((name, _, status, message), (jobid, runid)) in cases.iter().zip(&jobs) {
+        let (got_status, got_message): (String, Option<String>) = wait_for(Duration::from_secs(10), name, || {
+            let row = client
+                .query_one("SELECT status, return_message FROM cron.job_run_details WHERE runid = $1", &[runid])
+                .unwrap();
+            let status: String = row.get(0);
+            matches!(status.as_str(), "succeeded" | "failed").then(|| (status, row.get(1)))
+        });
+        assert_eq!((got_status.as_str(), got_message.as_deref()), (*status, Some(*message)), "job {name}");
+        assert_eq!(runs(&mut client, *jobid).len(), 1);
+    }
+    // Both transactions of the procedure committed; the failed job's insert rolled back.
+    let values: Vec<i32> = client.query("SELECT x FROM t ORDER BY x", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(values, [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_run_past_its_timeout_is_cancelled_and_retried_with_backoff() {
+    let (_cluster, mut client) = started_cluster("timeout");
+    let jobid = schedule(&mut client, "sleepy", "0 0 1 1 *", "SELECT pg_sleep(30)");
+    client
+        .query_one("SELECT 1 FROM pageperfect.alter_job_policy('sleepy', timeout => '1 second', max_attempts => 3, retry_backoff => '1 second')", &[])
+        .unwrap();
+    client.query_one("SELECT pageperfect.run_job_now('sleepy')", &[]).unwrap();
+    wait_for(Duration::from_secs(20), "three failed attempts", || {
+        (count(&mut client, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {jobid} AND status = 'failed'")) == 3).then_some(())
+    });
+    let rows = client
+        .query(
+            "SELECT attempt, run_reason, return_message, extract(epoch FROM end_time - start_time)::float8,
+                    extract(epoch FROM start_time - lag(end_time) OVER (ORDER BY runid))::float8
+               FROM pageperfect.job_run_details WHERE jobid = $1 ORDER BY runid",
+            &[&jobid],
+        )
+        .unwrap();
+    let attempts: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(attempts, [(1, "manual".into()), (2, "retry".into()), (3, "retry".into())]);
+    for (i, row) in rows.iter().enumerate() {
+        let message: String = row.get(2);
+        assert_eq!(message, "ERROR: job cancelled: it ran longer than its timeout of 00:00:01");
+        let ran: f64 = row.get(3);
+        assert!((0.9..3.0).contains(&ran), "attempt {i} ran {ran} s");
+        if i > 0 {
+            // backoff · 2^(attempt − 1): 1 s before the second attempt, 2 s before the third.
+            let waited: f64 = row.get(4);
+            let backoff = (1 << (i - 1)) as f64;
+            assert!(waited >= backoff - 0.01 && waited < backoff + 1.0, "waited {waited} s before attempt {}", i + 1);
+        }
+    }
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'"), 0);
+}
+
+#[test]
+fn a_long_job_is_never_run_twice_at_once_and_the_skipped_ticks_are_recorded() {
+    let (_cluster, mut client) = started_cluster("overlap");
+    let jobid = schedule(&mut client, "long", "1 seconds", "SELECT pg_sleep(2.2)");
+    let mut most_at_once = 0;
+    for _ in 0..60 {
+        let running = count(&mut client, &format!("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pageperfect job {jobid} %' AND state = 'active'"));
+        most_at_once = most_at_once.max(running);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(most_at_once, 1, "one run at a time");
+    wait_for(Duration::from_secs(10), "two finished runs", || {
+        (count(&mut client, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {jobid} AND status = 'succeeded'")) >= 2).then_some(())
+    });
+    let overlapping = count(
+        &mut client,
+        &format!(
+            "SELECT count(*) FROM pageperfect.job_run_details a JOIN pageperfect.job_run_details b
+                ON a.jobid = b.jobid AND a.runid < b.runid
+             WHERE a.jobid = {jobid} AND a.start_time IS NOT NULL AND b.start_time IS NOT NULL
+               AND b.start_time < coalesce(a.end_time, 'infinity')"
+        ),
+    );
+    assert_eq!(overlapping, 0);
+    let statuses = runs(&mut client, jobid);
+    let skipped: Vec<_> = statuses.iter().filter(|(s, _)| s == "skipped").collect();
+    assert!(skipped.len() >= 3, "{statuses:?}");
+    assert!(skipped.iter().all(|(_, m)| m.as_deref().is_some_and(|m| m.contains("was still in progress"))));
+}
+
+fn running_run(client: &mut Client, runid: i64) -> i32 {
+    wait_for(Duration::from_secs(10), "the run to be running", || {
+        let row = client.query_one("SELECT status, job_pid FROM cron.job_run_details WHERE runid = $1", &[&runid]).ok()?;
+        (row.get::<_, String>(0) == "running").then(|| row.get(1))
+    })
+}
+
+/// Waits for the crash restart that a SIGKILL of a backend causes to end `client`'s session,
+/// then connects again.
+fn reconnect_after_crash(cluster: &Cluster, mut client: Client) -> Client {
+    wait_for(Duration::from_secs(10), "the crash restart", || client.simple_query("SELECT 1").is_err().then_some(()));
+    cluster.reconnect(Duration::from_secs(30))
+}
+
+fn unfinished(client: &mut Client) -> i64 {
+    count(client, "SELECT count(*) FROM cron.job_run_details WHERE status IN ('starting', 'running')")
+}
+
+#[test]
+fn killed_job_backends_and_a_killed_scheduler_leave_no_run_running() {
+    let (cluster, mut client) = started_cluster("kills");
+    schedule(&mut client, "long", "0 0 1 1 *", "SELECT pg_sleep(60)");
+
+    // Terminated (FATAL, no crash restart): the run fails with the reason.
+    let runid: i64 = client.query_one("SELECT pageperfect.run_job_now('long')", &[]).unwrap().get(0);
+    let pid = running_run(&mut client, runid);
+    client.query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+    let message: String = wait_for(Duration::from_secs(10), "the terminated run to fail", || {
+        let row = client.query_one("SELECT status, return_message FROM cron.job_run_details WHERE runid = $1", &[&runid]).unwrap();
+        (row.get::<_, String>(0) == "failed").then(|| row.get(1))
+    });
+    assert!(message.contains("exited before the run finished"), "{message}");
+
+    // kill -9 of the job's backend: the server restarts and the run is failed, not left running.
+    let runid: i64 = client.query_one("SELECT pageperfect.run_job_now('long')", &[]).unwrap().get(0);
+    let pid = running_run(&mut client, runid);
+    kill(pid, "KILL");
+    let mut client = reconnect_after_crash(&cluster, client);
+    wait_for(Duration::from_secs(15), "the killed run to be failed", || (unfinished(&mut client) == 0).then_some(()));
+    let (status, message): (String, String) = {
+        let row = client.query_one("SELECT status, return_message FROM cron.job_run_details WHERE runid = $1", &[&runid]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((status.as_str(), message.as_str()), ("failed", "server restarted"));
+
+    // kill -9 of the scheduler itself while a run is going.
+    let runid: i64 = wait_for(Duration::from_secs(15), "the scheduler to take runs again", || {
+        client.query_one("SELECT pageperfect.run_job_now('long')", &[]).ok().map(|r| r.get(0))
+    });
+    running_run(&mut client, runid);
+    let scheduler: i32 = client
+        .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pageperfect scheduler'", &[])
+        .unwrap()
+        .get(0);
+    kill(scheduler, "KILL");
+    let mut client = reconnect_after_crash(&cluster, client);
+    wait_for(Duration::from_secs(15), "no run left running", || (unfinished(&mut client) == 0).then_some(()));
+    let status: String = client.query_one("SELECT status FROM cron.job_run_details WHERE runid = $1", &[&runid]).unwrap().get(0);
+    assert_eq!(status, "failed");
+
+    // And the scheduler works afterwards.
+    let runid: i64 = client.query_one("SELECT pageperfect.run_job_now('long')", &[]).unwrap().get(0);
+    running_run(&mut client, runid);
+}
+
+#[test]
+fn a_tick_missed_while_the_server_was_down_is_caught_up_once_when_enabled() {
+    let (cluster, mut client) = started_cluster("catchup");
+    // Due every 5 seconds; the server will be down across at least one such tick.
+    let with = schedule(&mut client, "with", "5 seconds", "SELECT 1");
+    let without = schedule(&mut client, "without", "5 seconds", "SELECT 1");
+    client.query_one("SELECT 1 FROM pageperfect.alter_job_policy('with', catch_up => true)", &[]).unwrap();
+    wait_for(Duration::from_secs(10), "a first scheduled run of each", || {
+        (count(&mut client, "SELECT count(DISTINCT jobid) FROM cron.job_run_details WHERE status = 'succeeded'") == 2).then_some(())
+    });
+    cluster.stop_and_restart_after(Duration::from_secs(6));
+    let mut client = cluster.reconnect(Duration::from_secs(30));
+    wait_for(Duration::from_secs(10), "the catch-up run", || {
+        (count(&mut client, &format!("SELECT count(*) FROM pageperfect.job_run_details WHERE jobid = {with} AND run_reason = 'catch_up' AND status = 'succeeded'")) == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&mut client, &format!("SELECT count(*) FROM pageperfect.job_run_details WHERE jobid = {with} AND run_reason = 'catch_up'")), 1);
+    assert_eq!(count(&mut client, &format!("SELECT count(*) FROM pageperfect.job_run_details WHERE jobid = {without} AND run_reason = 'catch_up'")), 0);
+}
