@@ -147,6 +147,16 @@ impl Dispatcher {
         if let Some(shared) = slots::shared() {
             shared.register_scheduler();
         }
+        // Bookkeeping commits need not wait for the WAL flush: a crash can lose only the last
+        // few status changes, and recovery then fails those runs ("server restarted") anyway.
+        unsafe {
+            pg_sys::SetConfigOption(
+                c"synchronous_commit".as_ptr(),
+                c"off".as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            );
+        }
         Dispatcher::default()
     }
 
@@ -159,6 +169,8 @@ impl Dispatcher {
         self.collect_slots(shared, now);
         self.enforce_timeouts(shared);
         self.queue_due_ticks(now);
+        // Runners that just finished take queued runs before the bookkeeping transaction.
+        self.dispatch(shared, now);
 
         let generation = shared.generation.load(Ordering::Acquire);
         let reload = !self.recovered
