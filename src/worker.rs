@@ -6,7 +6,7 @@
 use crate::config;
 use crate::scheduler::dispatcher::Dispatcher;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
-use pgrx::pg_sys::panic::CaughtError;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReportWithLevel};
 use pgrx::prelude::*;
 use std::fmt::Display;
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -190,11 +190,15 @@ pub fn in_transaction<R, E: Display>(
 
 fn abort_with<R>(caught: &CaughtError) -> Result<R, String> {
     unsafe { pg_sys::AbortCurrentTransaction() };
-    let report = match caught {
+    Err(error_report(caught).message().to_string())
+}
+
+/// The error report of whatever `PgTryBuilder` caught (a Postgres error or a Rust panic).
+pub fn error_report(caught: &CaughtError) -> &ErrorReportWithLevel {
+    match caught {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
         CaughtError::RustPanic { ereport, .. } => ereport,
-    };
-    Err(report.message().to_string())
+    }
 }
 
 #[cfg(test)]

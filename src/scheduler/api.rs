@@ -134,6 +134,17 @@ fn schedule_job(
     jobid.expect("INSERT … RETURNING returns the job")
 }
 
+/// Runs `sql` as the owner with `$1` = `job_name` and `$2` = the caller (then `extra` as `$3`…),
+/// so it touches only the caller's job of that name, and wakes the scheduler at commit.
+/// The first column of its first row, or `None` when the caller has no such job.
+fn on_callers_job<T: FromDatum + IntoDatum>(job_name: &str, sql: &str, extra: Vec<DatumWithOid>) -> Option<T> {
+    let mut args: Vec<DatumWithOid> = vec![job_name.into(), current_user().into()];
+    args.extend(extra);
+    let result = as_owner(|| one::<T>(sql, &args));
+    wake_scheduler_at_commit();
+    result
+}
+
 /// Raises pg_cron's error for a job the caller cannot see.
 fn no_such_job(job: impl std::fmt::Display) -> ! {
     error!("could not find valid entry for job {job}")
@@ -202,15 +213,8 @@ mod pageperfect {
     /// `cron.unschedule(job_name)`: the caller's job of that name.
     #[pg_extern(strict, name = "unschedule")]
     fn unschedule_by_name(job_name: &str) -> bool {
-        let caller = current_user();
-        as_owner(|| {
-            one::<i64>(
-                "DELETE FROM pageperfect.job WHERE jobname = $1 AND username = $2 RETURNING jobid",
-                &[job_name.into(), caller.into()],
-            )
-        })
-        .unwrap_or_else(|| no_such_job(format!("'{job_name}'")));
-        wake_scheduler_at_commit();
+        on_callers_job::<i64>(job_name, "DELETE FROM pageperfect.job WHERE jobname = $1 AND username = $2 RETURNING jobid", vec![])
+            .unwrap_or_else(|| no_such_job(format!("'{job_name}'")));
         true
     }
 
@@ -347,19 +351,15 @@ mod pageperfect {
                 "Add pageperfect to shared_preload_libraries and restart the server."
             );
         }
-        let caller = current_user();
-        let runid = as_owner(|| {
-            one::<i64>(
-                "INSERT INTO pageperfect.job_run_details (jobid, database, username, command, status, due_time, run_reason)
-                 SELECT jobid, database, username, command, 'starting', clock_timestamp(), 'manual'
-                   FROM pageperfect.job WHERE jobname = $1 AND username = $2
-                 RETURNING runid",
-                &[job_name.into(), caller.into()],
-            )
-        })
-        .unwrap_or_else(|| no_such_job(format!("'{job_name}'")));
-        wake_scheduler_at_commit();
-        runid
+        on_callers_job::<i64>(
+            job_name,
+            "INSERT INTO pageperfect.job_run_details (jobid, database, username, command, status, due_time, run_reason)
+             SELECT jobid, database, username, command, 'starting', clock_timestamp(), 'manual'
+               FROM pageperfect.job WHERE jobname = $1 AND username = $2
+             RETURNING runid",
+            vec![],
+        )
+        .unwrap_or_else(|| no_such_job(format!("'{job_name}'")))
     }
 
     /// Turns the caller's job `job_name` on or off; `success` false when there is no such job.
@@ -368,14 +368,11 @@ mod pageperfect {
         job_name: &str,
         enable: bool,
     ) -> TableIterator<'static, (name!(success, bool), name!(message, String))> {
-        let caller = current_user();
-        let changed = as_owner(|| {
-            one::<i64>(
-                "UPDATE pageperfect.job SET active = $3 WHERE jobname = $1 AND username = $2 RETURNING jobid",
-                &[job_name.into(), caller.into(), enable.into()],
-            )
-        });
-        wake_scheduler_at_commit();
+        let changed = on_callers_job::<i64>(
+            job_name,
+            "UPDATE pageperfect.job SET active = $3 WHERE jobname = $1 AND username = $2 RETURNING jobid",
+            vec![enable.into()],
+        );
         let verb = if enable { "enabled" } else { "disabled" };
         TableIterator::once(match changed {
             Some(jobid) => (true, format!("job '{job_name}' (jobid {jobid}) {verb}")),

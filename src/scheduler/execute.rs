@@ -4,6 +4,7 @@
 //! statement's command tag (`INSERT 0 3`) or the error as `ERROR: …` with its detail and hint.
 
 use pgrx::pg_sys;
+use crate::worker::error_report;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
@@ -47,10 +48,7 @@ pub fn run_command(sql: &str) -> Result<String, String> {
 
 /// pg_cron's format: severity, message, then DETAIL and HINT lines when present.
 fn error_text(caught: &CaughtError) -> String {
-    let report = match caught {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
-        CaughtError::RustPanic { ereport, .. } => ereport,
-    };
+    let report = error_report(caught);
     let mut text = format!("ERROR: {}", report.message());
     if let Some(detail) = report.detail() {
         text.push_str(&format!("\nDETAIL: {detail}"));
