@@ -71,6 +71,13 @@ struct Run {
     attempt: i32,
 }
 
+impl Run {
+    /// The database and role, by name, that the run's runner connects as.
+    fn pool_key(&self) -> (String, String) {
+        (self.database.clone(), self.username.clone())
+    }
+}
+
 /// A run a runner holds.
 struct InFlight {
     run: Run,
@@ -176,7 +183,7 @@ impl Dispatcher {
         let reload = !self.recovered
             || generation != self.loaded_generation
             || self.loaded_at.is_none_or(|at| at.elapsed() >= RELOAD_INTERVAL);
-        let unresolved = self.pending.iter().any(|r| !self.pools.contains_key(&(r.database.clone(), r.username.clone())));
+        let unresolved = self.pending.iter().any(|r| !self.pools.contains_key(&r.pool_key()));
         if reload || unresolved || !self.new_runs.is_empty() || !self.updates.is_empty() {
             let mut this = AssertUnwindSafe(&mut *self);
             let shared = AssertUnwindSafe(shared);
@@ -266,7 +273,7 @@ impl Dispatcher {
     /// connecting): the oldest run waiting for that pool fails instead of waiting forever.
     fn fail_first_pending_of(&mut self, pool: Pool, now: DateTime<Utc>) {
         let position = self.pending.iter().position(|r| {
-            matches!(self.pools.get(&(r.database.clone(), r.username.clone())), Some(Ok(p)) if *p == pool)
+            matches!(self.pools.get(&r.pool_key()), Some(Ok(p)) if *p == pool)
         });
         if let Some(position) = position {
             let run = self.pending.remove(position);
@@ -366,15 +373,8 @@ impl Dispatcher {
 
     /// The tick's transaction: recover after a (re)start, write what happened, insert the new
     /// runs, reload jobs and queued runs, and resolve the pools queued runs need.
+    /// (The worker ticks only while its heartbeat finds the extension installed.)
     fn sync(&mut self, shared: &Shared, reload: bool, generation: u64, now: DateTime<Utc>) -> Result<(), String> {
-        let installed = Spi::get_one::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pageperfect')",
-        )
-        .map_err(|e| e.to_string())?
-        .unwrap_or(false);
-        if !installed {
-            return Ok(());
-        }
         if reload {
             self.load_jobs(now)?;
         }
@@ -539,12 +539,7 @@ impl Dispatcher {
                     && slot.runid.load(Ordering::Acquire) == run.runid
             });
             if let Some(index) = held {
-                self.busy.insert(run.jobid, run.runid);
-                let timeout = self.jobs.get(&run.jobid).and_then(|j| j.timeout.clone());
-                self.in_flight.insert(
-                    index,
-                    InFlight { run, segment: std::ptr::null_mut(), timeout, reported_running: false, cancelled_at: None, terminated: false },
-                );
+                self.hold(index, run, std::ptr::null_mut());
             } else if never_started && run.due_time >= born || run.due_time > Utc::now() {
                 self.busy.insert(run.jobid, run.runid);
                 self.enqueue(run);
@@ -590,7 +585,7 @@ impl Dispatcher {
         let wanted: Vec<(String, String)> = self
             .pending
             .iter()
-            .map(|r| (r.database.clone(), r.username.clone()))
+            .map(Run::pool_key)
             .filter(|key| !self.pools.contains_key(key))
             .collect();
         for (database, username) in wanted {
@@ -656,7 +651,7 @@ impl Dispatcher {
                 });
                 continue;
             }
-            let pool = match self.pools.get(&(run.database.clone(), run.username.clone())) {
+            let pool = match self.pools.get(&run.pool_key()) {
                 Some(Ok(pool)) => *pool,
                 Some(Err(message)) => {
                     let message = message.clone();
@@ -738,13 +733,19 @@ impl Dispatcher {
             return Err(run);
         }
         slot.wake_runner();
+        self.hold(index, run, segment);
+        Ok(())
+    }
+
+    /// Records that the runner in slot `index` holds `run` (whose command is in `segment`,
+    /// null for a run adopted after a restart): the job is busy until the run is collected.
+    fn hold(&mut self, index: usize, run: Run, segment: *mut pg_sys::dsm_segment) {
         self.busy.insert(run.jobid, run.runid);
         let timeout = self.jobs.get(&run.jobid).and_then(|j| j.timeout.clone());
         self.in_flight.insert(
             index,
             InFlight { run, segment, timeout, reported_running: false, cancelled_at: None, terminated: false },
         );
-        Ok(())
     }
 
     /// Until the next tick, queued run, timeout or launch check, at most `RELOAD_INTERVAL`.
@@ -765,8 +766,8 @@ impl Dispatcher {
         if self.in_flight.values().any(|f| f.timeout.is_some()) {
             sleep = sleep.min(TIMEOUT_POLL);
         }
-        // Wake on the due millisecond, not before it.
-        sleep + Duration::from_micros(999 - (sleep.as_micros() % 1000) as u64 % 1000)
+        // Latch waits count whole milliseconds: round up, to wake on the due millisecond, not before.
+        Duration::from_millis(sleep.as_micros().div_ceil(1000) as u64)
     }
 }
 

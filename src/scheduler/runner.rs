@@ -4,7 +4,7 @@
 //! exits after idling for `RUNNER_IDLE_EXIT` or when the scheduler needs its slot elsewhere.
 
 use super::execute::run_command;
-use super::slots::{self, Slot, SlotState};
+use super::slots::{self, Shared, Slot, SlotState};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker};
 use pgrx::prelude::*;
 use std::ffi::CString;
@@ -96,7 +96,7 @@ pub extern "C-unwind" fn pageperfect_job_runner_main(argument: pg_sys::Datum) {
     loop {
         match slot.state() {
             SlotState::Assigned => {
-                run_assigned(slot);
+                run_assigned(shared, slot);
                 shared.wake_scheduler();
                 idle_since = Instant::now();
             }
@@ -122,7 +122,7 @@ pub extern "C-unwind" fn pageperfect_job_runner_main(argument: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(0) };
 }
 
-fn run_assigned(slot: &Slot) {
+fn run_assigned(shared: &Shared, slot: &Slot) {
     use std::sync::atomic::Ordering;
     let Some(command) = read_command(slot.command.load(Ordering::Acquire)) else {
         slot.set_result(false, "ERROR: the run's command was lost because the scheduler restarted", now());
@@ -131,9 +131,7 @@ fn run_assigned(slot: &Slot) {
     };
     slot.started_at.store(now(), Ordering::Release);
     slot.transition(SlotState::Assigned, SlotState::Running);
-    if let Some(scheduler) = slots::shared() {
-        scheduler.wake_scheduler();
-    }
+    shared.wake_scheduler();
 
     let application_name = format!(
         "pageperfect job {} run {}",
