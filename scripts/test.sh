@@ -33,8 +33,8 @@ pgrx_tests() {
 install_extension() {
     # Never replace the library under a running server that has it loaded: stop ours first.
     for dir in "$WORK"/*/; do cluster_stop "$dir"; done
-    if [ "$(id -u)" = 0 ]; then cargo pgrx install --pg-config "$PG_CONFIG"
-    else cargo pgrx install --sudo --pg-config "$PG_CONFIG"; fi
+    if [ "$(id -u)" = 0 ]; then cargo pgrx install --features test_stages --pg-config "$PG_CONFIG"
+    else cargo pgrx install --features test_stages --sudo --pg-config "$PG_CONFIG"; fi
 }
 
 regress() {

@@ -1,28 +1,33 @@
 -- queue: pgmq-shaped message queues, and the pipeline job engine (jobs, their stages, payloads,
 -- audit events and dead letters) that runs on them.
 
+-- Queues hold no foreign keys to `queues`: a key-share lock per sent message would turn every
+-- concurrent send into a MultiXact. The API functions check the queue and drop_queue cleans up.
 CREATE TABLE pageperfect.queues (
-    queue_name text PRIMARY KEY CHECK (queue_name ~ '^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$'),
+    -- Names starting with `pageperfect_` are pageperfect's own queues (see queue_api.sql).
+    queue_name text PRIMARY KEY,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
 CREATE SEQUENCE pageperfect.queue_messages_msg_id_seq;
+-- Reads update vt and read_ct only, neither indexed, so with free space on the page they are
+-- HOT updates that touch no index.
 CREATE TABLE pageperfect.queue_messages (
     msg_id      bigint PRIMARY KEY DEFAULT nextval('pageperfect.queue_messages_msg_id_seq'),
-    queue_name  text NOT NULL REFERENCES pageperfect.queues (queue_name) ON DELETE CASCADE,
+    queue_name  text NOT NULL,
     read_ct     int NOT NULL DEFAULT 0,
     enqueued_at timestamptz NOT NULL DEFAULT now(),
     vt          timestamptz NOT NULL DEFAULT now(),
     priority    int NOT NULL DEFAULT 0,
     message     jsonb NOT NULL
-);
+) WITH (fillfactor = 70);
 ALTER SEQUENCE pageperfect.queue_messages_msg_id_seq OWNED BY pageperfect.queue_messages.msg_id;
--- The dequeue hot path: visible messages of one queue, highest priority first, then oldest.
-CREATE INDEX queue_messages_due_idx ON pageperfect.queue_messages (queue_name, vt, priority DESC, msg_id);
+-- The dequeue order: highest priority first, then oldest; invisible messages are filtered.
+CREATE INDEX queue_messages_dequeue_idx ON pageperfect.queue_messages (queue_name, priority DESC, msg_id);
 
 CREATE TABLE pageperfect.queue_archive (
     msg_id      bigint PRIMARY KEY,
-    queue_name  text NOT NULL REFERENCES pageperfect.queues (queue_name) ON DELETE CASCADE,
+    queue_name  text NOT NULL,
     read_ct     int NOT NULL,
     enqueued_at timestamptz NOT NULL,
     vt          timestamptz NOT NULL,
@@ -32,10 +37,23 @@ CREATE TABLE pageperfect.queue_archive (
 );
 CREATE INDEX queue_archive_queue_idx ON pageperfect.queue_archive (queue_name, archived_at);
 
--- Stages in pipeline order, with their retry and concurrency policy.
+-- Messages ever sent per queue (metrics' total_messages). Striped by backend so that concurrent
+-- senders rarely wait for each other's row lock on one counter.
+CREATE TABLE pageperfect.queue_sent_counts (
+    queue_name text NOT NULL,
+    stripe     int NOT NULL,
+    sent       bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue_name, stripe)
+);
+
+-- The job engine's queue: one message per stage of a job that waits to run.
+INSERT INTO pageperfect.queues (queue_name) VALUES ('pageperfect_pipeline');
+
+-- Every stage the workers can run, with its retry, concurrency and time policy. `position` orders
+-- the default pipeline; stages without one run only in jobs that name them.
 CREATE TABLE pageperfect.stage_config (
     stage               text PRIMARY KEY,
-    position            int NOT NULL UNIQUE,
+    position            int UNIQUE,
     max_attempts        int NOT NULL CHECK (max_attempts >= 1),
     retry_delay_seconds int NOT NULL CHECK (retry_delay_seconds >= 0),
     concurrency         int NOT NULL CHECK (concurrency >= 1),
@@ -58,6 +76,7 @@ CREATE TABLE pageperfect.jobs (
                           CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'dead')),
     stage             text REFERENCES pageperfect.stage_config (stage),
     priority          int NOT NULL DEFAULT 0,
+    -- Attempts of the current stage that have started.
     attempt_count     int NOT NULL DEFAULT 0 CHECK (attempt_count >= 0),
     skip_steps        text[] NOT NULL DEFAULT '{}',
     force_update      boolean NOT NULL DEFAULT false,
@@ -74,12 +93,20 @@ CREATE INDEX jobs_page_idx ON pageperfect.jobs (page_id);
 CREATE TABLE pageperfect.job_stages (
     job_id                uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,
     stage                 text NOT NULL REFERENCES pageperfect.stage_config (stage),
+    -- Order within the job: the job runs its stages by position.
+    position              int NOT NULL,
+    -- pending: not reached yet; queued: its message waits; processing: a worker runs it;
+    -- failed: the last attempt failed and a retry is due at next_attempt_at.
     status                text NOT NULL DEFAULT 'pending'
                               CHECK (status IN ('pending', 'queued', 'processing', 'completed', 'failed', 'dead', 'skipped')),
     attempt_count         int NOT NULL DEFAULT 0 CHECK (attempt_count >= 0),
     max_attempts          int NOT NULL CHECK (max_attempts >= 1),
     retry_delay_seconds   int NOT NULL CHECK (retry_delay_seconds >= 0),
     next_attempt_at       timestamptz,
+    -- The queue message that stands for this stage while it is queued or processing.
+    msg_id                bigint,
+    -- Attempts cut short because their worker died; they do not count against max_attempts.
+    orphaned_count        int NOT NULL DEFAULT 0,
     -- The claim: which backend runs this stage. Work whose backend is gone is requeued at once.
     claimed_pid           int,
     claimed_backend_start timestamptz,
@@ -89,7 +116,7 @@ CREATE TABLE pageperfect.job_stages (
     last_error            text,
     PRIMARY KEY (job_id, stage)
 );
-CREATE INDEX job_stages_due_idx ON pageperfect.job_stages (next_attempt_at) WHERE status = 'queued';
+CREATE UNIQUE INDEX job_stages_position_idx ON pageperfect.job_stages (job_id, position);
 CREATE INDEX job_stages_processing_idx ON pageperfect.job_stages (stage) WHERE status = 'processing';
 
 CREATE TABLE pageperfect.payloads (

@@ -8,6 +8,7 @@
 
 use pgrx::prelude::*;
 
+pub mod backoff;
 pub mod config;
 pub mod gsc;
 pub mod http;
@@ -26,6 +27,24 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub(crate) fn invalid_parameter(message: impl Into<String>) -> ! {
     ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message.into());
 }
+
+/// Runs `body` as the bootstrap superuser (RLS and table privileges then allow the write the
+/// caller's checks permitted). An error rolls the identity back with the transaction.
+pub(crate) fn as_owner<R>(body: impl FnOnce() -> R) -> R {
+    let mut user = pg_sys::Oid::INVALID;
+    let mut context = 0;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let result = body();
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    result
+}
+
 
 #[allow(non_snake_case)]
 #[pg_guard]

@@ -1,13 +1,17 @@
 //! The background-worker runtime shared by the scheduler and the pipeline workers: registration
 //! in the postmaster, signal handling, the latch loop, the heartbeat row each worker keeps in
 //! `pageperfect.workers`, and `in_transaction`, which runs SQL so that an error aborts the
-//! transaction and is returned instead of killing the worker.
+//! transaction and is returned instead of killing the worker. Each worker has one duty: the
+//! scheduler dispatches cron runs, a pipeline worker processes the job engine's stages.
 
 use crate::config;
+use crate::queue::processor::Processor;
 use crate::scheduler::dispatcher::Dispatcher;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::pg_sys::panic::{CaughtError, ErrorReportWithLevel};
 use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::de::DeserializeOwned;
 use std::fmt::Display;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::time::{Duration, Instant};
@@ -69,6 +73,14 @@ impl Role {
     }
 }
 
+/// What a worker does between heartbeats.
+pub trait Duty {
+    /// Does what is due now and returns how long the worker may sleep on its latch.
+    fn tick(&mut self) -> Duration;
+    /// Whether work is in progress (the heartbeat row's state).
+    fn busy(&self) -> bool;
+}
+
 /// Registers the scheduler and `pageperfect.pipeline_workers` pipeline workers with the postmaster.
 pub fn register_workers() {
     for role in Role::all(config::PIPELINE_WORKERS.get().max(0) as u32) {
@@ -97,13 +109,16 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
 
-    let mut dispatcher = (role == Role::Scheduler).then(Dispatcher::start);
+    let mut duty: Box<dyn Duty> = match role {
+        Role::Scheduler => Box::new(Dispatcher::start()),
+        Role::Pipeline(number) => Box::new(Processor::start(number)),
+    };
     let mut reported_missing_extension = false;
     let mut last_heartbeat: Option<Instant> = None;
     loop {
         if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_INTERVAL) {
             last_heartbeat = Some(Instant::now());
-            match heartbeat(role, "idle") {
+            match heartbeat(role, if duty.busy() { "busy" } else { "idle" }) {
                 Ok(true) => reported_missing_extension = false,
                 Ok(false) if !reported_missing_extension => {
                     log!("pageperfect {name}: waiting for CREATE EXTENSION pageperfect in database \"{database}\"");
@@ -114,10 +129,7 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
             }
         }
         let until_heartbeat = HEARTBEAT_INTERVAL.saturating_sub(last_heartbeat.map_or(Duration::ZERO, |at| at.elapsed()));
-        let work_wait = match dispatcher.as_mut() {
-            Some(dispatcher) if !reported_missing_extension => dispatcher.tick(),
-            _ => HEARTBEAT_INTERVAL,
-        };
+        let work_wait = if reported_missing_extension { HEARTBEAT_INTERVAL } else { duty.tick() };
         if !BackgroundWorker::wait_latch(Some(work_wait.min(until_heartbeat))) {
             break;
         }
@@ -167,6 +179,14 @@ fn heartbeat(role: Role, state: &'static str) -> Result<bool, String> {
 pub fn in_transaction<R, E: Display>(
     body: impl FnOnce() -> Result<R, E> + UnwindSafe + RefUnwindSafe,
 ) -> Result<R, String> {
+    try_in_transaction(move || body().map_err(|e| e.to_string()))
+}
+
+/// `in_transaction` that keeps the body's own error type; a caught Postgres error or panic
+/// becomes `E` from its message.
+pub fn try_in_transaction<R, E: From<String>>(
+    body: impl FnOnce() -> Result<R, E> + UnwindSafe + RefUnwindSafe,
+) -> Result<R, E> {
     PgTryBuilder::new(move || unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -179,7 +199,7 @@ pub fn in_transaction<R, E: Display>(
             }
             Err(e) => {
                 pg_sys::AbortCurrentTransaction();
-                Err(e.to_string())
+                Err(e)
             }
         }
     })
@@ -188,10 +208,24 @@ pub fn in_transaction<R, E: Display>(
     .execute()
 }
 
-fn abort_with<R>(caught: &CaughtError) -> Result<R, String> {
+fn abort_with<R, E: From<String>>(caught: &CaughtError) -> Result<R, E> {
     unsafe { pg_sys::AbortCurrentTransaction() };
-    Err(error_report(caught).message().to_string())
+    Err(E::from(error_report(caught).message().to_string()))
 }
+
+/// Runs one statement, with an optional jsonb argument `$1`, and decodes its jsonb result.
+pub fn query_json<T: DeserializeOwned>(sql: &str, argument: Option<serde_json::Value>) -> Result<T, String> {
+    let result = match argument {
+        Some(argument) => Spi::get_one_with_args::<JsonB>(sql, &[JsonB(argument).into()]),
+        None => Spi::get_one::<JsonB>(sql),
+    };
+    let value = result
+        .map_err(|e| e.to_string())?
+        .map(|j| j.0)
+        .unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(value).map_err(|e| format!("unexpected query result ({e}): {}", sql.split_whitespace().take(8).collect::<Vec<_>>().join(" ")))
+}
+
 
 /// The error report of whatever `PgTryBuilder` caught (a Postgres error or a Rust panic).
 pub fn error_report(caught: &CaughtError) -> &ErrorReportWithLevel {

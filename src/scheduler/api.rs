@@ -6,29 +6,12 @@
 //! for another role), and then write the tables as the bootstrap superuser, as pg_cron writes
 //! as the extension owner: ordinary roles have no write privilege on the tables.
 
-use super::{parse_schedule, slots};
-use crate::invalid_parameter;
-use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
+use super::parse_schedule;
+use super::slots::{self, wake_at_commit, Wake};
+use crate::{as_owner, invalid_parameter};
 use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Wakes the scheduler when the calling transaction commits, so that job changes and queued
-/// runs take effect at once rather than at its next periodic reload.
-pub fn wake_scheduler_at_commit() {
-    static REGISTERED: AtomicBool = AtomicBool::new(false);
-    if slots::shared().is_none() || REGISTERED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    register_xact_callback(PgXactCallbackEvent::Commit, || {
-        REGISTERED.store(false, Ordering::Release);
-        if let Some(shared) = slots::shared() {
-            shared.generation.fetch_add(1, Ordering::AcqRel);
-            shared.wake_scheduler();
-        }
-    });
-    register_xact_callback(PgXactCallbackEvent::Abort, || REGISTERED.store(false, Ordering::Release));
-}
 
 fn current_user() -> String {
     Spi::get_one::<String>("SELECT CURRENT_USER::text").ok().flatten().unwrap_or_default()
@@ -36,23 +19,6 @@ fn current_user() -> String {
 
 fn is_superuser() -> bool {
     unsafe { pg_sys::superuser() }
-}
-
-/// Runs `body` as the bootstrap superuser (RLS and table privileges then allow the write the
-/// caller's checks permitted). An error rolls the identity back with the transaction.
-fn as_owner<R>(body: impl FnOnce() -> R) -> R {
-    let mut user = pg_sys::Oid::INVALID;
-    let mut context = 0;
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        pg_sys::SetUserIdAndSecContext(
-            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
-    }
-    let result = body();
-    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
-    result
 }
 
 /// The first column of the first row `sql` returns, or `None` when it returns no row.
@@ -130,7 +96,7 @@ fn schedule_job(
             &[job_name.into(), schedule.into(), command.into(), database.into(), username.into(), active.into()],
         )
     });
-    wake_scheduler_at_commit();
+    wake_at_commit(Wake::Scheduler);
     jobid.expect("INSERT … RETURNING returns the job")
 }
 
@@ -141,7 +107,7 @@ fn on_callers_job<T: FromDatum + IntoDatum>(job_name: &str, sql: &str, extra: Ve
     let mut args: Vec<DatumWithOid> = vec![job_name.into(), current_user().into()];
     args.extend(extra);
     let result = as_owner(|| one::<T>(sql, &args));
-    wake_scheduler_at_commit();
+    wake_at_commit(Wake::Scheduler);
     result
 }
 
@@ -206,7 +172,7 @@ mod pageperfect {
         }
         as_owner(|| Spi::run_with_args("DELETE FROM pageperfect.job WHERE jobid = $1", &[job_id.into()]))
             .unwrap_or_else(|e| error!("{e}"));
-        wake_scheduler_at_commit();
+        wake_at_commit(Wake::Scheduler);
         true
     }
 
@@ -268,7 +234,7 @@ mod pageperfect {
             )
         })
         .unwrap_or_else(|e| error!("{e}"));
-        wake_scheduler_at_commit();
+        wake_at_commit(Wake::Scheduler);
     }
 
     /// Beyond pg_cron: the caller's job `job_name` gets a timeout (its runs are cancelled and
@@ -335,7 +301,7 @@ mod pageperfect {
         })
         .unwrap_or_else(|e| error!("{e}"))
         .unwrap_or_else(|| no_such_job(format!("'{job_name}'")));
-        wake_scheduler_at_commit();
+        wake_at_commit(Wake::Scheduler);
         TableIterator::once(row)
     }
 

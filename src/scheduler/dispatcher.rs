@@ -13,13 +13,11 @@ use super::plan::{missed_tick, retry_due};
 use super::runner;
 use super::slots::{self, Shared, SlotState};
 use super::from_pg_micros;
-use crate::worker::in_transaction;
+use crate::worker::{in_transaction, query_json, Duty};
 use chrono::{DateTime, Duration as Span, Utc};
 use chrono_tz::Tz;
 use pgrx::bgworkers::{BackgroundWorkerStatus, DynamicBackgroundWorker};
 use pgrx::prelude::*;
-use pgrx::JsonB;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -135,40 +133,9 @@ pub struct Dispatcher {
     warned_out_of_workers: bool,
 }
 
-/// Runs one statement, with an optional jsonb argument `$1`, and decodes its jsonb result.
-fn query_json<T: DeserializeOwned>(sql: &str, argument: Option<serde_json::Value>) -> Result<T, String> {
-    let result = match argument {
-        Some(argument) => Spi::get_one_with_args::<JsonB>(sql, &[JsonB(argument).into()]),
-        None => Spi::get_one::<JsonB>(sql),
-    };
-    let value = result
-        .map_err(|e| e.to_string())?
-        .map(|j| j.0)
-        .unwrap_or(serde_json::Value::Null);
-    serde_json::from_value(value).map_err(|e| format!("unexpected query result ({e}): {}", sql.split_whitespace().take(8).collect::<Vec<_>>().join(" ")))
-}
-
-impl Dispatcher {
-    /// The scheduler process's dispatcher; from now on SQL and runners can wake this process.
-    pub fn start() -> Dispatcher {
-        if let Some(shared) = slots::shared() {
-            shared.register_scheduler();
-        }
-        // Bookkeeping commits need not wait for the WAL flush: a crash can lose only the last
-        // few status changes, and recovery then fails those runs ("server restarted") anyway.
-        unsafe {
-            pg_sys::SetConfigOption(
-                c"synchronous_commit".as_ptr(),
-                c"off".as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_OVERRIDE,
-            );
-        }
-        Dispatcher::default()
-    }
-
+impl Duty for Dispatcher {
     /// Does everything that is due and returns how long the scheduler may sleep.
-    pub fn tick(&mut self) -> Duration {
+    fn tick(&mut self) -> Duration {
         let Some(shared) = slots::shared() else {
             return RELOAD_INTERVAL;
         };
@@ -195,6 +162,30 @@ impl Dispatcher {
         }
         self.dispatch(shared, Utc::now());
         self.sleep_time(Utc::now())
+    }
+
+    fn busy(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+}
+
+impl Dispatcher {
+    /// The scheduler process's dispatcher; from now on SQL and runners can wake this process.
+    pub fn start() -> Dispatcher {
+        if let Some(shared) = slots::shared() {
+            shared.register_scheduler();
+        }
+        // Bookkeeping commits need not wait for the WAL flush: a crash can lose only the last
+        // few status changes, and recovery then fails those runs ("server restarted") anyway.
+        unsafe {
+            pg_sys::SetConfigOption(
+                c"synchronous_commit".as_ptr(),
+                c"off".as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            );
+        }
+        Dispatcher::default()
     }
 
     /// Reads what runners did since the last tick.

@@ -71,7 +71,7 @@ mod pageperfect {
     /// trigger); does nothing when pageperfect is not preloaded.
     #[pg_extern(volatile)]
     fn wake_scheduler() {
-        super::api::wake_scheduler_at_commit();
+        slots::wake_at_commit(slots::Wake::Scheduler);
     }
 
     /// Raises SQLSTATE 22023 with the bad field and its text when `schedule` is not valid cron.

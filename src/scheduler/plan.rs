@@ -2,11 +2,9 @@
 //! scheduler was down, and when a failed run is retried.
 
 use super::cron::Schedule;
+use crate::backoff::exponential;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-
-/// Longest wait before a retry, however large the backoff and the attempt number grow.
-const MAX_RETRY_DELAY: Duration = Duration::days(1);
 
 /// The tick a catch-up run stands for: the first one after `last_due` (the last tick that got
 /// a run, or the job's creation) that is before `now`, if the scheduler missed any.
@@ -17,12 +15,8 @@ pub fn missed_tick(schedule: &Schedule, last_due: DateTime<Utc>, now: DateTime<U
 /// When attempt `attempt + 1` of a run that failed at `failed_at` is due:
 /// `backoff · 2^(attempt − 1)` later, capped at a day.
 pub fn retry_due(failed_at: DateTime<Utc>, backoff: Duration, attempt: i32) -> DateTime<Utc> {
-    let doublings = attempt.clamp(1, 31) as u32 - 1;
-    let delay = backoff
-        .checked_mul(1 << doublings.min(30))
-        .filter(|d| *d <= MAX_RETRY_DELAY)
-        .unwrap_or(MAX_RETRY_DELAY);
-    failed_at + delay
+    let delay = exponential(backoff.to_std().unwrap_or_default(), attempt);
+    failed_at + Duration::from_std(delay).unwrap_or(Duration::days(1))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The shared memory between the scheduler and its job runners: one slot per possible runner
-//! (`pageperfect.max_running_jobs` of them), plus the scheduler's latch and a counter that SQL
-//! bumps when jobs change.
+//! The shared memory of pageperfect's processes: one slot per possible job runner
+//! (`pageperfect.max_running_jobs` of them), the latches of the scheduler and the pipeline
+//! workers (so that SQL can wake them when it changes jobs or queues work), and a counter that
+//! SQL bumps when cron jobs change.
 //!
 //! A job's command can run in any database as any role, but the scheduler's tables live in one
 //! database, so runners cannot report through SQL. Each slot is a small state machine instead;
@@ -19,9 +20,10 @@
 //! hands that slot more work. A runner killed with SIGKILL makes the postmaster restart every
 //! process and reinitialise this memory; the scheduler then fails the runs it finds unfinished.
 
+use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
 use pgrx::pg_sys;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Longest `return_message` a runner hands back; longer error texts are cut at a char boundary.
 pub const MESSAGE_CAPACITY: usize = 4096;
@@ -76,11 +78,17 @@ pub struct Slot {
     message: UnsafeCell<[u8; MESSAGE_CAPACITY]>,
 }
 
+/// The most pipeline workers `pageperfect.pipeline_workers` allows.
+pub const MAX_PIPELINE_WORKERS: usize = 64;
+
 #[repr(C)]
 pub struct Shared {
     scheduler_latch: AtomicPtr<pg_sys::Latch>,
+    pipeline_latches: [AtomicPtr<pg_sys::Latch>; MAX_PIPELINE_WORKERS],
     /// Bumped at commit of every transaction that changed jobs or queued a run.
     pub generation: AtomicU64,
+    /// Bumped at commit of every transaction that queued pipeline work or freed a stage slot.
+    pub pipeline_generation: AtomicU64,
     /// When this memory was initialised (server start or crash restart), as a `TimestampTz`:
     /// runs queued before it had their runners die with it.
     pub initialized_at: AtomicI64,
@@ -168,10 +176,65 @@ impl Shared {
         }
     }
 
+    /// Called by pipeline worker `number` (from 1) once it runs.
+    pub fn register_pipeline_worker(&self, number: u32) {
+        if let Some(latch) = self.pipeline_latches.get(number as usize - 1) {
+            latch.store(unsafe { pg_sys::MyLatch }, Ordering::Release);
+        }
+    }
+
+    /// Wakes every pipeline worker: new work was queued.
+    pub fn wake_pipeline_workers(&self) {
+        for latch in &self.pipeline_latches {
+            let latch = latch.load(Ordering::Acquire);
+            if !latch.is_null() {
+                unsafe { pg_sys::SetLatch(latch) };
+            }
+        }
+    }
+
     /// Whether a scheduler process has registered since the server started.
     pub fn has_scheduler(&self) -> bool {
         !self.scheduler_latch.load(Ordering::Acquire).is_null()
     }
+}
+
+/// Whom a transaction wakes when it commits.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+pub enum Wake {
+    /// Cron jobs changed or a run was queued: the scheduler reloads.
+    Scheduler = 1,
+    /// Pipeline work was queued: the pipeline workers claim it.
+    PipelineWorkers = 2,
+}
+
+/// Wakes `whom` when the calling transaction commits (never when it rolls back), so that its
+/// changes take effect at once rather than at the next periodic look. Does nothing when the
+/// library was not preloaded.
+pub fn wake_at_commit(whom: Wake) {
+    static PENDING: AtomicU8 = AtomicU8::new(0);
+    if shared().is_none() {
+        return;
+    }
+    // The callbacks are registered once per transaction; later calls only add to PENDING.
+    if PENDING.fetch_or(whom as u8, Ordering::AcqRel) != 0 {
+        return;
+    }
+    register_xact_callback(PgXactCallbackEvent::Commit, || {
+        let pending = PENDING.swap(0, Ordering::AcqRel);
+        if let Some(shared) = shared() {
+            if pending & Wake::Scheduler as u8 != 0 {
+                shared.generation.fetch_add(1, Ordering::AcqRel);
+                shared.wake_scheduler();
+            }
+            if pending & Wake::PipelineWorkers as u8 != 0 {
+                shared.pipeline_generation.fetch_add(1, Ordering::AcqRel);
+                shared.wake_pipeline_workers();
+            }
+        }
+    });
+    register_xact_callback(PgXactCallbackEvent::Abort, || PENDING.store(0, Ordering::Release));
 }
 
 impl Slot {

@@ -1,0 +1,309 @@
+-- queue API: pgmq's functions, names and results on pageperfect's queue tables.
+--
+-- Every function checks that the queue exists (a clear error instead of an empty result), runs
+-- as the caller, and touches one queue's rows through the dequeue index. Queues whose names
+-- start with `pageperfect_` belong to pageperfect itself: row-level security hides them from
+-- every role but superusers, so to the API they do not exist.
+
+CREATE TYPE pageperfect.message_record AS (
+    msg_id      bigint,
+    read_ct     int,
+    enqueued_at timestamptz,
+    vt          timestamptz,
+    message     jsonb
+);
+
+CREATE TYPE pageperfect.queue_metrics AS (
+    queue_name           text,
+    queue_length         bigint,
+    newest_msg_age_sec   int,
+    oldest_msg_age_sec   int,
+    total_messages       bigint,
+    scrape_time          timestamptz,
+    queue_visible_length bigint
+);
+
+-- The queue's name when it exists (and the caller may see it); otherwise an error.
+CREATE FUNCTION pageperfect.queue_must_exist(queue_name text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF queue_name IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pageperfect.queues q WHERE q.queue_name = queue_must_exist.queue_name) THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue_name
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with pageperfect.create_queue().';
+    END IF;
+    RETURN queue_name;
+END
+$$;
+
+CREATE FUNCTION pageperfect.check_seconds(what text, seconds int) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF seconds IS NULL OR seconds < 0 THEN
+        RAISE EXCEPTION '% must be 0 or more seconds, not %', what, coalesce(seconds::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- Idempotent, as pgmq.create.
+CREATE FUNCTION pageperfect.create_queue(queue_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid queue name "%"', queue_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A queue name is 1 to 63 letters, digits, underscores and hyphens.';
+    END IF;
+    IF queue_name LIKE 'pageperfect\_%' THEN
+        RAISE EXCEPTION 'queue names starting with "pageperfect_" are reserved for pageperfect'
+            USING ERRCODE = 'reserved_name';
+    END IF;
+    INSERT INTO pageperfect.queues AS q (queue_name) VALUES (create_queue.queue_name)
+        ON CONFLICT DO NOTHING;
+END
+$$;
+
+-- Sends messages with a priority (the pgmq API has none): send_batch and the job engine use it.
+CREATE FUNCTION pageperfect.push_messages(p_queue text, p_messages jsonb[], p_delay_seconds float8, p_priority int)
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    sent bigint;
+BEGIN
+    RETURN QUERY
+        INSERT INTO pageperfect.queue_messages (queue_name, vt, priority, message)
+        SELECT p_queue, pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => p_delay_seconds), p_priority, m
+          FROM pg_catalog.unnest(p_messages) WITH ORDINALITY AS u (m, n)
+         ORDER BY n
+        RETURNING msg_id;
+    GET DIAGNOSTICS sent = ROW_COUNT;
+    INSERT INTO pageperfect.queue_sent_counts AS c (queue_name, stripe, sent)
+    VALUES (p_queue, pg_catalog.pg_backend_pid() % 16, sent)
+    ON CONFLICT (queue_name, stripe) DO UPDATE SET sent = c.sent + excluded.sent;
+END
+$$;
+
+CREATE FUNCTION pageperfect.send_batch(queue_name text, messages jsonb[], delay_seconds int DEFAULT 0)
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pageperfect.check_seconds('delay_seconds', delay_seconds);
+    IF messages IS NULL OR array_position(messages, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'a message must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Shared with concurrent senders; drop_queue takes it exclusively, so no message lands in a
+    -- queue that is being dropped.
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1885957734, pg_catalog.hashtext(queue_name));
+    PERFORM pageperfect.queue_must_exist(queue_name);
+    RETURN QUERY SELECT pageperfect.push_messages(queue_name, messages, delay_seconds, 0);
+END
+$$;
+
+CREATE FUNCTION pageperfect.send(queue_name text, message jsonb, delay_seconds int DEFAULT 0)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT pageperfect.send_batch(queue_name, ARRAY[message], delay_seconds)
+$$;
+
+-- Up to qty visible messages, oldest first, each invisible to other readers for vt seconds.
+-- SKIP LOCKED passes over messages another reader is taking; a message it took and committed
+-- fails the vt recheck, so no two readers get the same message while it is invisible.
+CREATE FUNCTION pageperfect.read(queue_name text, vt int, qty int)
+RETURNS SETOF pageperfect.message_record
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pageperfect.check_seconds('vt', vt);
+    IF qty IS NULL OR qty < 1 THEN
+        RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pageperfect.queue_must_exist(queue_name);
+    RETURN QUERY
+        WITH taken AS (
+            SELECT m.msg_id
+              FROM pageperfect.queue_messages m
+             WHERE m.queue_name = read.queue_name AND m.vt <= pg_catalog.clock_timestamp()
+             ORDER BY m.priority DESC, m.msg_id
+             LIMIT qty
+               FOR UPDATE SKIP LOCKED
+        ), updated AS (
+            UPDATE pageperfect.queue_messages m
+               SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => read.vt),
+                   read_ct = m.read_ct + 1
+              FROM taken
+             WHERE m.msg_id = taken.msg_id
+            RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
+        )
+        SELECT * FROM updated ORDER BY msg_id;
+END
+$$;
+
+-- Reads and deletes at once: the message is gone whether or not the caller's work succeeds.
+CREATE FUNCTION pageperfect.pop(queue_name text, qty int DEFAULT 1)
+RETURNS SETOF pageperfect.message_record
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF qty IS NULL OR qty < 1 THEN
+        RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pageperfect.queue_must_exist(queue_name);
+    RETURN QUERY
+        WITH taken AS (
+            SELECT m.msg_id
+              FROM pageperfect.queue_messages m
+             WHERE m.queue_name = pop.queue_name AND m.vt <= pg_catalog.clock_timestamp()
+             ORDER BY m.priority DESC, m.msg_id
+             LIMIT qty
+               FOR UPDATE SKIP LOCKED
+        ), deleted AS (
+            DELETE FROM pageperfect.queue_messages m USING taken
+             WHERE m.msg_id = taken.msg_id
+            RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
+        )
+        SELECT * FROM deleted ORDER BY msg_id;
+END
+$$;
+
+CREATE FUNCTION pageperfect.delete(queue_name text, msg_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pageperfect.queue_must_exist(queue_name);
+    RETURN QUERY
+        DELETE FROM pageperfect.queue_messages m
+         WHERE m.msg_id = ANY (msg_ids) AND m.queue_name = delete.queue_name
+        RETURNING m.msg_id;
+END
+$$;
+
+CREATE FUNCTION pageperfect.delete(queue_name text, msg_id bigint)
+RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT EXISTS (SELECT FROM pageperfect.delete(queue_name, ARRAY[msg_id]))
+$$;
+
+-- Moves messages to queue_archive (kept until purge or drop), as pgmq.archive.
+CREATE FUNCTION pageperfect.archive(queue_name text, msg_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pageperfect.queue_must_exist(queue_name);
+    RETURN QUERY
+        WITH moved AS (
+            DELETE FROM pageperfect.queue_messages m
+             WHERE m.msg_id = ANY (msg_ids) AND m.queue_name = archive.queue_name
+            RETURNING m.*
+        )
+        INSERT INTO pageperfect.queue_archive (msg_id, queue_name, read_ct, enqueued_at, vt, priority, message)
+        SELECT moved.msg_id, moved.queue_name, moved.read_ct, moved.enqueued_at, moved.vt, moved.priority, moved.message
+          FROM moved
+        RETURNING queue_archive.msg_id;
+END
+$$;
+
+CREATE FUNCTION pageperfect.archive(queue_name text, msg_id bigint)
+RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT EXISTS (SELECT FROM pageperfect.archive(queue_name, ARRAY[msg_id]))
+$$;
+
+-- Makes a message invisible for vt seconds from now (0: visible at once); returns it, or no row
+-- when it does not exist.
+CREATE FUNCTION pageperfect.set_vt(queue_name text, msg_id bigint, vt int)
+RETURNS SETOF pageperfect.message_record
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pageperfect.check_seconds('vt', vt);
+    PERFORM pageperfect.queue_must_exist(queue_name);
+    RETURN QUERY
+        UPDATE pageperfect.queue_messages m
+           SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => set_vt.vt)
+         WHERE m.msg_id = set_vt.msg_id AND m.queue_name = set_vt.queue_name
+        RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message;
+END
+$$;
+
+CREATE FUNCTION pageperfect.metrics(queue_name text)
+RETURNS pageperfect.queue_metrics
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    result pageperfect.queue_metrics;
+BEGIN
+    PERFORM pageperfect.queue_must_exist(queue_name);
+    SELECT metrics.queue_name,
+           count(*),
+           extract(epoch FROM pg_catalog.clock_timestamp() - max(m.enqueued_at))::int,
+           extract(epoch FROM pg_catalog.clock_timestamp() - min(m.enqueued_at))::int,
+           (SELECT coalesce(sum(c.sent), 0)::bigint FROM pageperfect.queue_sent_counts c
+             WHERE c.queue_name = metrics.queue_name),
+           pg_catalog.clock_timestamp(),
+           count(*) FILTER (WHERE m.vt <= pg_catalog.clock_timestamp())
+      INTO result
+      FROM pageperfect.queue_messages m
+     WHERE m.queue_name = metrics.queue_name;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION pageperfect.metrics_all()
+RETURNS SETOF pageperfect.queue_metrics
+LANGUAGE sql STABLE AS $$
+    SELECT (pageperfect.metrics(q.queue_name)).* FROM pageperfect.queues q ORDER BY q.queue_name
+$$;
+
+CREATE FUNCTION pageperfect.list_queues()
+RETURNS TABLE (queue_name text, created_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT q.queue_name, q.created_at FROM pageperfect.queues q ORDER BY q.queue_name
+$$;
+
+-- Deletes every message of the queue (not its archive); returns how many.
+CREATE FUNCTION pageperfect.purge_queue(queue_name text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    purged bigint;
+BEGIN
+    PERFORM pageperfect.queue_must_exist(queue_name);
+    DELETE FROM pageperfect.queue_messages m WHERE m.queue_name = purge_queue.queue_name;
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    RETURN purged;
+END
+$$;
+
+-- Drops the queue with its messages, archive and counters; false when there was no such queue.
+CREATE FUNCTION pageperfect.drop_queue(queue_name text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885957734, pg_catalog.hashtext(queue_name));
+    DELETE FROM pageperfect.queues q WHERE q.queue_name = drop_queue.queue_name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM pageperfect.queue_messages m WHERE m.queue_name = drop_queue.queue_name;
+    DELETE FROM pageperfect.queue_archive a WHERE a.queue_name = drop_queue.queue_name;
+    DELETE FROM pageperfect.queue_sent_counts c WHERE c.queue_name = drop_queue.queue_name;
+    RETURN true;
+END
+$$;
+
+-- pageperfect_user uses queues through these functions and the tables, like pgmq's users; the
+-- pipeline's own queue stays hidden.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['queues', 'queue_messages', 'queue_archive', 'queue_sent_counts'] LOOP
+        EXECUTE format('ALTER TABLE pageperfect.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format($p$CREATE POLICY %I ON pageperfect.%I USING (queue_name NOT LIKE 'pageperfect\_%%')$p$,
+                       t || '_not_internal', t);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON pageperfect.%I TO pageperfect_user', t);
+    END LOOP;
+END
+$$;
+GRANT USAGE ON SEQUENCE pageperfect.queue_messages_msg_id_seq TO pageperfect_user;

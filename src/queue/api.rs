@@ -1,0 +1,88 @@
+//! The job engine's user-facing functions that must know their caller: `enqueue_job` (the job
+//! is the caller's) and `retry_dead_letter` (only a dead letter the caller can see). They
+//! check as the caller, then change the engine's tables as the owner (users have no write
+//! privilege on them), and wake the pipeline workers when the transaction commits.
+
+use crate::backoff::stage_retry_delay;
+use crate::scheduler::slots::{wake_at_commit, Wake};
+use crate::{as_owner, invalid_parameter};
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+use std::time::Duration;
+
+fn current_user() -> String {
+    Spi::get_one::<String>("SELECT CURRENT_USER::text").ok().flatten().unwrap_or_default()
+}
+
+#[pg_schema]
+mod pageperfect {
+    use super::*;
+
+    /// Queues a job for `url` that runs `stages` in order (NULL: the default pipeline) minus
+    /// `skip_steps`; it belongs to the caller. Returns its id.
+    #[pg_extern(volatile)]
+    fn enqueue_job(
+        url: &str,
+        stages: default!(Option<Vec<String>>, "NULL"),
+        options: default!(JsonB, "'{}'"),
+        priority: default!(i32, 0),
+        skip_steps: default!(Vec<String>, "'{}'"),
+        force_update: default!(bool, false),
+    ) -> Uuid {
+        if !options.0.is_object() {
+            invalid_parameter(format!("options must be a JSON object, not {}", options.0));
+        }
+        let owner = current_user();
+        let job = as_owner(|| {
+            Spi::get_one_with_args::<Uuid>(
+                "SELECT pageperfect.create_job($1, $2, $3, $4, $5, $6, $7)",
+                &[owner.into(), url.into(), stages.into(), options.into(), priority.into(), skip_steps.into(), force_update.into()],
+            )
+        })
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_else(|| error!("create_job returned no job"));
+        wake_at_commit(Wake::PipelineWorkers);
+        job
+    }
+
+    /// Puts dead letter `id` back in its queue (a pipeline stage gets a fresh set of attempts).
+    /// Returns the new message id.
+    #[pg_extern(volatile, strict)]
+    fn retry_dead_letter(id: i64) -> i64 {
+        // As the caller: row-level security shows a role only the dead letters of its jobs.
+        let visible = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pageperfect.dead_letters WHERE id = $1)",
+            &[id.into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or(false);
+        if !visible {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, format!("dead letter {id} does not exist"));
+        }
+        let msg_id = as_owner(|| Spi::get_one_with_args::<i64>("SELECT pageperfect.requeue_dead_letter($1)", &[id.into()]))
+            .unwrap_or_else(|e| error!("{e}"))
+            .unwrap_or_else(|| error!("requeue_dead_letter returned no message"));
+        wake_at_commit(Wake::PipelineWorkers);
+        msg_id
+    }
+
+    /// Seconds a stage waits before attempt `attempt + 1`: `base_seconds · 2^(attempt − 1)` with
+    /// up to 25% jitter, never less than `retry_after_seconds`, at most a day.
+    #[pg_extern(volatile, parallel_safe)]
+    fn retry_delay_seconds(base_seconds: i32, attempt: i32, retry_after_seconds: default!(Option<f64>, "NULL")) -> f64 {
+        let retry_after = retry_after_seconds.filter(|s| s.is_finite() && *s > 0.0).map(Duration::from_secs_f64);
+        let base = Duration::from_secs(base_seconds.max(0) as u64);
+        stage_retry_delay(base, attempt, retry_after, fastrand::f64()).as_secs_f64()
+    }
+}
+
+pgrx::extension_sql!(
+    r#"
+REVOKE ALL ON FUNCTION pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean) TO pageperfect_user;
+REVOKE ALL ON FUNCTION pageperfect.retry_dead_letter(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pageperfect.retry_dead_letter(bigint) TO pageperfect_user;
+"#,
+    name = "queue_api_grants",
+    requires = [pageperfect::enqueue_job, pageperfect::retry_dead_letter]
+);

@@ -1,0 +1,277 @@
+//! A pipeline worker's duty: claim due stage work under the limits, run each attempt on the
+//! worker's tokio runtime with no transaction open, and record its outcome in one transaction.
+//!
+//! SPI stays on the worker's main thread. Attempts run as tokio tasks on two runtime threads
+//! and hand their outcome back over a channel; the main thread waits on that channel in short
+//! slices while work is in flight, so it still notices SIGTERM and new work on its latch.
+
+use super::claim::{choose, Candidate};
+use super::stage::{self, AnyStage, StageError, Work};
+use crate::config;
+use crate::scheduler::slots::{self, wake_at_commit, Wake};
+use crate::worker::{in_transaction, query_json, try_in_transaction, Duty};
+use pgrx::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How many claimable messages a claim looks at, in dequeue order.
+const LOOKAHEAD: i64 = 256;
+/// Claims also happen without a wake-up this often: work another worker freed, clock drift.
+const CLAIM_POLL: Duration = Duration::from_secs(1);
+/// How often the worker returns work of dead backends to the queue (and fails overdue work).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest the main thread waits for finished attempts before it looks at its latch again.
+const FINISHED_WAIT: Duration = Duration::from_millis(20);
+
+/// An attempt that ended: the stage's output, or why it failed.
+struct Finished {
+    work: Work,
+    outcome: Result<(&'static dyn AnyStage, Box<dyn Any + Send>), StageError>,
+}
+
+/// A claimed stage as `claim_stages` returns it.
+#[derive(Deserialize)]
+struct ClaimedRow {
+    job_id: String,
+    stage: String,
+    attempt: i32,
+    url: String,
+    page_id: Option<i64>,
+    owner: String,
+    options: serde_json::Value,
+    force_update: bool,
+    timeout_seconds: u64,
+}
+
+impl From<ClaimedRow> for Work {
+    fn from(row: ClaimedRow) -> Work {
+        Work {
+            job_id: row.job_id,
+            stage: row.stage,
+            attempt: row.attempt,
+            url: row.url,
+            page_id: row.page_id,
+            owner: row.owner,
+            options: row.options,
+            force_update: row.force_update,
+            timeout: Duration::from_secs(row.timeout_seconds),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claimed {
+    works: Vec<ClaimedRow>,
+    /// Seconds until the next delayed message becomes visible, if one waits.
+    next_visible_in: Option<f64>,
+}
+
+pub struct Processor {
+    runtime: tokio::runtime::Runtime,
+    finished_tx: mpsc::UnboundedSender<Finished>,
+    finished_rx: mpsc::UnboundedReceiver<Finished>,
+    in_flight: usize,
+    seen_generation: u64,
+    next_claim: Instant,
+    next_sweep: Instant,
+}
+
+/// Runtime threads must never run a Postgres signal handler (it would touch Postgres from a
+/// thread that is not the backend's), so they block every signal.
+fn block_signals() {
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+impl Processor {
+    /// Pipeline worker `number`'s processor; from now on enqueuing sessions can wake it.
+    pub fn start(number: u32) -> Processor {
+        if let Some(shared) = slots::shared() {
+            shared.register_pipeline_worker(number);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("pageperfect-pipeline-{number}"))
+            .on_thread_start(block_signals)
+            .enable_time()
+            .build()
+            .unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot start its tokio runtime: {e}"));
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        Processor { runtime, finished_tx, finished_rx, in_flight: 0, seen_generation: 0, next_claim: now, next_sweep: now }
+    }
+
+    /// Returns work of dead backends to the queue and fails work past its time limit.
+    fn sweep(&mut self) {
+        self.next_sweep = Instant::now() + SWEEP_INTERVAL;
+        match in_transaction(|| query_json::<serde_json::Value>("SELECT pageperfect.sweep_stages()", None)) {
+            Ok(swept) if swept.as_object().is_some_and(|o| o.values().any(|n| n.as_i64() != Some(0))) => {
+                log!("pageperfect pipeline: swept stuck stages: {swept}");
+                self.next_claim = Instant::now();
+            }
+            Ok(_) => {}
+            Err(e) => warning!("pageperfect pipeline: sweep failed (will retry): {e}"),
+        }
+    }
+
+    /// Claims up to `free` stages and returns them with the time the next delayed one is due.
+    fn claim(&self, free: usize) -> Result<Claimed, String> {
+        in_transaction(|| {
+            Spi::run("SELECT pageperfect.lock_claims()").map_err(|e| e.to_string())?;
+            let candidates: Vec<Candidate> = query_json(
+                "SELECT coalesce(jsonb_agg(c), '[]') FROM pageperfect.claim_candidates($1::int) c",
+                Some(json!(LOOKAHEAD)),
+            )?;
+            let chosen = choose(&candidates, free);
+            query_json::<Claimed>(
+                "SELECT jsonb_build_object(
+                     'works', (SELECT coalesce(jsonb_agg(w), '[]') FROM pageperfect.claim_stages(
+                                   ARRAY(SELECT jsonb_array_elements_text($1)::bigint)) w),
+                     'next_visible_in', extract(epoch FROM pageperfect.next_pipeline_wakeup() - clock_timestamp()))",
+                Some(json!(chosen)),
+            )
+        })
+    }
+
+    /// Prepares a claimed attempt and hands it to the runtime; an attempt that cannot even be
+    /// prepared is recorded as failed at once.
+    fn launch(&mut self, work: Work) {
+        let Some(stage) = stage::find(&work.stage) else {
+            let error = StageError::permanent(format!("this build of pageperfect has no code for stage \"{}\"", work.stage));
+            return self.record(Finished { work, outcome: Err(error) });
+        };
+        let prepared = {
+            let work = AssertUnwindSafe(&work);
+            try_in_transaction(AssertUnwindSafe(|| stage.prepare(&work)))
+        };
+        let input = match prepared {
+            Ok(input) => input,
+            Err(error) => return self.record(Finished { work, outcome: Err(error) }),
+        };
+        let attempt = stage.run(&work, input);
+        let finished_tx = self.finished_tx.clone();
+        let timeout = work.timeout;
+        self.in_flight += 1;
+        self.runtime.spawn(async move {
+            // Its own task, so that a panic in stage code ends the attempt, not the reporting.
+            let outcome = match tokio::time::timeout(timeout, tokio::spawn(attempt)).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(join_error)) => Err(StageError::retryable(format!("stage {} panicked: {join_error}", work.stage))),
+                Err(_) => Err(StageError::retryable(format!(
+                    "stage {} timed out after {} s (its timeout_seconds)",
+                    work.stage,
+                    timeout.as_secs()
+                ))),
+            };
+            // The receiver only goes away with the worker, and then nobody records anything.
+            let _ = finished_tx.send(Finished { work, outcome: outcome.map(|output| (stage, output)) });
+        });
+    }
+
+    /// Records a finished attempt: its results, the stage completed and the job advanced in one
+    /// transaction, or the failure with its retry or dead letter.
+    fn record(&mut self, finished: Finished) {
+        let Finished { work, outcome } = finished;
+        let completed = outcome.and_then(|(stage, output)| {
+            let work = AssertUnwindSafe(&work);
+            try_in_transaction(AssertUnwindSafe(move || {
+                let payload = stage.store(&work, output)?;
+                let result = Spi::get_one_with_args::<String>(
+                    "SELECT pageperfect.complete_stage($1::uuid, $2, $3, $4)",
+                    &[work.job_id.as_str().into(), work.stage.as_str().into(), work.attempt.into(), pgrx::JsonB(payload).into()],
+                )
+                .map_err(|e| StageError::retryable(e.to_string()))?;
+                // A stage slot is free and the next stage may be queued: every worker looks.
+                wake_at_commit(Wake::PipelineWorkers);
+                Ok(result.unwrap_or_default())
+            }))
+        });
+        let result = completed.or_else(|error| {
+            in_transaction(|| {
+                Spi::get_one_with_args::<String>(
+                    "SELECT pageperfect.fail_stage($1::uuid, $2, $3, $4, $5, $6)",
+                    &[
+                        work.job_id.as_str().into(),
+                        work.stage.as_str().into(),
+                        work.attempt.into(),
+                        error.to_string().into(),
+                        error.is_permanent().into(),
+                        error.retry_after().map(|d| d.as_secs_f64()).into(),
+                    ],
+                )
+                .map(Option::unwrap_or_default)
+            })
+        });
+        match result {
+            Ok(outcome) if outcome == "stale" => log!(
+                "pageperfect pipeline: result of job {} stage {} attempt {} discarded: the attempt was taken back",
+                work.job_id,
+                work.stage,
+                work.attempt
+            ),
+            Ok(_) => {}
+            // Nothing was recorded; the claim stays until the sweeper returns it to the queue.
+            Err(e) => warning!("pageperfect pipeline: could not record job {} stage {}: {e}", work.job_id, work.stage),
+        }
+        self.next_claim = Instant::now();
+    }
+
+    /// Records every attempt that has finished, waiting up to `wait` for the first one.
+    fn collect_finished(&mut self, wait: Duration) {
+        let (runtime, receiver) = (&self.runtime, &mut self.finished_rx);
+        let first = runtime.block_on(async { tokio::time::timeout(wait, receiver.recv()).await.ok().flatten() });
+        let mut batch: Vec<Finished> = first.into_iter().collect();
+        while let Ok(more) = self.finished_rx.try_recv() {
+            batch.push(more);
+        }
+        for finished in batch {
+            self.in_flight -= 1;
+            self.record(finished);
+        }
+    }
+}
+
+impl Duty for Processor {
+    fn tick(&mut self) -> Duration {
+        self.collect_finished(Duration::ZERO);
+        let now = Instant::now();
+        if now >= self.next_sweep {
+            self.sweep();
+        }
+        let capacity = config::HTTP_CONCURRENCY.get().max(1) as usize;
+        let generation = slots::shared().map_or(0, |s| s.pipeline_generation.load(Ordering::Acquire));
+        if self.in_flight < capacity && (generation != self.seen_generation || Instant::now() >= self.next_claim) {
+            self.seen_generation = generation;
+            match self.claim(capacity - self.in_flight) {
+                Ok(claimed) => {
+                    let due_in = claimed.next_visible_in.map_or(CLAIM_POLL, |s| Duration::from_secs_f64(s.clamp(0.0, 1.0)));
+                    self.next_claim = Instant::now() + due_in.min(CLAIM_POLL);
+                    for row in claimed.works {
+                        self.launch(row.into());
+                    }
+                }
+                Err(e) => {
+                    warning!("pageperfect pipeline: claiming work failed (will retry): {e}");
+                    self.next_claim = Instant::now() + CLAIM_POLL;
+                }
+            }
+        }
+        if self.in_flight > 0 {
+            self.collect_finished(FINISHED_WAIT);
+            return Duration::ZERO;
+        }
+        self.next_claim.saturating_duration_since(Instant::now()).min(self.next_sweep.saturating_duration_since(Instant::now()))
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight > 0
+    }
+}
