@@ -191,3 +191,31 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+impl Cluster {
+    /// A fresh preloaded cluster (extra `settings` lines) with the extension created in
+    /// `postgres`, and a superuser connection to it.
+    pub fn with_extension(name: &str, settings: &[&str]) -> (Cluster, Client) {
+        let cluster = Cluster::start(name, true, settings);
+        let mut client = cluster.connect();
+        client.batch_execute("CREATE EXTENSION pageperfect").unwrap();
+        (cluster, client)
+    }
+
+    /// Waits for the crash restart that a SIGKILL of a backend causes to end `client`'s
+    /// session, then connects again.
+    pub fn reconnect_after_crash(&self, mut client: Client) -> Client {
+        wait_for(Duration::from_secs(10), "the crash restart", || client.simple_query("SELECT 1").is_err().then_some(()));
+        self.reconnect(Duration::from_secs(30))
+    }
+}
+
+/// The server's message of a failed statement (the `postgres` crate's Display says "db error").
+pub fn db_message(err: postgres::Error) -> String {
+    err.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| err.to_string())
+}
+
+/// The single bigint a query returns.
+pub fn count(client: &mut Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}

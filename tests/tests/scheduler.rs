@@ -2,15 +2,12 @@
 //! their owner, errors and timeouts are recorded, a long job never overlaps itself, retries and
 //! catch-up, and killed job backends or a killed scheduler leave no run `running`.
 
-use pageperfect_it::{kill, wait_for, Cluster};
+use pageperfect_it::{count, db_message, kill, wait_for, Cluster};
 use postgres::Client;
 use std::time::Duration;
 
 fn started_cluster(name: &str) -> (Cluster, Client) {
-    let cluster = Cluster::start(name, true, &[]);
-    let mut client = cluster.connect();
-    client.batch_execute("CREATE EXTENSION pageperfect").unwrap();
-    (cluster, client)
+    Cluster::with_extension(name, &[])
 }
 
 /// (status, return_message) of a job's runs, oldest first.
@@ -21,14 +18,6 @@ fn runs(client: &mut Client, jobid: i64) -> Vec<(String, Option<String>)> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect()
-}
-
-fn db_message(err: postgres::Error) -> String {
-    err.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| err.to_string())
-}
-
-fn count(client: &mut Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).unwrap().get(0)
 }
 
 fn schedule(client: &mut Client, name: &str, schedule: &str, command: &str) -> i64 {
@@ -210,13 +199,6 @@ fn running_run(client: &mut Client, runid: i64) -> i32 {
     })
 }
 
-/// Waits for the crash restart that a SIGKILL of a backend causes to end `client`'s session,
-/// then connects again.
-fn reconnect_after_crash(cluster: &Cluster, mut client: Client) -> Client {
-    wait_for(Duration::from_secs(10), "the crash restart", || client.simple_query("SELECT 1").is_err().then_some(()));
-    cluster.reconnect(Duration::from_secs(30))
-}
-
 fn unfinished(client: &mut Client) -> i64 {
     count(client, "SELECT count(*) FROM cron.job_run_details WHERE status IN ('starting', 'running')")
 }
@@ -240,7 +222,7 @@ fn killed_job_backends_and_a_killed_scheduler_leave_no_run_running() {
     let runid: i64 = client.query_one("SELECT pageperfect.run_job_now('long')", &[]).unwrap().get(0);
     let pid = running_run(&mut client, runid);
     kill(pid, "KILL");
-    let mut client = reconnect_after_crash(&cluster, client);
+    let mut client = cluster.reconnect_after_crash(client);
     wait_for(Duration::from_secs(15), "the killed run to be failed", || (unfinished(&mut client) == 0).then_some(()));
     let (status, message): (String, String) = {
         let row = client.query_one("SELECT status, return_message FROM cron.job_run_details WHERE runid = $1", &[&runid]).unwrap();
@@ -258,7 +240,7 @@ fn killed_job_backends_and_a_killed_scheduler_leave_no_run_running() {
         .unwrap()
         .get(0);
     kill(scheduler, "KILL");
-    let mut client = reconnect_after_crash(&cluster, client);
+    let mut client = cluster.reconnect_after_crash(client);
     wait_for(Duration::from_secs(15), "no run left running", || (unfinished(&mut client) == 0).then_some(()));
     let status: String = client.query_one("SELECT status FROM cron.job_run_details WHERE runid = $1", &[&runid]).unwrap().get(0);
     assert_eq!(status, "failed");

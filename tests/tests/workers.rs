@@ -39,9 +39,7 @@ fn all_healthy(client: &mut Client) -> bool {
 }
 
 fn started_cluster(name: &str, settings: &[&str]) -> (Cluster, Client) {
-    let cluster = Cluster::start(name, true, settings);
-    let mut client = cluster.connect();
-    client.batch_execute("CREATE EXTENSION pageperfect").unwrap();
+    let (cluster, mut client) = Cluster::with_extension(name, settings);
     wait_for(Duration::from_secs(30), "all workers healthy", || all_healthy(&mut client).then_some(()));
     (cluster, client)
 }
