@@ -37,7 +37,8 @@ cluster_start() {
         echo "max_worker_processes = 64"
         printf '%s\n' "$@"
     } >>"$dir/data/postgresql.conf"
-    as_pg_user "$(bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null \
+    # Without RUST_BACKTRACE: pgrx would append a backtrace to every error's DETAIL.
+    as_pg_user env -u RUST_BACKTRACE "$(bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null \
         || { cat "$dir/server.log"; return 1; }
 }
 

@@ -73,8 +73,11 @@ BEGIN
     END IF;
     SELECT s INTO unknown FROM pg_catalog.unnest(stages || coalesce(p_skip_steps, '{}')) s
      WHERE NOT EXISTS (SELECT FROM pageperfect.stage_config c WHERE c.stage = s) LIMIT 1;
-    IF unknown IS NOT NULL OR pg_catalog.cardinality(stages) = 0 THEN
-        RAISE EXCEPTION 'unknown stage "%"', coalesce(unknown, '')
+    IF pg_catalog.cardinality(stages) = 0 THEN
+        RAISE EXCEPTION 'a job needs at least one stage' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown stage "%"', unknown
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The stages are: ' || (SELECT pg_catalog.string_agg(c.stage, ', ' ORDER BY c.position NULLS LAST, c.stage)
                                                   FROM pageperfect.stage_config c) || '.';
@@ -148,6 +151,9 @@ BEGIN
                started_at = pg_catalog.clock_timestamp(), next_attempt_at = NULL
           FROM pageperfect.stage_config c
          WHERE s.msg_id = ANY (p_msg_ids) AND s.status IN ('queued', 'failed') AND c.stage = s.stage
+           -- Never before its message is visible (a retry's backoff, a delay).
+           AND EXISTS (SELECT FROM pageperfect.queue_messages m
+                        WHERE m.msg_id = s.msg_id AND m.vt <= pg_catalog.clock_timestamp())
         RETURNING s.job_id, s.stage, s.attempt_count, s.msg_id, c.timeout_seconds
     ), message AS (
         -- Visibility is the second line of defence: past the stage's time limit (plus a margin
@@ -404,7 +410,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     IF letter.job_id IS NULL THEN
-        msg := pageperfect.push_messages(letter.queue, ARRAY[letter.message], 0, 0);
+        msg := pageperfect.push_messages(pageperfect.queue_must_exist(letter.queue), ARRAY[letter.message], 0, 0);
     ELSE
         PERFORM pageperfect.lock_claims();
         IF NOT EXISTS (SELECT FROM pageperfect.job_stages s

@@ -87,7 +87,6 @@ CREATE TABLE pageperfect.jobs (
     last_completed_at timestamptz
 );
 CREATE INDEX jobs_status_owner_idx ON pageperfect.jobs (status, owner);
-CREATE INDEX jobs_status_priority_idx ON pageperfect.jobs (status, priority DESC, created_at);
 CREATE INDEX jobs_page_idx ON pageperfect.jobs (page_id);
 
 CREATE TABLE pageperfect.job_stages (
@@ -118,6 +117,8 @@ CREATE TABLE pageperfect.job_stages (
 );
 CREATE UNIQUE INDEX job_stages_position_idx ON pageperfect.job_stages (job_id, position);
 CREATE INDEX job_stages_processing_idx ON pageperfect.job_stages (stage) WHERE status = 'processing';
+-- Claims find a stage by the message that stands for it.
+CREATE INDEX job_stages_msg_idx ON pageperfect.job_stages (msg_id) WHERE msg_id IS NOT NULL;
 
 CREATE TABLE pageperfect.payloads (
     job_id     uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,
@@ -160,8 +161,9 @@ CREATE INDEX dead_letters_open_idx ON pageperfect.dead_letters (routed_at) WHERE
 
 CREATE VIEW pageperfect.v_job_status WITH (security_invoker = true) AS
     SELECT j.id AS job_id, j.url, j.status, j.stage, j.attempt_count,
+           -- The error behind a retry or a dead letter; a completed job has none left.
            (SELECT s.last_error FROM pageperfect.job_stages s
-             WHERE s.job_id = j.id AND s.last_error IS NOT NULL
+             WHERE s.job_id = j.id AND s.last_error IS NOT NULL AND j.status <> 'completed'
              ORDER BY s.started_at DESC NULLS LAST LIMIT 1) AS last_error,
            j.created_at, j.updated_at
       FROM pageperfect.jobs j;

@@ -93,7 +93,7 @@ mod tests {
     fn stage_config_is_seeded_in_pipeline_order() {
         let seeded = Spi::get_one::<String>(
             "SELECT string_agg(format('%s %s/%s', stage, max_attempts, concurrency), ', ' ORDER BY position)
-               FROM pageperfect.stage_config",
+               FROM pageperfect.stage_config WHERE position IS NOT NULL",
         )
         .unwrap()
         .unwrap();
@@ -106,10 +106,10 @@ mod tests {
     #[pg_test]
     fn hot_paths_have_indexes() {
         for (table, index) in [
-            ("queue_messages", "queue_messages_due_idx"),
+            ("queue_messages", "queue_messages_dequeue_idx"),
             ("jobs", "jobs_status_owner_idx"),
-            ("jobs", "jobs_status_priority_idx"),
-            ("job_stages", "job_stages_due_idx"),
+            ("job_stages", "job_stages_processing_idx"),
+            ("job_stages", "job_stages_msg_idx"),
         ] {
             let exists = Spi::get_one_with_args::<bool>(
                 "SELECT EXISTS (SELECT FROM pg_indexes WHERE schemaname = 'pageperfect' AND tablename = $1 AND indexname = $2)",

@@ -39,7 +39,8 @@ SELECT relname FROM pg_class WHERE relnamespace = 'cron'::regnamespace ORDER BY 
 INSERT INTO pageperfect.jobs (url, status) VALUES ('https://example.com/', 'paused');
 INSERT INTO pageperfect.job_run_details (jobid, status) VALUES (1, 'done');
 WITH job AS (INSERT INTO pageperfect.jobs (url) VALUES ('https://example.com/') RETURNING id)
-INSERT INTO pageperfect.job_stages (job_id, stage, status, max_attempts, retry_delay_seconds)
-SELECT id, 'submit_crawl', 'waiting', 1, 1 FROM job;
+INSERT INTO pageperfect.job_stages (job_id, stage, position, status, max_attempts, retry_delay_seconds)
+SELECT id, 'submit_crawl', 1, 'waiting', 1, 1 FROM job;
+-- The default pipeline (stages without a position are test-only builds' extras).
 SELECT stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds
-  FROM pageperfect.stage_config ORDER BY position;
+  FROM pageperfect.stage_config WHERE position IS NOT NULL ORDER BY position;

@@ -112,6 +112,8 @@ impl Cluster {
     fn pg_ctl(&self, args: &[&str]) {
         let mut cmd = as_cluster_user(&self.bindir.join("pg_ctl"));
         cmd.arg("-D").arg(self.dir.join("data")).arg("-l").arg(self.dir.join("server.log")).args(args);
+        // Without it: pgrx would append a backtrace to every error's DETAIL.
+        cmd.env_remove("RUST_BACKTRACE");
         run(cmd, &format!("pg_ctl {args:?}"));
     }
 
