@@ -64,6 +64,8 @@ CREATE TABLE pageperfect.keyword_clusters (
     queries     text[] NOT NULL,
     impressions bigint NOT NULL DEFAULT 0,
     clicks      bigint NOT NULL DEFAULT 0,
+    -- Impression-weighted average search position of its queries.
+    position    float8,
     centroid    real[] NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );

@@ -3,3 +3,5 @@
 //! pg_net-compatible request queue (`http_requests`, `http_responses`) delivered by the workers.
 
 pgrx::extension_sql_file!("../../sql/http.sql", name = "http_schema");
+
+pub mod client;

@@ -1,6 +1,96 @@
 //! The pipeline owns the PagePerfect stages (crawl, segment and embed, keyword clustering, gap
 //! analysis, rewrite draft), one file per stage, and the tables they fill: `pages`,
 //! `page_embeddings`, `embedding_cache`, `keyword_clusters`, `rewrite_recommendations`,
-//! `rewrite_drafts`. The pipeline workers run these stages for the queue's job engine.
+//! `rewrite_drafts`. Pure logic (segmentation, the local embedder, DBSCAN, gap scoring) lives in
+//! its own files with unit tests; the stage files are the thin SPI and HTTP around it.
+
+pub mod dbscan;
+pub mod draft_local;
+pub mod embed_local;
+pub mod embedder;
+pub mod gap;
+pub mod gap_analysis;
+pub mod keyword_clustering;
+pub mod rewrite_draft;
+pub mod segment;
+pub mod segment_embed;
+pub mod submit_crawl;
+pub mod wait_crawl;
+
+use crate::{config, invalid_parameter};
+use pgrx::prelude::*;
+use crate::http::client::{HttpConfig, HttpError};
+use crate::queue::stage::StageError;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 pgrx::extension_sql_file!("../../sql/pipeline.sql", name = "pipeline_schema");
+pgrx::extension_sql_file!(
+    "../../sql/pipeline_api.sql",
+    name = "pipeline_api",
+    requires = ["engine", "gsc_schema", "queue_api_grants"]
+);
+
+/// Most redirects the crawler follows for one page.
+const CRAWL_MAX_REDIRECTS: usize = 5;
+
+/// The crawler's HTTP settings, read from the GUCs (on the worker's main thread).
+pub fn crawl_http_config() -> HttpConfig {
+    HttpConfig {
+        user_agent: config::string(&config::CRAWL_USER_AGENT).unwrap_or_else(|| HttpConfig::default().user_agent),
+        timeout: Duration::from_millis(config::CRAWL_TIMEOUT_MS.get().max(1) as u64),
+        max_bytes: config::CRAWL_MAX_BYTES.get().max(1) as usize,
+        max_redirects: CRAWL_MAX_REDIRECTS,
+        allow_private: config::CRAWL_ALLOW_PRIVATE.get(),
+    }
+}
+
+/// Lowercase hex SHA-256: page content hashes, so that unchanged inputs are recognised.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// HTTP failures keep their classification: timeouts, resets, 429 and 5xx are retried (not
+/// before a Retry-After), everything else is permanent.
+impl From<HttpError> for StageError {
+    fn from(error: HttpError) -> StageError {
+        if error.is_retryable() {
+            StageError::Retryable { retry_after: error.retry_after(), message: error.to_string() }
+        } else {
+            StageError::Permanent(error.to_string())
+        }
+    }
+}
+
+/// Postgres errors in a stage's SPI calls are worth another attempt.
+impl From<pgrx::spi::Error> for StageError {
+    fn from(error: pgrx::spi::Error) -> StageError {
+        StageError::retryable(error.to_string())
+    }
+}
+
+/// A numeric run-time parameter from `pageperfect.parameters`, or `default` when unset.
+pub fn parameter(name: &str, default: f64) -> Result<f64, StageError> {
+    Ok(pgrx::Spi::get_one_with_args::<f64>(
+        "SELECT (value #>> '{}')::float8 FROM pageperfect.parameters WHERE name = $1",
+        &[name.into()],
+    )
+    .unwrap_or(None)
+    .unwrap_or(default))
+}
+
+#[pg_schema]
+mod pageperfect {
+    use super::*;
+
+    /// DBSCAN with cosine distance over `vectors` (n vectors of `dims` values, flattened): one
+    /// label per vector, numbered as scikit-learn's DBSCAN numbers them (noise −1, clusters from 0
+    /// in order of discovery).
+    #[pg_extern(immutable, parallel_safe)]
+    fn dbscan_cosine(vectors: Vec<f32>, dims: i32, eps: default!(f64, 0.3), min_points: default!(i32, 2)) -> Vec<i32> {
+        if dims < 1 || min_points < 1 {
+            invalid_parameter("dims and min_points must be at least 1");
+        }
+        dbscan::dbscan_cosine(&vectors, dims as usize, eps, min_points as usize).unwrap_or_else(|e| invalid_parameter(e.to_string()))
+    }
+}

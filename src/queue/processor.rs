@@ -101,7 +101,7 @@ impl Processor {
             .worker_threads(2)
             .thread_name(format!("pageperfect-pipeline-{number}"))
             .on_thread_start(block_signals)
-            .enable_time()
+            .enable_all()
             .build()
             .unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot start its tokio runtime: {e}"));
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();

@@ -127,6 +127,12 @@ impl<S: Stage> AnyStage for S {
 
 /// Every stage this build can run.
 static REGISTRY: &[&dyn AnyStage] = &[
+    &crate::pipeline::submit_crawl::SubmitCrawl,
+    &crate::pipeline::wait_crawl::WaitCrawl,
+    &crate::pipeline::segment_embed::SegmentEmbed,
+    &crate::pipeline::keyword_clustering::KeywordClustering,
+    &crate::pipeline::gap_analysis::GapAnalysis,
+    &crate::pipeline::rewrite_draft::RewriteDraft,
     #[cfg(feature = "test_stages")]
     &super::test_stages::Sleep,
     #[cfg(feature = "test_stages")]

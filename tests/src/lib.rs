@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub use postgres;
 
+pub mod site;
+
 pub struct Cluster {
     dir: PathBuf,
     pub port: u16,

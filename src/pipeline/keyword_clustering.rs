@@ -1,0 +1,178 @@
+//! `keyword_clustering`: the page's Search Console queries of its last 28 days of data, embedded
+//! (through the cache), clustered with DBSCAN on cosine distance (eps 0.3, min points 2), and
+//! stored as `keyword_clusters` with their impressions, clicks, position and centroid.
+
+use super::crawl_http_config;
+use super::dbscan::dbscan_cosine;
+use super::embedder::Embedder;
+use super::gap::centroid;
+use super::segment::text_hash;
+use crate::http::client::HttpConfig;
+use crate::queue::stage::{Stage, StageError, Work};
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+
+const EPS: f64 = 0.3;
+const MIN_POINTS: usize = 2;
+/// Most queries clustered per page (the most seen first).
+const MAX_QUERIES: i64 = 50_000;
+
+pub struct KeywordClustering;
+
+/// One query of the page with its totals.
+#[derive(Clone)]
+struct Query {
+    text: String,
+    hash: String,
+    impressions: i64,
+    clicks: i64,
+    position: Option<f64>,
+}
+
+pub struct Input {
+    page_id: i64,
+    queries: Vec<Query>,
+    embedder: Embedder,
+    http: HttpConfig,
+    cached: HashMap<String, Vec<f32>>,
+}
+
+pub struct Cluster {
+    label: i32,
+    queries: Vec<String>,
+    impressions: i64,
+    clicks: i64,
+    position: Option<f64>,
+    centroid: Vec<f32>,
+}
+
+pub struct Output {
+    page_id: i64,
+    embedder: Embedder,
+    fresh: HashMap<String, Vec<f32>>,
+    clusters: Vec<Cluster>,
+    queries: usize,
+    noise: usize,
+}
+
+/// Groups queries by DBSCAN label (noise dropped), in label order, with impression-weighted
+/// positions.
+fn build_clusters(queries: &[Query], vectors: &[&[f32]], labels: &[i32]) -> Vec<Cluster> {
+    let mut members: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, label) in labels.iter().enumerate().filter(|(_, l)| **l >= 0) {
+        members.entry(*label).or_default().push(i);
+    }
+    members
+        .into_iter()
+        .map(|(label, indices)| {
+            let impressions: i64 = indices.iter().map(|&i| queries[i].impressions).sum();
+            let weighted: f64 = indices.iter().filter_map(|&i| queries[i].position.map(|p| p * queries[i].impressions as f64)).sum();
+            Cluster {
+                label,
+                queries: indices.iter().map(|&i| queries[i].text.clone()).collect(),
+                impressions,
+                clicks: indices.iter().map(|&i| queries[i].clicks).sum(),
+                position: (impressions > 0).then(|| weighted / impressions as f64),
+                centroid: centroid(&indices.iter().map(|&i| vectors[i]).collect::<Vec<_>>()),
+            }
+        })
+        .collect()
+}
+
+impl Stage for KeywordClustering {
+    const NAME: &'static str = "keyword_clustering";
+    type Input = Input;
+    type Output = Output;
+
+    fn prepare(&self, work: &Work) -> Result<Input, StageError> {
+        let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
+        let queries = Spi::connect(|client| {
+            let rows = client.select(
+                "WITH page AS (SELECT url, final_url FROM pageperfect.pages WHERE id = $1),
+                      rows AS (SELECT d.* FROM pageperfect.gsc_page_query_daily d, page
+                                WHERE d.page IN (page.url, page.final_url))
+                 SELECT query, sum(impressions)::bigint, sum(clicks)::bigint,
+                        (sum(position * impressions) / nullif(sum(impressions) FILTER (WHERE position IS NOT NULL), 0))::float8
+                   FROM rows WHERE date > (SELECT max(date) FROM rows) - 28
+                  GROUP BY query ORDER BY 2 DESC, query LIMIT $2",
+                None,
+                &[page_id.into(), MAX_QUERIES.into()],
+            )?;
+            let mut queries = Vec::new();
+            for row in rows {
+                let text: String = row.get(1)?.unwrap_or_default();
+                queries.push(Query {
+                    hash: text_hash(&text),
+                    text,
+                    impressions: row.get(2)?.unwrap_or(0),
+                    clicks: row.get(3)?.unwrap_or(0),
+                    position: row.get(4)?,
+                });
+            }
+            Ok::<_, pgrx::spi::Error>(queries)
+        })?;
+        let embedder = Embedder::from_settings();
+        let cached = embedder.cached(queries.iter().map(|q| q.hash.clone()).collect())?;
+        Ok(Input { page_id, queries, embedder, http: crawl_http_config(), cached })
+    }
+
+    fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
+        async move {
+            let texts = input.queries.iter().map(|q| (q.hash.clone(), q.text.clone())).collect();
+            let fresh = input.embedder.embed_missing(texts, &input.cached, input.http.clone()).await?;
+            let Input { page_id, queries, embedder, cached, .. } = input;
+            tokio::task::spawn_blocking(move || {
+                // Queries without a usable vector (no words at all) cannot be clustered.
+                let usable: Vec<(Query, &Vec<f32>)> = queries
+                    .iter()
+                    .filter_map(|q| fresh.get(&q.hash).or_else(|| cached.get(&q.hash)).map(|v| (q.clone(), v)))
+                    .filter(|(_, v)| v.iter().any(|x| *x != 0.0))
+                    .collect();
+                let dims = embedder.dimensions();
+                let flat: Vec<f32> = usable.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+                let labels = if usable.is_empty() {
+                    Vec::new()
+                } else {
+                    dbscan_cosine(&flat, dims, EPS, MIN_POINTS).map_err(|e| StageError::permanent(format!("clustering failed: {e}")))?
+                };
+                let kept: Vec<Query> = usable.iter().map(|(q, _)| q.clone()).collect();
+                let vectors: Vec<&[f32]> = usable.iter().map(|(_, v)| v.as_slice()).collect();
+                let clusters = build_clusters(&kept, &vectors, &labels);
+                let noise = labels.iter().filter(|l| **l < 0).count();
+                Ok(Output { page_id, embedder: embedder.clone(), fresh: fresh.clone(), clusters, queries: queries.len(), noise })
+            })
+            .await
+            .map_err(|e| StageError::retryable(format!("clustering failed: {e}")))?
+        }
+    }
+
+    fn store(&self, work: &Work, output: Output) -> Result<Value, StageError> {
+        output.embedder.remember(&output.fresh)?;
+        Spi::run_with_args("DELETE FROM pageperfect.keyword_clusters WHERE page_id = $1", &[output.page_id.into()])?;
+        for cluster in &output.clusters {
+            Spi::run_with_args(
+                "INSERT INTO pageperfect.keyword_clusters (page_id, job_id, label, queries, impressions, clicks, position, centroid)
+                 VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8)",
+                &[
+                    output.page_id.into(),
+                    work.job_id.as_str().into(),
+                    cluster.label.into(),
+                    cluster.queries.clone().into(),
+                    cluster.impressions.into(),
+                    cluster.clicks.into(),
+                    cluster.position.into(),
+                    cluster.centroid.clone().into(),
+                ],
+            )?;
+        }
+        Ok(json!({
+            "page_id": output.page_id,
+            "queries": output.queries,
+            "clusters": output.clusters.len(),
+            "noise": output.noise,
+            "provider": output.embedder.provider(),
+        }))
+    }
+}

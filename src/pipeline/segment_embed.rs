@@ -1,0 +1,165 @@
+//! `segment_embed`: splits the page's HTML into headings, paragraphs and list items (`segment`),
+//! embeds them with the configured provider, and replaces the page's rows in `page_embeddings`.
+//! Fragments the page had before (same provider and model) keep their vectors, and a page whose
+//! content is unchanged since this stage last succeeded is not embedded again unless the job
+//! says `force_update`. Parsing runs off the worker's main thread: a hostile page (deeply
+//! nested markup parses in quadratic time) must not stall the worker.
+
+use super::crawl_http_config;
+use super::embedder::Embedder;
+use super::segment::{self, Fragment};
+use crate::http::client::HttpConfig;
+use crate::queue::stage::{Stage, StageError, Work};
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+
+pub struct SegmentEmbed;
+
+pub enum Input {
+    /// Nothing changed since the last success: keep its rows.
+    Reuse { page_id: i64, content_hash: String, fragments: i64 },
+    Embed(Plan),
+}
+
+pub struct Plan {
+    page_id: i64,
+    content_hash: String,
+    html: String,
+    embedder: Embedder,
+    http: HttpConfig,
+    /// The page's current vectors, by text hash.
+    cached: HashMap<String, Vec<f32>>,
+}
+
+pub struct Embedded {
+    page_id: i64,
+    content_hash: String,
+    embedder: Embedder,
+    fragments: Vec<(Fragment, String)>,
+    cached: HashMap<String, Vec<f32>>,
+    fresh: HashMap<String, Vec<f32>>,
+}
+
+pub enum Output {
+    Reused { page_id: i64, content_hash: String, fragments: i64 },
+    Embedded(Embedded),
+}
+
+impl Stage for SegmentEmbed {
+    const NAME: &'static str = "segment_embed";
+    type Input = Input;
+    type Output = Output;
+
+    fn prepare(&self, work: &Work) -> Result<Input, StageError> {
+        let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
+        let (html, content_hash) = Spi::get_two_with_args::<String, String>(
+            "SELECT html, content_hash FROM pageperfect.pages WHERE id = $1",
+            &[page_id.into()],
+        )?;
+        let (Some(html), Some(content_hash)) = (html, content_hash) else {
+            return Err(StageError::retryable(format!("page {page_id} is not fetched yet")));
+        };
+        let embedder = Embedder::from_settings();
+        if !work.force_update {
+            // The last success of this stage for this page, if the content and provider are the same.
+            let reusable = Spi::get_one_with_args::<i64>(
+                "SELECT (p.data->>'fragments')::bigint
+                   FROM pageperfect.payloads p JOIN pageperfect.jobs j ON j.id = p.job_id
+                  WHERE j.page_id = $1 AND p.stage = 'segment_embed' AND p.data->>'content_hash' = $2
+                    AND p.data->>'provider' = $3 AND p.data->>'model' = $4
+                    AND EXISTS (SELECT FROM pageperfect.page_embeddings e WHERE e.page_id = $1 AND e.model = $4)
+                  ORDER BY p.created_at DESC LIMIT 1",
+                &[page_id.into(), content_hash.as_str().into(), embedder.provider().into(), embedder.model().into()],
+            );
+            if let Ok(Some(fragments)) = reusable {
+                return Ok(Input::Reuse { page_id, content_hash, fragments });
+            }
+        }
+        let cached = Spi::connect(|client| {
+            let mut vectors = HashMap::new();
+            for row in client.select(
+                "SELECT text_hash, embedding FROM pageperfect.page_embeddings WHERE page_id = $1 AND provider = $2 AND model = $3",
+                None,
+                &[page_id.into(), embedder.provider().into(), embedder.model().into()],
+            )? {
+                if let (Some(hash), Some(vector)) = (row.get::<String>(1)?, row.get::<Vec<f32>>(2)?) {
+                    vectors.insert(hash, vector);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(vectors)
+        })?;
+        Ok(Input::Embed(Plan { page_id, content_hash, html, embedder, http: crawl_http_config(), cached }))
+    }
+
+    fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
+        async move {
+            match input {
+                Input::Reuse { page_id, content_hash, fragments } => Ok(Output::Reused { page_id, content_hash, fragments }),
+                Input::Embed(plan) => {
+                    let Plan { page_id, content_hash, html, embedder, http, cached } = plan;
+                    let fragments: Vec<(Fragment, String)> = tokio::task::spawn_blocking(move || {
+                        segment::segment(&html).fragments.into_iter().map(|f| {
+                            let hash = segment::text_hash(&f.text);
+                            (f, hash)
+                        }).collect()
+                    })
+                    .await
+                    .map_err(|e| StageError::retryable(format!("segmenting the page failed: {e}")))?;
+                    let texts = fragments.iter().map(|(f, h)| (h.clone(), f.text.clone())).collect();
+                    let fresh = embedder.embed_missing(texts, &cached, http).await?;
+                    Ok(Output::Embedded(Embedded { page_id, content_hash, embedder, fragments, cached, fresh }))
+                }
+            }
+        }
+    }
+
+    fn store(&self, work: &Work, output: Output) -> Result<Value, StageError> {
+        let plan = match output {
+            Output::Reused { page_id, content_hash, fragments } => {
+                Spi::run_with_args(
+                    "SELECT pageperfect.log_job_event($1::uuid, 'segment_embed', 'reused',
+                                                      'the page is unchanged since its last embedding')",
+                    &[work.job_id.as_str().into()],
+                )?;
+                return Ok(json!({ "page_id": page_id, "content_hash": content_hash, "fragments": fragments, "reused": true }));
+            }
+            Output::Embedded(embedded) => embedded,
+        };
+        let (provider, model) = (plan.embedder.provider(), plan.embedder.model());
+        let fresh = &plan.fresh;
+        plan.embedder.remember(fresh)?;
+        Spi::run_with_args("DELETE FROM pageperfect.page_embeddings WHERE page_id = $1", &[plan.page_id.into()])?;
+        for (fragment, hash) in &plan.fragments {
+            let vector = fresh.get(hash).or_else(|| plan.cached.get(hash)).cloned().unwrap_or_default();
+            Spi::run_with_args(
+                "INSERT INTO pageperfect.page_embeddings
+                        (page_id, job_id, position, kind, tag, content, text_hash, embedding, provider, model)
+                 VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    plan.page_id.into(),
+                    work.job_id.as_str().into(),
+                    fragment.position.into(),
+                    fragment.kind.as_str().into(),
+                    fragment.tag.as_str().into(),
+                    fragment.text.as_str().into(),
+                    hash.as_str().into(),
+                    vector.into(),
+                    provider.into(),
+                    model.into(),
+                ],
+            )?;
+        }
+        Ok(json!({
+            "page_id": plan.page_id,
+            "content_hash": plan.content_hash,
+            "fragments": plan.fragments.len(),
+            "embedded": fresh.len(),
+            "cached": plan.fragments.len() - fresh.len(),
+            "provider": provider,
+            "model": model,
+            "reused": false,
+        }))
+    }
+}
