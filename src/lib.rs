@@ -46,6 +46,11 @@ pub(crate) fn as_owner<R>(body: impl FnOnce() -> R) -> R {
 }
 
 
+/// The role the calling SQL runs as (`CURRENT_USER`).
+pub(crate) fn current_user() -> String {
+    Spi::get_one::<String>("SELECT CURRENT_USER::text").ok().flatten().unwrap_or_default()
+}
+
 #[allow(non_snake_case)]
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -16,6 +16,8 @@ use std::time::Duration;
 const BATCH_TEXTS: usize = 96;
 const BATCH_CHARS: usize = 120_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest embeddings response read (a full batch of 3,072-dimension vectors fits easily).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The provider settings, read on the worker's main thread and carried to the runtime.
 #[derive(Clone, Debug)]
@@ -117,7 +119,6 @@ impl Embedder {
         &self,
         texts: Vec<(String, String)>,
         cached: &HashMap<String, Vec<f32>>,
-        http: HttpConfig,
     ) -> Result<HashMap<String, Vec<f32>>, StageError> {
         let mut missing: Vec<(String, String)> = Vec::new();
         for (hash, text) in texts {
@@ -126,7 +127,7 @@ impl Embedder {
             }
         }
         let (hashes, texts): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
-        let vectors = self.embed(texts, http).await?;
+        let vectors = self.embed(texts).await?;
         Ok(hashes.into_iter().zip(vectors).collect())
     }
 
@@ -149,7 +150,7 @@ impl Embedder {
     }
 
     /// One vector per text, in order.
-    pub async fn embed(&self, texts: Vec<String>, http: HttpConfig) -> Result<Vec<Vec<f32>>, StageError> {
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, StageError> {
         match self {
             Embedder::Local { dimensions } => {
                 let dimensions = *dimensions;
@@ -158,7 +159,14 @@ impl Embedder {
                     .map_err(|e| StageError::retryable(format!("local embedder failed: {e}")))
             }
             Embedder::OpenAi { url, model, dimensions, api_key } => {
-                let client = HttpClient::new(HttpConfig { timeout: REQUEST_TIMEOUT, ..http })?;
+                // The URL is a superuser's setting, not user input, and often a server on this
+                // host or network (vLLM, Ollama, TEI): the crawler's SSRF guard does not apply.
+                let client = HttpClient::new(HttpConfig {
+                    timeout: REQUEST_TIMEOUT,
+                    max_bytes: MAX_RESPONSE_BYTES,
+                    allow_private: true,
+                    ..HttpConfig::default()
+                })?;
                 let mut vectors = Vec::with_capacity(texts.len());
                 for batch in batches(&texts) {
                     let mut request = Request::post_json(url, &json!({ "model": model, "input": batch, "dimensions": dimensions }));

@@ -2,12 +2,10 @@
 //! (through the cache), clustered with DBSCAN on cosine distance (eps 0.3, min points 2), and
 //! stored as `keyword_clusters` with their impressions, clicks, position and centroid.
 
-use super::crawl_http_config;
 use super::dbscan::dbscan_cosine;
 use super::embedder::Embedder;
 use super::gap::centroid;
 use super::segment::text_hash;
-use crate::http::client::HttpConfig;
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -35,7 +33,6 @@ pub struct Input {
     page_id: i64,
     queries: Vec<Query>,
     embedder: Embedder,
-    http: HttpConfig,
     cached: HashMap<String, Vec<f32>>,
 }
 
@@ -57,9 +54,9 @@ pub struct Output {
     noise: usize,
 }
 
-/// Groups queries by DBSCAN label (noise dropped), in label order, with impression-weighted
-/// positions.
-fn build_clusters(queries: &[Query], vectors: &[&[f32]], labels: &[i32]) -> Vec<Cluster> {
+/// Groups the clustered queries by DBSCAN label (noise dropped), in label order, with
+/// impression-weighted positions.
+fn build_clusters(clustered: &[(&Query, &[f32])], labels: &[i32]) -> Vec<Cluster> {
     let mut members: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
     for (i, label) in labels.iter().enumerate().filter(|(_, l)| **l >= 0) {
         members.entry(*label).or_default().push(i);
@@ -67,15 +64,16 @@ fn build_clusters(queries: &[Query], vectors: &[&[f32]], labels: &[i32]) -> Vec<
     members
         .into_iter()
         .map(|(label, indices)| {
-            let impressions: i64 = indices.iter().map(|&i| queries[i].impressions).sum();
-            let weighted: f64 = indices.iter().filter_map(|&i| queries[i].position.map(|p| p * queries[i].impressions as f64)).sum();
+            let queries: Vec<&Query> = indices.iter().map(|&i| clustered[i].0).collect();
+            let impressions: i64 = queries.iter().map(|q| q.impressions).sum();
+            let weighted: f64 = queries.iter().filter_map(|q| q.position.map(|p| p * q.impressions as f64)).sum();
             Cluster {
                 label,
-                queries: indices.iter().map(|&i| queries[i].text.clone()).collect(),
+                queries: queries.iter().map(|q| q.text.clone()).collect(),
                 impressions,
-                clicks: indices.iter().map(|&i| queries[i].clicks).sum(),
+                clicks: queries.iter().map(|q| q.clicks).sum(),
                 position: (impressions > 0).then(|| weighted / impressions as f64),
-                centroid: centroid(&indices.iter().map(|&i| vectors[i]).collect::<Vec<_>>()),
+                centroid: centroid(&indices.iter().map(|&i| clustered[i].1).collect::<Vec<_>>()),
             }
         })
         .collect()
@@ -115,36 +113,36 @@ impl Stage for KeywordClustering {
         })?;
         let embedder = Embedder::from_settings();
         let cached = embedder.cached(queries.iter().map(|q| q.hash.clone()).collect())?;
-        Ok(Input { page_id, queries, embedder, http: crawl_http_config(), cached })
+        Ok(Input { page_id, queries, embedder, cached })
     }
 
     fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
         async move {
             let texts = input.queries.iter().map(|q| (q.hash.clone(), q.text.clone())).collect();
-            let fresh = input.embedder.embed_missing(texts, &input.cached, input.http.clone()).await?;
-            let Input { page_id, queries, embedder, cached, .. } = input;
-            tokio::task::spawn_blocking(move || {
+            let fresh = input.embedder.embed_missing(texts, &input.cached).await?;
+            let Input { page_id, queries, embedder, cached } = input;
+            let queries_count = queries.len();
+            let dims = embedder.dimensions();
+            let (clusters, noise, fresh) = tokio::task::spawn_blocking(move || {
                 // Queries without a usable vector (no words at all) cannot be clustered.
-                let usable: Vec<(Query, &Vec<f32>)> = queries
+                let clustered: Vec<(&Query, &[f32])> = queries
                     .iter()
-                    .filter_map(|q| fresh.get(&q.hash).or_else(|| cached.get(&q.hash)).map(|v| (q.clone(), v)))
+                    .filter_map(|q| fresh.get(&q.hash).or_else(|| cached.get(&q.hash)).map(|v| (q, v.as_slice())))
                     .filter(|(_, v)| v.iter().any(|x| *x != 0.0))
                     .collect();
-                let dims = embedder.dimensions();
-                let flat: Vec<f32> = usable.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-                let labels = if usable.is_empty() {
+                let flat: Vec<f32> = clustered.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+                let labels = if clustered.is_empty() {
                     Vec::new()
                 } else {
                     dbscan_cosine(&flat, dims, EPS, MIN_POINTS).map_err(|e| StageError::permanent(format!("clustering failed: {e}")))?
                 };
-                let kept: Vec<Query> = usable.iter().map(|(q, _)| q.clone()).collect();
-                let vectors: Vec<&[f32]> = usable.iter().map(|(_, v)| v.as_slice()).collect();
-                let clusters = build_clusters(&kept, &vectors, &labels);
+                let clusters = build_clusters(&clustered, &labels);
                 let noise = labels.iter().filter(|l| **l < 0).count();
-                Ok(Output { page_id, embedder: embedder.clone(), fresh: fresh.clone(), clusters, queries: queries.len(), noise })
+                Ok::<_, StageError>((clusters, noise, fresh))
             })
             .await
-            .map_err(|e| StageError::retryable(format!("clustering failed: {e}")))?
+            .map_err(|e| StageError::retryable(format!("clustering failed: {e}")))??;
+            Ok(Output { page_id, embedder, fresh, clusters, queries: queries_count, noise })
         }
     }
 

@@ -5,10 +5,8 @@
 //! says `force_update`. Parsing runs off the worker's main thread: a hostile page (deeply
 //! nested markup parses in quadratic time) must not stall the worker.
 
-use super::crawl_http_config;
 use super::embedder::Embedder;
 use super::segment::{self, Fragment};
-use crate::http::client::HttpConfig;
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -28,7 +26,6 @@ pub struct Plan {
     content_hash: String,
     html: String,
     embedder: Embedder,
-    http: HttpConfig,
     /// The page's current vectors, by text hash.
     cached: HashMap<String, Vec<f32>>,
 }
@@ -65,15 +62,15 @@ impl Stage for SegmentEmbed {
         if !work.force_update {
             // The last success of this stage for this page, if the content and provider are the same.
             let reusable = Spi::get_one_with_args::<i64>(
-                "SELECT (p.data->>'fragments')::bigint
+                "SELECT (SELECT (p.data->>'fragments')::bigint
                    FROM pageperfect.payloads p JOIN pageperfect.jobs j ON j.id = p.job_id
                   WHERE j.page_id = $1 AND p.stage = 'segment_embed' AND p.data->>'content_hash' = $2
                     AND p.data->>'provider' = $3 AND p.data->>'model' = $4
                     AND EXISTS (SELECT FROM pageperfect.page_embeddings e WHERE e.page_id = $1 AND e.model = $4)
-                  ORDER BY p.created_at DESC LIMIT 1",
+                  ORDER BY p.created_at DESC LIMIT 1)",
                 &[page_id.into(), content_hash.as_str().into(), embedder.provider().into(), embedder.model().into()],
             );
-            if let Ok(Some(fragments)) = reusable {
+            if let Some(fragments) = reusable? {
                 return Ok(Input::Reuse { page_id, content_hash, fragments });
             }
         }
@@ -90,7 +87,7 @@ impl Stage for SegmentEmbed {
             }
             Ok::<_, pgrx::spi::Error>(vectors)
         })?;
-        Ok(Input::Embed(Plan { page_id, content_hash, html, embedder, http: crawl_http_config(), cached }))
+        Ok(Input::Embed(Plan { page_id, content_hash, html, embedder, cached }))
     }
 
     fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
@@ -98,7 +95,7 @@ impl Stage for SegmentEmbed {
             match input {
                 Input::Reuse { page_id, content_hash, fragments } => Ok(Output::Reused { page_id, content_hash, fragments }),
                 Input::Embed(plan) => {
-                    let Plan { page_id, content_hash, html, embedder, http, cached } = plan;
+                    let Plan { page_id, content_hash, html, embedder, cached } = plan;
                     let fragments: Vec<(Fragment, String)> = tokio::task::spawn_blocking(move || {
                         segment::segment(&html).fragments.into_iter().map(|f| {
                             let hash = segment::text_hash(&f.text);
@@ -108,7 +105,7 @@ impl Stage for SegmentEmbed {
                     .await
                     .map_err(|e| StageError::retryable(format!("segmenting the page failed: {e}")))?;
                     let texts = fragments.iter().map(|(f, h)| (h.clone(), f.text.clone())).collect();
-                    let fresh = embedder.embed_missing(texts, &cached, http).await?;
+                    let fresh = embedder.embed_missing(texts, &cached).await?;
                     Ok(Output::Embedded(Embedded { page_id, content_hash, embedder, fragments, cached, fresh }))
                 }
             }
@@ -129,7 +126,6 @@ impl Stage for SegmentEmbed {
         };
         let (provider, model) = (plan.embedder.provider(), plan.embedder.model());
         let fresh = &plan.fresh;
-        plan.embedder.remember(fresh)?;
         Spi::run_with_args("DELETE FROM pageperfect.page_embeddings WHERE page_id = $1", &[plan.page_id.into()])?;
         for (fragment, hash) in &plan.fragments {
             let vector = fresh.get(hash).or_else(|| plan.cached.get(hash)).cloned().unwrap_or_default();

@@ -4,7 +4,7 @@
 //! disallow is permanent, timeouts, 429 and 5xx are retried.
 
 use super::{crawl_http_config, sha256_hex};
-use crate::http::client::{check_status, HttpClient, HttpConfig, HttpError, Request};
+use crate::http::client::{check_status, HttpClient, HttpConfig, Request};
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -45,14 +45,12 @@ fn origin(url: &str) -> Result<String, StageError> {
 /// Fetches `origin`'s robots.txt: `None` when it has none (4xx), its text otherwise. A server
 /// error or timeout fails the attempt (to be retried), as crawlers must not guess.
 async fn fetch_robots(client: &HttpClient, origin: &str) -> Result<(u16, Option<String>), StageError> {
-    match client.send(Request::get(format!("{origin}/robots.txt"))).await {
-        Ok(response) if (200..300).contains(&response.status) => Ok((response.status, Some(response.text()))),
-        Ok(response) if (400..500).contains(&response.status) => Ok((response.status, None)),
-        Ok(response) => Err(StageError::from(check_status(response).err().unwrap_or(HttpError::Other(
-            "unexpected robots.txt status".to_string(),
-        )))),
-        Err(error) => Err(error.into()),
+    let response = client.send(Request::get(format!("{origin}/robots.txt"))).await?;
+    if (400..500).contains(&response.status) {
+        return Ok((response.status, None));
     }
+    let response = check_status(response)?;
+    Ok((response.status, Some(response.text())))
 }
 
 fn is_html(content_type: Option<&str>) -> bool {

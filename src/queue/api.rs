@@ -5,14 +5,10 @@
 
 use crate::backoff::stage_retry_delay;
 use crate::scheduler::slots::{wake_at_commit, Wake};
-use crate::{as_owner, invalid_parameter};
+use crate::{as_owner, current_user, invalid_parameter};
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 use std::time::Duration;
-
-fn current_user() -> String {
-    Spi::get_one::<String>("SELECT CURRENT_USER::text").ok().flatten().unwrap_or_default()
-}
 
 #[pg_schema]
 mod pageperfect {

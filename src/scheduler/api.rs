@@ -8,14 +8,10 @@
 
 use super::parse_schedule;
 use super::slots::{self, wake_at_commit, Wake};
-use crate::{as_owner, invalid_parameter};
+use crate::{as_owner, current_user, invalid_parameter};
 use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::prelude::*;
 
-
-fn current_user() -> String {
-    Spi::get_one::<String>("SELECT CURRENT_USER::text").ok().flatten().unwrap_or_default()
-}
 
 fn is_superuser() -> bool {
     unsafe { pg_sys::superuser() }
