@@ -61,7 +61,9 @@ CREATE TABLE pageperfect.keyword_clusters (
     page_id     bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
     job_id      uuid,
     label       int NOT NULL CHECK (label >= 0),
+    -- Most impressions first, with each query's impressions alongside.
     queries     text[] NOT NULL,
+    query_impressions bigint[] NOT NULL,
     impressions bigint NOT NULL DEFAULT 0,
     clicks      bigint NOT NULL DEFAULT 0,
     -- Impression-weighted average search position of its queries.
@@ -82,7 +84,8 @@ CREATE TABLE pageperfect.rewrite_recommendations (
     similarity            float8 NOT NULL,
     opportunity_score     float8 NOT NULL,
     estimated_clicks_gain float8,
-    closest_embedding_id  bigint REFERENCES pageperfect.page_embeddings (id) ON DELETE SET NULL,
+    -- The page's paragraphs closest to the cluster, closest first (ids into page_embeddings).
+    closest_embedding_ids bigint[] NOT NULL DEFAULT '{}',
     created_at            timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX rewrite_recommendations_page_idx ON pageperfect.rewrite_recommendations (page_id, rank);

@@ -2,20 +2,10 @@
 //! (no model, no network): the heading to add, the queries to cover, the closest existing
 //! paragraph to extend, and a suggested section.
 
+use super::drafter::{excerpt, DraftRequest};
+
 pub const PROVIDER: &str = "local";
 pub const MODEL: &str = "pageperfect-outline-v1";
-
-/// What the drafter knows about the page and its top gap.
-pub struct DraftRequest {
-    pub page_title: Option<String>,
-    pub headings: Vec<String>,
-    /// The gap cluster's queries, most impressions first.
-    pub queries: Vec<String>,
-    pub impressions: i64,
-    pub similarity: f64,
-    pub estimated_clicks_gain: Option<f64>,
-    pub closest_paragraph: Option<String>,
-}
 
 /// "sourdough starter feeding" → "Sourdough Starter Feeding"
 fn title_case(text: &str) -> String {
@@ -26,13 +16,6 @@ fn title_case(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn excerpt(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", text[..cut].trim_end()),
-        None => text.to_string(),
-    }
 }
 
 /// The outline, in Markdown.
@@ -53,7 +36,7 @@ pub fn draft(request: &DraftRequest) -> String {
     for query in request.queries.iter().take(8) {
         out.push_str(&format!("- {}\n", query));
     }
-    if let Some(paragraph) = &request.closest_paragraph {
+    if let Some(paragraph) = request.closest_paragraphs.first() {
         out.push_str(&format!("\n### Extend the closest paragraph\n> {}\n", excerpt(paragraph, 280)));
     }
     out.push_str(&format!("\n### Suggested section\n- Add a section \"{topic}\""));
@@ -69,22 +52,11 @@ pub fn draft(request: &DraftRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request() -> DraftRequest {
-        DraftRequest {
-            page_title: Some("Sourdough basics".to_string()),
-            headings: vec!["Sourdough basics".to_string(), "Baking day".to_string()],
-            queries: vec!["feeding a sourdough starter".to_string(), "how often to feed starter".to_string()],
-            impressions: 1200,
-            similarity: 0.41,
-            estimated_clicks_gain: Some(37.4),
-            closest_paragraph: Some("Mix flour and water and wait. ".repeat(20)),
-        }
-    }
+    use crate::pipeline::drafter::sample_request;
 
     #[test]
     fn the_outline_names_the_topic_its_queries_and_where_to_extend() {
-        let text = draft(&request());
+        let text = draft(&sample_request());
         assert!(text.starts_with("## Feeding A Sourdough Starter\n"), "{text}");
         assert!(text.contains("\"Sourdough basics\" with 2 queries on this topic (1200 impressions in 28 days)"));
         assert!(text.contains("0.41 cosine similarity"));
@@ -97,7 +69,7 @@ mod tests {
 
     #[test]
     fn missing_parts_are_left_out_not_invented() {
-        let text = draft(&DraftRequest { page_title: None, headings: vec![], closest_paragraph: None, estimated_clicks_gain: Some(0.2), ..request() });
+        let text = draft(&DraftRequest { page_title: None, headings: vec![], closest_paragraphs: vec![], estimated_clicks_gain: Some(0.2), ..sample_request() });
         assert!(text.contains("reach this page with"));
         assert!(!text.contains("more clicks"));
         assert!(!text.contains("Extend the closest paragraph"));

@@ -2,22 +2,17 @@
 //! embedder, no network) or `openai` (any OpenAI-compatible `/v1/embeddings`: batched by count
 //! and size, the model and dimensions settings, the API key, failures classified for retry).
 
-use super::embed_local;
+use super::{embed_local, openai};
 use crate::config::{self, EmbeddingProvider};
-use crate::http::client::{check_status, HttpClient, HttpConfig, Request};
 use crate::queue::stage::StageError;
 use pgrx::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// Most texts in one embeddings request, and most characters (a rough stand-in for tokens).
 const BATCH_TEXTS: usize = 96;
 const BATCH_CHARS: usize = 120_000;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest embeddings response read (a full batch of 3,072-dimension vectors fits easily).
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The provider settings, read on the worker's main thread and carried to the runtime.
 #[derive(Clone, Debug)]
@@ -35,11 +30,6 @@ struct EmbeddingsResponse {
 struct EmbeddingItem {
     index: usize,
     embedding: Vec<f32>,
-}
-
-/// The API key: the setting, else the postmaster's `OPENAI_API_KEY`.
-pub fn api_key() -> Option<String> {
-    config::string(&config::API_KEY).or_else(|| std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()))
 }
 
 /// Splits texts into request-sized batches (by count and total size), keeping their order.
@@ -68,7 +58,7 @@ impl Embedder {
                 url: config::string(&config::EMBEDDING_URL).unwrap_or_default(),
                 model: config::string(&config::EMBEDDING_MODEL).unwrap_or_default(),
                 dimensions,
-                api_key: api_key(),
+                api_key: openai::api_key(),
             },
         }
     }
@@ -159,24 +149,10 @@ impl Embedder {
                     .map_err(|e| StageError::retryable(format!("local embedder failed: {e}")))
             }
             Embedder::OpenAi { url, model, dimensions, api_key } => {
-                // The URL is a superuser's setting, not user input, and often a server on this
-                // host or network (vLLM, Ollama, TEI): the crawler's SSRF guard does not apply.
-                let client = HttpClient::new(HttpConfig {
-                    timeout: REQUEST_TIMEOUT,
-                    max_bytes: MAX_RESPONSE_BYTES,
-                    allow_private: true,
-                    ..HttpConfig::default()
-                })?;
                 let mut vectors = Vec::with_capacity(texts.len());
                 for batch in batches(&texts) {
-                    let mut request = Request::post_json(url, &json!({ "model": model, "input": batch, "dimensions": dimensions }));
-                    if let Some(key) = api_key {
-                        request = request.header("Authorization", format!("Bearer {key}"));
-                    }
-                    let response = check_status(client.send(request).await?)?;
-                    let parsed: EmbeddingsResponse = serde_json::from_slice(&response.body).map_err(|e| {
-                        StageError::retryable(format!("{url} answered with malformed embeddings JSON: {e}"))
-                    })?;
+                    let body = json!({ "model": model, "input": batch, "dimensions": dimensions });
+                    let parsed: EmbeddingsResponse = openai::post(url, api_key.as_deref(), &body).await?;
                     let mut items = parsed.data;
                     items.sort_by_key(|item| item.index);
                     if items.len() != batch.len() || items.iter().any(|item| item.embedding.len() != *dimensions) {

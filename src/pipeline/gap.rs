@@ -6,6 +6,8 @@
 pub const DEFAULT_THRESHOLD: f64 = 0.7;
 /// How many gaps a page's analysis reports.
 pub const DEFAULT_LIMIT: usize = 10;
+/// How many of the closest paragraphs a gap keeps (for the drafter to extend or avoid repeating).
+pub const CLOSEST_KEPT: usize = 3;
 
 /// A keyword cluster with its Search Console totals.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +31,8 @@ pub struct Gap {
     pub cluster_id: i64,
     /// Highest cosine similarity between the cluster centroid and a paragraph (0 without paragraphs).
     pub similarity: f64,
-    pub closest_embedding_id: Option<i64>,
+    /// The paragraphs closest to the cluster, closest first, at most `CLOSEST_KEPT`.
+    pub closest_embedding_ids: Vec<i64>,
     /// impressions · (1 − similarity)
     pub opportunity_score: f64,
     pub estimated_clicks_gain: f64,
@@ -48,7 +51,8 @@ pub fn find_gaps(
     let mut gaps: Vec<Gap> = clusters
         .iter()
         .filter_map(|cluster| {
-            let (similarity, closest_embedding_id) = closest_paragraph(&cluster.centroid, paragraphs);
+            let closest = closest_paragraphs(&cluster.centroid, paragraphs, CLOSEST_KEPT);
+            let similarity = closest.first().map_or(0.0, |(similarity, _)| *similarity);
             if similarity >= threshold {
                 return None;
             }
@@ -63,7 +67,7 @@ pub fn find_gaps(
             Some(Gap {
                 cluster_id: cluster.cluster_id,
                 similarity,
-                closest_embedding_id,
+                closest_embedding_ids: closest.iter().map(|(_, id)| *id).collect(),
                 opportunity_score: impressions * uncovered,
                 estimated_clicks_gain: top3_gain * uncovered,
             })
@@ -78,20 +82,13 @@ pub fn find_gaps(
     gaps
 }
 
-/// The highest similarity to `centroid` and the paragraph having it (the lowest embedding id on
-/// ties, so the answer does not depend on row order); (0, None) without paragraphs.
-fn closest_paragraph(centroid: &[f32], paragraphs: &[ParagraphInput]) -> (f64, Option<i64>) {
-    paragraphs
-        .iter()
-        .map(|p| (cosine(centroid, &p.embedding), p.embedding_id))
-        .fold((0.0, None), |best, (similarity, id)| match best {
-            (best_similarity, Some(best_id))
-                if best_similarity > similarity || (best_similarity == similarity && best_id < id) =>
-            {
-                best
-            }
-            _ => (similarity, Some(id)),
-        })
+/// The `k` paragraphs most similar to `centroid` with their similarity, most similar first (the
+/// lower embedding id first on ties, so the answer does not depend on row order).
+pub fn closest_paragraphs(centroid: &[f32], paragraphs: &[ParagraphInput], k: usize) -> Vec<(f64, i64)> {
+    let mut scored: Vec<(f64, i64)> = paragraphs.iter().map(|p| (cosine(centroid, &p.embedding), p.embedding_id)).collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.truncate(k);
+    scored
 }
 
 /// Cosine similarity computed in f64; 0 when either vector is all zeros.
@@ -185,7 +182,7 @@ mod tests {
         let found = gaps(&clusters, &paragraphs, 10);
         assert_eq!(found.len(), 1);
         let gap = &found[0];
-        assert_eq!((gap.cluster_id, gap.closest_embedding_id), (2, Some(8)));
+        assert_eq!((gap.cluster_id, gap.closest_embedding_ids.as_slice()), (2, [8, 7].as_slice()));
         assert!(close(gap.similarity, 0.6), "{}", gap.similarity);
         assert!(close(gap.opportunity_score, 400.0));
         // 1000 · (ctr(3) − ctr(5)) = 1000 · (0.1 − 0.06) = 40 clicks, times 1 − 0.6.
@@ -227,7 +224,7 @@ mod tests {
     fn without_paragraphs_every_cluster_is_a_gap_with_no_closest_paragraph() {
         let found = gaps(&[cluster(1, &[1.0, 0.0], 200, Some(3.0))], &[], 10);
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].similarity, found[0].closest_embedding_id), (0.0, None));
+        assert_eq!((found[0].similarity, found[0].closest_embedding_ids.len()), (0.0, 0));
         assert_eq!(found[0].opportunity_score, 200.0);
         // Already at position 3: nothing to gain.
         assert_eq!(found[0].estimated_clicks_gain, 0.0);
@@ -264,7 +261,17 @@ mod tests {
     fn ties_between_paragraphs_pick_the_lowest_embedding_id() {
         let paragraphs = [paragraph(5, &[0.0, 1.0]), paragraph(2, &[0.0, 3.0])];
         let found = find_gaps(&[cluster(1, &[1.0, 1.0], 10, None)], &paragraphs, 0.9, ctr, 10);
-        assert_eq!(found[0].closest_embedding_id, Some(2));
+        assert_eq!(found[0].closest_embedding_ids, [2, 5]);
+    }
+
+    #[test]
+    fn only_the_closest_few_paragraphs_are_kept_most_similar_first() {
+        let paragraphs: Vec<ParagraphInput> = (1..=6).map(|i| paragraph(i, &[1.0, i as f32])).collect();
+        // Against [1, 0] the flattest paragraph is the most similar.
+        let closest = closest_paragraphs(&[1.0, 0.0], &paragraphs, CLOSEST_KEPT);
+        assert_eq!(closest.iter().map(|(_, id)| *id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(closest[0].0 > closest[1].0 && closest[1].0 > closest[2].0);
+        assert!(closest_paragraphs(&[1.0, 0.0], &[], 3).is_empty());
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl Stage for GapAnalysis {
             Spi::run_with_args(
                 "INSERT INTO pageperfect.rewrite_recommendations
                         (page_id, job_id, cluster_id, rank, queries, impressions, similarity, opportunity_score,
-                         estimated_clicks_gain, closest_embedding_id)
+                         estimated_clicks_gain, closest_embedding_ids)
                  SELECT $1, $2::uuid, c.id, $3, c.queries, c.impressions, $4, $5, $6, $7
                    FROM pageperfect.keyword_clusters c WHERE c.id = $8",
                 &[
@@ -85,7 +85,7 @@ impl Stage for GapAnalysis {
                     gap.similarity.into(),
                     gap.opportunity_score.into(),
                     gap.estimated_clicks_gain.into(),
-                    gap.closest_embedding_id.into(),
+                    gap.closest_embedding_ids.clone().into(),
                     gap.cluster_id.into(),
                 ],
             )?;

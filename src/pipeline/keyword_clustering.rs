@@ -38,7 +38,9 @@ pub struct Input {
 
 pub struct Cluster {
     label: i32,
+    /// Most impressions first (the order the queries were read in), with their impressions.
     queries: Vec<String>,
+    query_impressions: Vec<i64>,
     impressions: i64,
     clicks: i64,
     position: Option<f64>,
@@ -70,6 +72,7 @@ fn build_clusters(clustered: &[(&Query, &[f32])], labels: &[i32]) -> Vec<Cluster
             Cluster {
                 label,
                 queries: queries.iter().map(|q| q.text.clone()).collect(),
+                query_impressions: queries.iter().map(|q| q.impressions).collect(),
                 impressions,
                 clicks: queries.iter().map(|q| q.clicks).sum(),
                 position: (impressions > 0).then(|| weighted / impressions as f64),
@@ -151,13 +154,15 @@ impl Stage for KeywordClustering {
         Spi::run_with_args("DELETE FROM pageperfect.keyword_clusters WHERE page_id = $1", &[output.page_id.into()])?;
         for cluster in &output.clusters {
             Spi::run_with_args(
-                "INSERT INTO pageperfect.keyword_clusters (page_id, job_id, label, queries, impressions, clicks, position, centroid)
-                 VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO pageperfect.keyword_clusters (page_id, job_id, label, queries, query_impressions, impressions, clicks,
+                                                         position, centroid)
+                 VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     output.page_id.into(),
                     work.job_id.as_str().into(),
                     cluster.label.into(),
                     cluster.queries.clone().into(),
+                    cluster.query_impressions.clone().into(),
                     cluster.impressions.into(),
                     cluster.clicks.into(),
                     cluster.position.into(),

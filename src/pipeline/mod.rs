@@ -6,11 +6,14 @@
 
 pub mod dbscan;
 pub mod draft_local;
+pub mod draft_openai;
+pub mod drafter;
 pub mod embed_local;
 pub mod embedder;
 pub mod gap;
 pub mod gap_analysis;
 pub mod keyword_clustering;
+pub mod openai;
 pub mod rewrite_draft;
 pub mod segment;
 pub mod segment_embed;

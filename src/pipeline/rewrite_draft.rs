@@ -1,7 +1,8 @@
-//! `rewrite_draft`: drafts content for the page's top recommendation into `rewrite_drafts` (and
-//! the job's result). The `local` drafter writes a structured outline from the gap data.
+//! `rewrite_draft`: drafts content for the page's top recommendation with the configured drafter
+//! (`local` outline or an OpenAI-compatible chat model) into `rewrite_drafts`, with the model,
+//! token usage and latency, and into the job's result.
 
-use super::draft_local::{self, DraftRequest};
+use super::drafter::{excerpt, Draft, DraftRequest, Drafter};
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -12,13 +13,15 @@ pub struct RewriteDraft;
 
 pub struct Input {
     page_id: i64,
+    drafter: Drafter,
     /// The top recommendation and what the drafter needs to know; None when the page has no gap.
     top: Option<(i64, DraftRequest)>,
 }
 
 pub struct Output {
     page_id: i64,
-    draft: Option<(i64, String, i32)>,
+    /// (recommendation id, the draft, milliseconds the drafter took)
+    draft: Option<(i64, Draft, i32)>,
 }
 
 impl Stage for RewriteDraft {
@@ -30,12 +33,15 @@ impl Stage for RewriteDraft {
         let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
         let top = Spi::connect(|client| {
             let rows = client.select(
-                "SELECT r.id, r.queries, r.impressions, r.similarity, r.estimated_clicks_gain, e.content, p.title,
+                "SELECT r.id, r.queries, c.query_impressions, r.impressions, r.similarity, r.estimated_clicks_gain,
+                        coalesce(p.final_url, p.url), p.title,
                         ARRAY(SELECT h.content FROM pageperfect.page_embeddings h
-                               WHERE h.page_id = r.page_id AND h.kind = 'heading' ORDER BY h.position)
+                               WHERE h.page_id = r.page_id AND h.kind = 'heading' ORDER BY h.position),
+                        ARRAY(SELECT e.content FROM unnest(r.closest_embedding_ids) WITH ORDINALITY AS closest (id, rank)
+                                JOIN pageperfect.page_embeddings e ON e.id = closest.id ORDER BY closest.rank)
                    FROM pageperfect.rewrite_recommendations r
                    JOIN pageperfect.pages p ON p.id = r.page_id
-                   LEFT JOIN pageperfect.page_embeddings e ON e.id = r.closest_embedding_id
+                   JOIN pageperfect.keyword_clusters c ON c.id = r.cluster_id
                   WHERE r.page_id = $1 ORDER BY r.rank LIMIT 1",
                 None,
                 &[page_id.into()],
@@ -48,43 +54,51 @@ impl Stage for RewriteDraft {
                 row.get::<i64>(1)?.unwrap_or_default(),
                 DraftRequest {
                     queries: row.get(2)?.unwrap_or_default(),
-                    impressions: row.get(3)?.unwrap_or_default(),
-                    similarity: row.get(4)?.unwrap_or_default(),
-                    estimated_clicks_gain: row.get(5)?,
-                    closest_paragraph: row.get(6)?,
-                    page_title: row.get(7)?,
-                    headings: row.get(8)?.unwrap_or_default(),
+                    query_impressions: row.get(3)?.unwrap_or_default(),
+                    impressions: row.get(4)?.unwrap_or_default(),
+                    similarity: row.get(5)?.unwrap_or_default(),
+                    estimated_clicks_gain: row.get(6)?,
+                    page_url: row.get(7)?.unwrap_or_default(),
+                    page_title: row.get(8)?,
+                    headings: row.get(9)?.unwrap_or_default(),
+                    closest_paragraphs: row.get(10)?.unwrap_or_default(),
                 },
             )))
         })?;
-        Ok(Input { page_id, top })
+        Ok(Input { page_id, drafter: Drafter::from_settings(), top })
     }
 
     fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
         async move {
-            let draft = input.top.map(|(recommendation_id, request)| {
-                let started = Instant::now();
-                let text = draft_local::draft(&request);
-                (recommendation_id, text, started.elapsed().as_millis() as i32)
-            });
+            let draft = match input.top {
+                Some((recommendation_id, request)) => {
+                    let started = Instant::now();
+                    let draft = input.drafter.draft(&request).await?;
+                    Some((recommendation_id, draft, started.elapsed().as_millis().min(i32::MAX as u128) as i32))
+                }
+                None => None,
+            };
             Ok(Output { page_id: input.page_id, draft })
         }
     }
 
     fn store(&self, work: &Work, output: Output) -> Result<Value, StageError> {
-        let Some((recommendation_id, text, latency_ms)) = output.draft else {
+        let Some((recommendation_id, draft, latency_ms)) = output.draft else {
             return Ok(json!({ "page_id": output.page_id, "draft_id": null, "message": "no content gaps: nothing to draft" }));
         };
         let draft_id = Spi::get_one_with_args::<i64>(
-            "INSERT INTO pageperfect.rewrite_drafts (page_id, job_id, recommendation_id, provider, model, draft, latency_ms)
-             VALUES ($1, $2::uuid, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO pageperfect.rewrite_drafts
+                    (page_id, job_id, recommendation_id, provider, model, draft, prompt_tokens, completion_tokens, latency_ms)
+             VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             &[
                 output.page_id.into(),
                 work.job_id.as_str().into(),
                 recommendation_id.into(),
-                draft_local::PROVIDER.into(),
-                draft_local::MODEL.into(),
-                text.as_str().into(),
+                draft.provider.into(),
+                draft.model.as_str().into(),
+                draft.text.as_str().into(),
+                draft.prompt_tokens.into(),
+                draft.completion_tokens.into(),
                 latency_ms.into(),
             ],
         )?;
@@ -92,9 +106,12 @@ impl Stage for RewriteDraft {
             "page_id": output.page_id,
             "draft_id": draft_id,
             "recommendation_id": recommendation_id,
-            "provider": draft_local::PROVIDER,
-            "model": draft_local::MODEL,
-            "excerpt": text.chars().take(400).collect::<String>(),
+            "provider": draft.provider,
+            "model": draft.model,
+            "prompt_tokens": draft.prompt_tokens,
+            "completion_tokens": draft.completion_tokens,
+            "latency_ms": latency_ms,
+            "excerpt": excerpt(&draft.text, 400),
         }))
     }
 }
