@@ -1,30 +1,58 @@
-//! A small HTTP/1.1 server on loopback for the tests: fixed routes with a status, a content type,
-//! a body and an optional delay, one thread per connection. It records the paths requested.
+//! A small HTTP/1.1 server on loopback for the tests: each request is answered by a handler (a
+//! fixed table of routes for a web site; code for the model server), one thread per connection.
+//! It records the paths requested.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// An answer: status, content type, body, extra headers, and how long to wait before sending it.
 #[derive(Clone)]
 pub struct Route {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: Vec<u8>,
+    /// Shared, so that a 50 MB page is not copied per request.
+    pub body: Arc<[u8]>,
     pub delay: Duration,
     pub headers: Vec<(String, String)>,
 }
 
 impl Route {
     pub fn html(body: &str) -> Route {
-        Route { status: 200, content_type: "text/html; charset=utf-8", body: body.as_bytes().to_vec(), delay: Duration::ZERO, headers: vec![] }
+        Route::status(200, "text/html; charset=utf-8", body)
     }
 
     pub fn status(status: u16, content_type: &'static str, body: &str) -> Route {
-        Route { status, content_type, ..Route::html(body) }
+        Route { status, content_type, body: Arc::from(body.as_bytes()), delay: Duration::ZERO, headers: vec![] }
+    }
+
+    pub fn redirect(location: &str) -> Route {
+        Route { headers: vec![("Location".to_string(), location.to_string())], ..Route::status(301, "text/plain", "moved") }
+    }
+
+    pub fn delayed(self, delay: Duration) -> Route {
+        Route { delay, ..self }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Route {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 }
+
+/// A request as the handler sees it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Header names in lowercase.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+type Handler = dyn Fn(&Received) -> Route + Send + Sync;
 
 pub struct Site {
     pub base: String,
@@ -35,6 +63,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         301 => "Moved Permanently",
+        401 => "Unauthorized",
         404 => "Not Found",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
@@ -42,20 +71,32 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn serve(mut stream: TcpStream, routes: &HashMap<String, Route>, requests: &Mutex<Vec<String>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn read_request(stream: &TcpStream) -> Option<Received> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
+    reader.read_line(&mut request_line).ok()?;
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? <= 2 {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
     }
-    // Skip the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-        line.clear();
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    requests.lock().unwrap().push(path.clone());
-    let route = routes.get(&path).cloned().unwrap_or_else(|| Route::status(404, "text/plain", "not found"));
+    let length = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Received { method, path, headers, body })
+}
+
+fn serve(mut stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<String>>) {
+    let Some(request) = read_request(&stream) else { return };
+    requests.lock().unwrap().push(request.path.clone());
+    let route = handler(&request);
     std::thread::sleep(route.delay);
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -72,17 +113,29 @@ fn serve(mut stream: TcpStream, routes: &HashMap<String, Route>, requests: &Mute
 }
 
 impl Site {
-    /// Serves `routes` (path → route) on 127.0.0.1 until the test process ends.
+    /// Serves `routes` (path → route; anything else is a 404) on 127.0.0.1 until the process ends.
     pub fn start(routes: Vec<(&str, Route)>) -> Site {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let routes: HashMap<String, Route> = routes.into_iter().map(|(p, r)| (p.to_string(), r)).collect();
+        Site::with_handler(move |request| {
+            routes.get(&request.path).cloned().unwrap_or_else(|| Route::status(404, "text/plain", "not found"))
+        })
+    }
+
+    /// Answers every request with `handler` on 127.0.0.1 until the process ends.
+    pub fn with_handler(handler: impl Fn(&Received) -> Route + Send + Sync + 'static) -> Site {
+        Site::listen(TcpListener::bind("127.0.0.1:0").unwrap(), handler)
+    }
+
+    /// Answers every request on `listener` with `handler` until the process ends.
+    pub fn listen(listener: TcpListener, handler: impl Fn(&Received) -> Route + Send + Sync + 'static) -> Site {
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let routes: Arc<HashMap<String, Route>> = Arc::new(routes.into_iter().map(|(p, r)| (p.to_string(), r)).collect());
+        let handler: Arc<Handler> = Arc::new(handler);
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&requests);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (routes, recorded) = (Arc::clone(&routes), Arc::clone(&recorded));
-                std::thread::spawn(move || serve(stream, &routes, &recorded));
+                let (handler, recorded) = (Arc::clone(&handler), Arc::clone(&recorded));
+                std::thread::spawn(move || serve(stream, &*handler, &recorded));
             }
         });
         Site { base, requests }

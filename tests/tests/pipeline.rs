@@ -2,8 +2,10 @@
 //! local embedder and drafter: a page missing a topic its queries ask for gets that cluster as a
 //! gap and a draft, a page that covers it does not; unchanged pages are reused unless forced;
 //! skipped steps are skipped; and pages that cannot be crawled end in the dead letters with the
-//! reason (404, robots.txt, not HTML, too big, a private address).
+//! reason (404, robots.txt, not HTML, 50 MB, too slow, a private address). The `openai` providers
+//! against a loopback OpenAI-compatible server that answers 429, 500, slowly, malformed JSON and 401.
 
+use pageperfect_it::model_server::{self, Fault, ModelServer};
 use pageperfect_it::site::{Route, Site};
 use pageperfect_it::{count, wait_for, Cluster};
 use postgres::Client;
@@ -133,34 +135,57 @@ fn gaps_are_found_where_the_page_misses_what_its_searchers_ask() {
     assert_eq!(site.hits("/robots.txt"), 1, "robots.txt is cached per origin");
 }
 
+/// The dead letter of a job: (reason, error).
+fn dead_letter(client: &mut Client, job: &str) -> (String, String) {
+    let row = client.query_one("SELECT reason, error FROM pageperfect.dead_letters WHERE job_id = $1::text::uuid", &[&job]).unwrap();
+    (row.get(0), row.get(1))
+}
+
 #[test]
 fn pages_that_cannot_be_crawled_end_in_the_dead_letters_with_the_reason() {
-    let big = "<p>filler words for a page that is far too large</p>".repeat(40_000);
+    // 50 MB of HTML against the default 5 MB cap.
+    let huge = "<p>filler words for a page that is far too large to keep</p>\n".repeat(850_000);
     let site = Site::start(vec![
         ("/robots.txt", Route::status(200, "text/plain", "User-agent: *\nDisallow: /private\n")),
         ("/private/page.html", Route::html(SOURDOUGH)),
         ("/report.pdf", Route::status(200, "application/pdf", "%PDF-1.4")),
-        ("/huge.html", Route::html(&big)),
+        ("/huge.html", Route::html(&huge)),
+        ("/slow.html", Route::html(SOURDOUGH).delayed(Duration::from_secs(3))),
+        ("/old-starter.html", Route::redirect("/starter.html")),
+        ("/starter.html", Route::html(STARTER)),
     ]);
     let (_cluster, mut client) = Cluster::with_extension(
         "crawl-errors",
-        &["pageperfect.crawl_allow_private = on", "pageperfect.crawl_max_bytes = 1000000"],
+        &["pageperfect.crawl_allow_private = on", "pageperfect.crawl_timeout_ms = 1000"],
     );
-    for (path, reason) in [
-        ("/missing.html", "404"),
-        ("/private/page.html", "disallowed by its site's robots.txt"),
-        ("/report.pdf", "is not an HTML page (Content-Type: application/pdf)"),
-        ("/huge.html", "1000000"),
+    client
+        .batch_execute("UPDATE pageperfect.stage_config SET retry_delay_seconds = 0, max_attempts = 2 WHERE stage = 'submit_crawl'")
+        .unwrap();
+    for (path, reason, error) in [
+        ("/missing.html", "permanent error", "404"),
+        ("/private/page.html", "permanent error", "disallowed by its site's robots.txt"),
+        ("/report.pdf", "permanent error", "is not an HTML page (Content-Type: application/pdf)"),
+        ("/huge.html", "permanent error", "larger than 5242880 bytes"),
+        // A timeout is worth retrying; after the last attempt it is dead.
+        ("/slow.html", "failed 2 of 2 attempts", "no complete response within 1s"),
     ] {
         let job = run_workflow(&mut client, &site.url(path), &[], false);
         assert_eq!(finished(&mut client, &job), "dead", "{path}");
-        let (dead_reason, error): (String, String) = {
-            let row = client.query_one("SELECT reason, error FROM pageperfect.dead_letters WHERE job_id = $1::text::uuid", &[&job]).unwrap();
-            (row.get(0), row.get(1))
-        };
-        assert_eq!(dead_reason, "permanent error", "{path}: {error}");
-        assert!(error.contains(reason), "{path}: {error}");
+        let (dead_reason, dead_error) = dead_letter(&mut client, &job);
+        assert!(dead_reason.starts_with(reason), "{path}: {dead_reason}");
+        assert!(dead_error.contains(error), "{path}: {dead_error}");
     }
+    assert_eq!(site.hits("/slow.html"), 2);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.pages WHERE html IS NOT NULL"), 0, "nothing partial was stored");
+
+    // A redirect is followed, and the page keeps the URL it was asked for with its final URL.
+    let moved = run_workflow(&mut client, &site.url("/old-starter.html"), &["rewrite_draft"], false);
+    assert_eq!(finished(&mut client, &moved), "completed");
+    let final_url: String = client
+        .query_one("SELECT final_url FROM pageperfect.pages WHERE url = $1", &[&site.url("/old-starter.html")])
+        .unwrap()
+        .get(0);
+    assert_eq!(final_url, site.url("/starter.html"));
     assert_eq!(site.hits("/private/page.html"), 0, "a disallowed page is never fetched");
 
     // With the SSRF guard on (the default), a loopback address is refused before connecting.
@@ -171,7 +196,121 @@ fn pages_that_cannot_be_crawled_end_in_the_dead_letters_with_the_reason() {
     let before = site.requests.lock().unwrap().len();
     let job = run_workflow(&mut client, &site.url("/starter.html"), &[], false);
     assert_eq!(finished(&mut client, &job), "dead");
-    let error: String = client.query_one("SELECT error FROM pageperfect.dead_letters WHERE job_id = $1::text::uuid", &[&job]).unwrap().get(0);
+    let (_, error) = dead_letter(&mut client, &job);
     assert!(error.to_lowercase().contains("127.0.0.1"), "{error}");
     assert_eq!(site.requests.lock().unwrap().len(), before, "nothing reached the site");
+}
+
+/// The messages of a job's failed attempts at `stage`, oldest first.
+fn failures(client: &mut Client, job: &str, stage: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT message FROM pageperfect.job_events WHERE job_id = $1::text::uuid AND stage = $2 AND event = 'failed' ORDER BY id",
+            &[&job, &stage],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn the_openai_providers_retry_a_flaky_model_server_and_store_what_the_model_wrote() {
+    let site = Site::start(vec![("/sourdough.html", Route::html(SOURDOUGH))]);
+    let models = ModelServer::start();
+    let settings = [
+        "pageperfect.crawl_allow_private = on".to_string(),
+        "pageperfect.embedding_provider = openai".to_string(),
+        format!("pageperfect.embedding_url = '{}'", models.url(model_server::EMBEDDINGS)),
+        "pageperfect.embedding_model = 'test-embed'".to_string(),
+        "pageperfect.embedding_dimensions = 64".to_string(),
+        "pageperfect.llm_provider = openai".to_string(),
+        format!("pageperfect.llm_url = '{}'", models.url(model_server::CHAT)),
+        "pageperfect.llm_model = 'test-chat'".to_string(),
+        "pageperfect.api_key = 'sk-test-key'".to_string(),
+    ];
+    let (_cluster, mut client) = Cluster::with_extension("openai", &settings.iter().map(String::as_str).collect::<Vec<_>>());
+    client
+        .batch_execute(
+            "UPDATE pageperfect.stage_config SET retry_delay_seconds = 0, max_attempts = 5;
+             UPDATE pageperfect.stage_config SET timeout_seconds = 2 WHERE stage = 'rewrite_draft'",
+        )
+        .unwrap();
+    let page = site.url("/sourdough.html");
+    load_queries(&mut client, &page);
+
+    // Rate limited (retry after 1 s), then a server error, then half a JSON document; and the
+    // chat model first too slow for the stage's 2 s timeout, then failing.
+    models.fail_next(
+        model_server::EMBEDDINGS,
+        vec![Fault::TooManyRequests { retry_after_seconds: 1 }, Fault::ServerError, Fault::MalformedJson],
+    );
+    models.fail_next(model_server::CHAT, vec![Fault::Slow(Duration::from_secs(4)), Fault::ServerError]);
+    let job = run_workflow(&mut client, &page, &[], false);
+    assert_eq!(finished(&mut client, &job), "completed");
+
+    let embed_failures = failures(&mut client, &job, "segment_embed");
+    assert_eq!(embed_failures.len(), 3, "{embed_failures:?}");
+    assert!(embed_failures[0].contains("HTTP 429"), "{embed_failures:?}");
+    assert!(embed_failures[1].contains("HTTP 500"), "{embed_failures:?}");
+    assert!(embed_failures[2].contains("malformed JSON"), "{embed_failures:?}");
+    let waited: f64 = client
+        .query_one(
+            "SELECT extract(epoch FROM (SELECT min(created_at) FROM pageperfect.job_events
+                                         WHERE job_id = $1::text::uuid AND stage = 'segment_embed' AND event = 'started' AND (data->>'attempt')::int = 2)
+                                   - (SELECT min(created_at) FROM pageperfect.job_events
+                                         WHERE job_id = $1::text::uuid AND stage = 'segment_embed' AND event = 'failed'))::float8",
+            &[&job],
+        )
+        .unwrap()
+        .get(0);
+    assert!(waited >= 1.0, "the Retry-After of 1 s was honoured: {waited}");
+    let draft_failures = failures(&mut client, &job, "rewrite_draft");
+    assert_eq!(draft_failures.len(), 2, "{draft_failures:?}");
+    assert!(draft_failures[0].contains("timed out after 2 s"), "{draft_failures:?}");
+    assert!(draft_failures[1].contains("HTTP 500"), "{draft_failures:?}");
+
+    // What was sent: the key, the model settings, and a prompt built from the page and its gap.
+    for request in models.requests(model_server::EMBEDDINGS).iter().chain(&models.requests(model_server::CHAT)) {
+        assert_eq!(request.headers.get("authorization").map(String::as_str), Some("Bearer sk-test-key"));
+    }
+    for body in models.bodies(model_server::EMBEDDINGS) {
+        assert_eq!((body["model"].as_str(), body["dimensions"].as_i64()), (Some("test-embed"), Some(64)));
+    }
+    let chat = models.bodies(model_server::CHAT).pop().unwrap();
+    assert_eq!(chat["model"], "test-chat");
+    let prompt = chat["messages"][1]["content"].as_str().unwrap();
+    assert!(prompt.contains(&format!("Page: {page}\nTitle: Sourdough bread at home\n")), "{prompt}");
+    assert!(prompt.contains("- Mixing the dough\n- Shaping and baking\n"), "{prompt}");
+    assert!(prompt.contains("\"feeding sourdough starter schedule\" (1000 impressions)"), "{prompt}");
+    assert!(prompt.contains("\n1. "), "the closest paragraphs are quoted: {prompt}");
+
+    // What was stored: the model's text, its name, its token usage and the latency.
+    let row = client
+        .query_one(
+            "SELECT d.provider, d.model, d.draft, d.prompt_tokens, d.completion_tokens, d.latency_ms
+               FROM pageperfect.rewrite_drafts d WHERE d.job_id = $1::text::uuid",
+            &[&job],
+        )
+        .unwrap();
+    let (provider, model, draft): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((provider.as_str(), model.as_str()), ("openai", model_server::CHAT_MODEL));
+    assert!(draft.starts_with("## feeding sourdough starter schedule\n"), "{draft}");
+    assert_eq!(row.get::<_, Option<i32>>(3), Some(prompt.split_whitespace().count() as i32));
+    assert!(row.get::<_, Option<i32>>(4).unwrap() > 0);
+    assert!(row.get::<_, Option<i32>>(5).unwrap() >= 0);
+
+    // Unchanged text is not sent again: neither the page's fragments nor its queries.
+    let embedding_requests = models.requests(model_server::EMBEDDINGS).len();
+    let again = run_workflow(&mut client, &page, &["rewrite_draft"], false);
+    assert_eq!(finished(&mut client, &again), "completed");
+    assert_eq!(models.requests(model_server::EMBEDDINGS).len(), embedding_requests);
+
+    // A refused key is not retried: the job is dead with the server's answer.
+    models.fail_next(model_server::CHAT, vec![Fault::Unauthorized]);
+    let refused = run_workflow(&mut client, &page, &[], false);
+    assert_eq!(finished(&mut client, &refused), "dead");
+    let (reason, error) = dead_letter(&mut client, &refused);
+    assert_eq!(reason, "permanent error");
+    assert!(error.contains("HTTP 401") && error.contains("invalid api key"), "{error}");
 }
