@@ -26,10 +26,11 @@ test:
 # demo-stop first: never install over a library that the running demo server has loaded.
 demo: setup demo-stop
 	$(CARGO_PGRX) install $(SUDO_FLAG) --pg-config "$(PG_CONFIG)"
+	PATH="$(HOME)/.cargo/bin:$$PATH" cargo build -p pageperfect-it --bin serve-dir
 	bash scripts/demo.sh
 
 demo-stop:
-	bash -c 'source scripts/common.sh; cluster_stop "$$WORK/demo"'
+	bash -c 'source scripts/common.sh; demo_stop "$$WORK/demo"'
 
 # Stops our clusters first, as make test does: never install over a library that a running
 # server has loaded. scripts/bench.sh starts its own cluster and stops it when it ends.

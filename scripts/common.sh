@@ -45,3 +45,9 @@ cluster_start() {
 cluster_stop() { # DIR
     [ -d "$1/data" ] && as_pg_user "$(bindir)/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+demo_stop() { # DIR: the demo's cluster and its sample site
+    cluster_stop "$1"
+    [ -f "$1/site.pid" ] && kill "$(cat "$1/site.pid")" 2>/dev/null || true
+    rm -f "$1/site.pid"
+}

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # make demo: a throw-away cluster with pageperfect preloaded, in $WORK/demo on port $DEMO_PORT,
-# the extension created in database "postgres", its workers shown running, and two cron jobs.
+# the bundled sample site (demo/site) served on loopback port $DEMO_SITE_PORT, the bundled
+# Search Console sample (demo/search_console.csv) loaded, the PagePerfect workflow run on every
+# page with the local providers while its progress is shown, the report (demo/report.sql), and
+# two cron jobs. Everything keeps running until `make demo-stop`.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 DEMO_PORT="${DEMO_PORT:-28816}"
+DEMO_SITE_PORT="${DEMO_SITE_PORT:-28817}"
 dir="$WORK/demo"
 mkdir -p "$WORK"; [ "$(id -u)" = 0 ] && chown "$PG_USER" "$WORK"
 
-cluster_stop "$dir"
+demo_stop "$dir"
 step "starting a cluster with pageperfect preloaded in $dir (port $DEMO_PORT)"
-cluster_start "$dir" "$DEMO_PORT" "shared_preload_libraries = 'pageperfect'" "pageperfect.database_name = 'postgres'"
+# The sample site is on loopback, which the crawler refuses unless crawl_allow_private is on.
+cluster_start "$dir" "$DEMO_PORT" "shared_preload_libraries = 'pageperfect'" "pageperfect.database_name = 'postgres'" \
+    "pageperfect.crawl_allow_private = on"
 PSQL=("$(bindir)/psql" -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$DEMO_PORT" -U postgres -d postgres)
 "${PSQL[@]}" -qc "CREATE EXTENSION pageperfect"
 for _ in $(seq 50); do
@@ -18,22 +24,71 @@ for _ in $(seq 50); do
 done
 step "workers"
 "${PSQL[@]}" -c "SELECT component, status, last_run AS last_heartbeat FROM pageperfect.get_scheduler_health()"
-"${PSQL[@]}" -c "SELECT pid, backend_type, wait_event FROM pg_stat_activity WHERE backend_type LIKE 'pageperfect%' ORDER BY backend_type"
+
+step "serving the sample site (demo/site) on http://127.0.0.1:$DEMO_SITE_PORT"
+nohup "$REPO/target/debug/serve-dir" "$REPO/demo/site" "$DEMO_SITE_PORT" >"$dir/site.log" 2>&1 &
+echo $! >"$dir/site.pid"
+for _ in $(seq 50); do grep -q serving "$dir/site.log" && break; sleep 0.1; done
+
+site="http://127.0.0.1:$DEMO_SITE_PORT"
+step "loading $(($(wc -l <"$REPO/demo/search_console.csv") - 1)) Search Console rows (demo/search_console.csv, moved to end yesterday)"
+"${PSQL[@]}" -q <<SQL
+CREATE TEMP TABLE sample (date date, page text, query text, clicks int, impressions int, ctr text, position float8);
+\copy sample FROM '$REPO/demo/search_console.csv' WITH (FORMAT csv, HEADER true)
+INSERT INTO pageperfect.gsc_page_query_daily (date, site, page, query, clicks, impressions, ctr, position)
+SELECT date + (current_date - 1 - max(date) OVER ()), 'sc-domain:brewbetter.example',
+       replace(page, 'https://brewbetter.example', '$site'), query, clicks, impressions,
+       clicks::float8 / nullif(impressions, 0), position
+  FROM sample;
+SQL
+
+step "running the workflow on every page (local embedder and drafter)"
+"${PSQL[@]}" -qAt -c "SELECT pageperfect.run_workflow(page) FROM (SELECT DISTINCT page FROM pageperfect.gsc_page_query_daily ORDER BY 1) p" >/dev/null
+started=$SECONDS
+while :; do
+    line="$("${PSQL[@]}" -qAt -F ' ' -c "
+        SELECT count(*) FILTER (WHERE status IN ('completed', 'dead')), count(*),
+               coalesce(string_agg(DISTINCT stage, ', ') FILTER (WHERE status NOT IN ('completed', 'dead')), '')
+          FROM pageperfect.v_job_status")"
+    read -r done total stages <<<"$line"
+    printf '  [%2ss] %s of %s pages done%s\n' "$((SECONDS - started))" "$done" "$total" "${stages:+ · working on: $stages}"
+    [ "$done" = "$total" ] && break
+    [ $((SECONDS - started)) -gt 120 ] && { echo "the workflow did not finish in 2 minutes; see $dir/server.log"; exit 1; }
+    sleep 0.5
+done
+"${PSQL[@]}" -c "SELECT regexp_replace(url, '^https?://[^/]+', '') AS page, status, attempt_count, last_error FROM pageperfect.v_job_status ORDER BY url"
+
+step "report (demo/report.sql)"
+"${PSQL[@]}" -f "$REPO/demo/report.sql"
+
 step "cron jobs, scheduled as a pg_cron migration would (they keep running; see cron.job_run_details)"
 "${PSQL[@]}" -q <<'SQL'
 CREATE TABLE demo_ticks (at timestamptz DEFAULT clock_timestamp(), who text DEFAULT current_user);
-SELECT cron.schedule('demo-tick', '2 seconds', 'INSERT INTO demo_ticks DEFAULT VALUES');
-SELECT cron.schedule('demo-broken', '5 seconds', 'SELECT 1/0');
+SELECT cron.schedule('demo-tick', '2 seconds', 'INSERT INTO demo_ticks DEFAULT VALUES') \gset
+SELECT cron.schedule('demo-broken', '5 seconds', 'SELECT 1/0') \gset
 SQL
 sleep 5.5
 "${PSQL[@]}" -c "SELECT jobid, runid, status, return_message, start_time - due_time AS lag FROM pageperfect.job_run_details ORDER BY runid DESC LIMIT 6"
-"${PSQL[@]}" -c "SELECT job_name, schedule, last_status, next_run FROM pageperfect.manage_cron_jobs()"
+
 cat <<EOM
 
-The demo cluster is running. Connect with:
+The demo cluster and the sample site are running. Connect with:
 
     psql -h 127.0.0.1 -p $DEMO_PORT -U postgres postgres
 
+See the report again:        psql -h 127.0.0.1 -p $DEMO_PORT -U postgres postgres -f demo/report.sql
+Run a page again, forced:    SELECT pageperfect.run_workflow('$site/guides/espresso.html', force_update := true);
+Follow a job:                SELECT * FROM pageperfect.v_job_status;  SELECT * FROM pageperfect.job_events ORDER BY id DESC;
+
+To draft with an OpenAI-compatible server (OpenAI, vLLM, Ollama) instead of the local providers:
+
+    ALTER SYSTEM SET pageperfect.llm_provider = 'openai';
+    ALTER SYSTEM SET pageperfect.llm_url = 'https://api.openai.com/v1/chat/completions';
+    ALTER SYSTEM SET pageperfect.llm_model = 'gpt-4o-mini';
+    ALTER SYSTEM SET pageperfect.embedding_provider = 'openai';   -- and embedding_url, embedding_model
+    ALTER SYSTEM SET pageperfect.api_key = 'sk-...';
+    SELECT pg_reload_conf();
+
 Server log: $dir/server.log
-Stop it with:  make demo-stop
+Stop it all: make demo-stop
 EOM

@@ -24,6 +24,8 @@ pub struct ClusterInput {
 pub struct ParagraphInput {
     pub embedding_id: i64,
     pub embedding: Vec<f32>,
+    /// Headings count towards covering a topic but are not paragraphs to extend.
+    pub is_heading: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +33,7 @@ pub struct Gap {
     pub cluster_id: i64,
     /// Highest cosine similarity between the cluster centroid and a paragraph (0 without paragraphs).
     pub similarity: f64,
-    /// The paragraphs closest to the cluster, closest first, at most `CLOSEST_KEPT`.
+    /// The paragraphs (not headings) closest to the cluster, closest first, at most `CLOSEST_KEPT`.
     pub closest_embedding_ids: Vec<i64>,
     /// impressions · (1 − similarity)
     pub opportunity_score: f64,
@@ -51,8 +53,8 @@ pub fn find_gaps(
     let mut gaps: Vec<Gap> = clusters
         .iter()
         .filter_map(|cluster| {
-            let closest = closest_paragraphs(&cluster.centroid, paragraphs, CLOSEST_KEPT);
-            let similarity = closest.first().map_or(0.0, |(similarity, _)| *similarity);
+            let ranked = rank_by_similarity(&cluster.centroid, paragraphs);
+            let similarity = ranked.first().map_or(0.0, |(similarity, _)| *similarity);
             if similarity >= threshold {
                 return None;
             }
@@ -67,7 +69,12 @@ pub fn find_gaps(
             Some(Gap {
                 cluster_id: cluster.cluster_id,
                 similarity,
-                closest_embedding_ids: closest.iter().map(|(_, id)| *id).collect(),
+                closest_embedding_ids: ranked
+                    .iter()
+                    .filter(|(_, p)| !p.is_heading)
+                    .take(CLOSEST_KEPT)
+                    .map(|(_, p)| p.embedding_id)
+                    .collect(),
                 opportunity_score: impressions * uncovered,
                 estimated_clicks_gain: top3_gain * uncovered,
             })
@@ -82,13 +89,12 @@ pub fn find_gaps(
     gaps
 }
 
-/// The `k` paragraphs most similar to `centroid` with their similarity, most similar first (the
-/// lower embedding id first on ties, so the answer does not depend on row order).
-pub fn closest_paragraphs(centroid: &[f32], paragraphs: &[ParagraphInput], k: usize) -> Vec<(f64, i64)> {
-    let mut scored: Vec<(f64, i64)> = paragraphs.iter().map(|p| (cosine(centroid, &p.embedding), p.embedding_id)).collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    scored.truncate(k);
-    scored
+/// The fragments with their similarity to `centroid`, most similar first (the lower embedding
+/// id first on ties, so the answer does not depend on row order).
+fn rank_by_similarity<'a>(centroid: &[f32], paragraphs: &'a [ParagraphInput]) -> Vec<(f64, &'a ParagraphInput)> {
+    let mut ranked: Vec<(f64, &ParagraphInput)> = paragraphs.iter().map(|p| (cosine(centroid, &p.embedding), p)).collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.embedding_id.cmp(&b.1.embedding_id)));
+    ranked
 }
 
 /// Cosine similarity computed in f64; 0 when either vector is all zeros.
@@ -159,6 +165,7 @@ mod tests {
         ParagraphInput {
             embedding_id,
             embedding: embedding.to_vec(),
+            is_heading: false,
         }
     }
 
@@ -265,13 +272,14 @@ mod tests {
     }
 
     #[test]
-    fn only_the_closest_few_paragraphs_are_kept_most_similar_first() {
-        let paragraphs: Vec<ParagraphInput> = (1..=6).map(|i| paragraph(i, &[1.0, i as f32])).collect();
-        // Against [1, 0] the flattest paragraph is the most similar.
-        let closest = closest_paragraphs(&[1.0, 0.0], &paragraphs, CLOSEST_KEPT);
-        assert_eq!(closest.iter().map(|(_, id)| *id).collect::<Vec<_>>(), [1, 2, 3]);
-        assert!(closest[0].0 > closest[1].0 && closest[1].0 > closest[2].0);
-        assert!(closest_paragraphs(&[1.0, 0.0], &[], 3).is_empty());
+    fn the_closest_few_paragraphs_are_kept_most_similar_first_and_headings_only_count_for_coverage() {
+        let mut paragraphs: Vec<ParagraphInput> = (1..=6).map(|i| paragraph(i, &[1.0, i as f32])).collect();
+        // Against [1, 0.5] the heading is the most similar fragment: it sets the similarity, but
+        // the paragraphs to extend are the flattest ones.
+        paragraphs.push(ParagraphInput { is_heading: true, ..paragraph(9, &[1.0, 0.5]) });
+        let found = find_gaps(&[cluster(1, &[1.0, 0.5], 10, None)], &paragraphs, 1.1, ctr, 10);
+        assert!(close(found[0].similarity, 1.0), "{}", found[0].similarity);
+        assert_eq!(found[0].closest_embedding_ids, [1, 2, 3]);
     }
 
     #[test]

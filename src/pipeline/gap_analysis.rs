@@ -44,11 +44,15 @@ impl Stage for GapAnalysis {
             }
             let mut paragraphs = Vec::new();
             for row in client.select(
-                "SELECT id, embedding FROM pageperfect.page_embeddings WHERE page_id = $1 ORDER BY position",
+                "SELECT id, embedding, kind = 'heading' FROM pageperfect.page_embeddings WHERE page_id = $1 ORDER BY position",
                 None,
                 &[page_id.into()],
             )? {
-                paragraphs.push(ParagraphInput { embedding_id: row.get(1)?.unwrap_or_default(), embedding: row.get(2)?.unwrap_or_default() });
+                paragraphs.push(ParagraphInput {
+                    embedding_id: row.get(1)?.unwrap_or_default(),
+                    embedding: row.get(2)?.unwrap_or_default(),
+                    is_heading: row.get(3)?.unwrap_or_default(),
+                });
             }
             Ok::<_, pgrx::spi::Error>((clusters, paragraphs))
         })?;
