@@ -78,6 +78,11 @@ fn chat(request: &Value) -> Route {
 
 impl ModelServer {
     pub fn start() -> ModelServer {
+        ModelServer::with_latency(Duration::ZERO)
+    }
+
+    /// A server that takes `latency` over every answer, as a remote model does.
+    pub fn with_latency(latency: Duration) -> ModelServer {
         let faults: Arc<Mutex<HashMap<String, VecDeque<Fault>>>> = Arc::default();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let (queued, log) = (Arc::clone(&faults), Arc::clone(&received));
@@ -90,6 +95,7 @@ impl ModelServer {
                 Ok(body) if request.path == CHAT => chat(&body),
                 Ok(_) => Route::status(404, "application/json", r#"{"error":{"message":"no such endpoint"}}"#),
             };
+            let answer = |request: &Received| answer(request).delayed(latency);
             match fault {
                 None => answer(request),
                 Some(Fault::TooManyRequests { retry_after_seconds }) => {
@@ -98,7 +104,7 @@ impl ModelServer {
                 }
                 Some(Fault::ServerError) => Route::status(500, "application/json", r#"{"error":{"message":"overloaded"}}"#),
                 Some(Fault::Unauthorized) => Route::status(401, "application/json", r#"{"error":{"message":"invalid api key"}}"#),
-                Some(Fault::Slow(delay)) => answer(request).delayed(delay),
+                Some(Fault::Slow(delay)) => answer(request).delayed(latency + delay),
                 Some(Fault::MalformedJson) => Route::status(200, "application/json", r#"{"data": [{"index": 0, "embedding": [0.1,"#),
             }
         });
