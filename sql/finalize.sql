@@ -33,6 +33,10 @@ REVOKE ALL ON FUNCTION pageperfect_cron_staging.alter_job(bigint, text, text, te
     pageperfect.alter_job(bigint, text, text, text, text, boolean),
     pageperfect.schedule_in_database(text, text, text, text, text, boolean) FROM PUBLIC;
 
+-- Writing Search Console data, the CTR curve and cron secrets is for administrators.
+REVOKE ALL ON FUNCTION pageperfect.import_gsc_csv(text, text), pageperfect.recalibrate_ctr(int),
+    pageperfect.refresh_gsc_keywords(text), pageperfect.set_cron_secret(text, text) FROM PUBLIC;
+
 GRANT SELECT ON pageperfect_cron_staging.job TO PUBLIC;
 GRANT SELECT, DELETE ON pageperfect_cron_staging.job_run_details TO PUBLIC;
 GRANT USAGE ON SCHEMA pageperfect_cron_staging TO pageperfect_user;

@@ -53,3 +53,25 @@ CREATE TABLE pageperfect.ctr_fits (
     iterations     int NOT NULL,
     log_likelihood float8 NOT NULL
 );
+
+-- The 28-day totals per (page, query) of `site`, ending at its latest day of data.
+CREATE FUNCTION pageperfect.refresh_gsc_keywords(p_site text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    last_day date := (SELECT max(date) FROM pageperfect.gsc_page_query_daily WHERE site = p_site);
+    refreshed bigint;
+BEGIN
+    DELETE FROM pageperfect.gsc_keywords WHERE site = p_site;
+    INSERT INTO pageperfect.gsc_keywords (site, page, query, clicks, impressions, ctr, position, window_start, window_end)
+    SELECT p_site, d.page, d.query, sum(d.clicks), sum(d.impressions),
+           sum(d.clicks)::float8 / nullif(sum(d.impressions), 0),
+           sum(d.position * d.impressions) FILTER (WHERE d.position IS NOT NULL)
+               / nullif(sum(d.impressions) FILTER (WHERE d.position IS NOT NULL), 0),
+           last_day - 27, last_day
+      FROM pageperfect.gsc_page_query_daily d
+     WHERE d.site = p_site AND d.date > last_day - 28
+     GROUP BY d.page, d.query;
+    GET DIAGNOSTICS refreshed = ROW_COUNT;
+    RETURN refreshed;
+END
+$$;

@@ -175,3 +175,13 @@ pub fn define_gucs(preloading: bool) {
         Superuser.flags(),
     );
 }
+
+/// A numeric run-time parameter from `pageperfect.parameters`, or `default` when unset (SPI).
+pub fn parameter(name: &str, default: f64) -> Result<f64, pgrx::spi::Error> {
+    // A scalar subquery: always one row, NULL when the parameter is not set.
+    Ok(pgrx::Spi::get_one_with_args::<f64>(
+        "SELECT (SELECT (value #>> '{}')::float8 FROM pageperfect.parameters WHERE name = $1)",
+        &[name.into()],
+    )?
+    .unwrap_or(default))
+}

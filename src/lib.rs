@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod pipeline;
 pub mod queue;
 pub mod scheduler;
+pub mod secrets;
 pub mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -25,7 +26,12 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Raises SQLSTATE 22023 (invalid_parameter_value): the error for bad user input.
 pub(crate) fn invalid_parameter(message: impl Into<String>) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message.into());
+    raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
+}
+
+/// Raises an ERROR with this SQLSTATE.
+pub(crate) fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
+    ereport!(ERROR, code, message.into());
 }
 
 /// Runs `body` as the bootstrap superuser (RLS and table privileges then allow the write the

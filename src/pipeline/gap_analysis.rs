@@ -4,7 +4,7 @@
 //! with the clicks the CTR curve says covering them could gain.
 
 use super::gap::{find_gaps, ClusterInput, Gap, ParagraphInput, DEFAULT_LIMIT, DEFAULT_THRESHOLD};
-use super::parameter;
+use crate::config::parameter;
 use crate::gsc::ctr::CtrCurve;
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
@@ -61,7 +61,7 @@ impl Stage for GapAnalysis {
             clusters,
             paragraphs,
             threshold: parameter("gap_similarity_threshold", DEFAULT_THRESHOLD)?,
-            curve: CtrCurve { alpha: parameter("ctr_alpha", -0.51)?, beta: parameter("ctr_beta", -0.34)? },
+            curve: CtrCurve::from_parameters()?,
         })
     }
 

@@ -72,16 +72,6 @@ impl From<pgrx::spi::Error> for StageError {
     }
 }
 
-/// A numeric run-time parameter from `pageperfect.parameters`, or `default` when unset.
-pub fn parameter(name: &str, default: f64) -> Result<f64, StageError> {
-    // A scalar subquery: always one row, NULL when the parameter is not set.
-    Ok(pgrx::Spi::get_one_with_args::<f64>(
-        "SELECT (SELECT (value #>> '{}')::float8 FROM pageperfect.parameters WHERE name = $1)",
-        &[name.into()],
-    )?
-    .unwrap_or(default))
-}
-
 #[pg_schema]
 mod pageperfect {
     use super::*;
