@@ -62,7 +62,7 @@ impl Drafter {
             }),
             Drafter::OpenAi { url, model, api_key } => {
                 let body = draft_openai::chat_request(model, request);
-                let answer = openai::post(url, api_key.as_deref(), &body).await?;
+                let answer = openai::post(&openai::client()?, url, api_key.as_deref(), &body).await?;
                 draft_openai::into_draft(answer, model).map_err(|e| StageError::retryable(format!("{url}: {e}")))
             }
         }

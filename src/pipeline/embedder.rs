@@ -149,10 +149,11 @@ impl Embedder {
                     .map_err(|e| StageError::retryable(format!("local embedder failed: {e}")))
             }
             Embedder::OpenAi { url, model, dimensions, api_key } => {
+                let client = openai::client()?;
                 let mut vectors = Vec::with_capacity(texts.len());
                 for batch in batches(&texts) {
                     let body = json!({ "model": model, "input": batch, "dimensions": dimensions });
-                    let parsed: EmbeddingsResponse = openai::post(url, api_key.as_deref(), &body).await?;
+                    let parsed: EmbeddingsResponse = openai::post(&client, url, api_key.as_deref(), &body).await?;
                     let mut items = parsed.data;
                     items.sort_by_key(|item| item.index);
                     if items.len() != batch.len() || items.iter().any(|item| item.embedding.len() != *dimensions) {

@@ -20,16 +20,26 @@ pub fn api_key() -> Option<String> {
     config::string(&config::API_KEY).or_else(|| std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()))
 }
 
-/// POSTs `body` to `url` and parses the JSON answer as `T`.
-pub async fn post<T: DeserializeOwned>(url: &str, api_key: Option<&str>, body: &Value) -> Result<T, StageError> {
+/// A client for model servers; one serves all the requests of a stage attempt, so that batches
+/// share its connections.
+pub fn client() -> Result<HttpClient, StageError> {
     // The URL is a superuser's setting, not user input, and often a server on this host or
     // network (vLLM, Ollama, TEI): the crawler's SSRF guard does not apply.
-    let client = HttpClient::new(HttpConfig {
+    Ok(HttpClient::new(HttpConfig {
         timeout: REQUEST_TIMEOUT,
         max_bytes: MAX_RESPONSE_BYTES,
         allow_private: true,
         ..HttpConfig::default()
-    })?;
+    })?)
+}
+
+/// POSTs `body` to `url` and parses the JSON answer as `T`.
+pub async fn post<T: DeserializeOwned>(
+    client: &HttpClient,
+    url: &str,
+    api_key: Option<&str>,
+    body: &Value,
+) -> Result<T, StageError> {
     let mut request = Request::post_json(url, body);
     if let Some(key) = api_key {
         request = request.header("Authorization", format!("Bearer {key}"));
