@@ -64,10 +64,10 @@ mod pageperfect {
     #[pg_extern(volatile)]
     fn verify_cron_secret(name: &str, secret: &str) -> bool {
         let stored = as_owner(|| {
+            // Always one row: NULLs when there is no such secret.
             Spi::get_three_with_args::<i32, Vec<u8>, Vec<u8>>(
-                "SELECT (SELECT iterations FROM pageperfect.cron_secrets WHERE name = $1),
-                        (SELECT salt FROM pageperfect.cron_secrets WHERE name = $1),
-                        (SELECT hash FROM pageperfect.cron_secrets WHERE name = $1)",
+                "SELECT s.iterations, s.salt, s.hash
+                   FROM (SELECT) one LEFT JOIN pageperfect.cron_secrets s ON s.name = $1",
                 &[name.into()],
             )
         })
