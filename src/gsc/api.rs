@@ -22,7 +22,9 @@ mod pageperfect {
             invalid_parameter("site must not be empty (e.g. 'sc-domain:example.com' or 'https://example.com/')");
         }
         let rows = parse_gsc_csv(csv).unwrap_or_else(|e| invalid_parameter(format!("cannot import the CSV: {e}")));
-        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Column by column, for one INSERT … SELECT FROM unnest(…).
+        let (mut dates, mut pages, mut queries, mut clicks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut impressions, mut ctrs, mut positions) = (Vec::new(), Vec::new(), Vec::new());
         for (i, row) in rows.into_iter().enumerate() {
             let (Some(date), Some(page)) = (row.date, row.page) else {
                 invalid_parameter(format!(
@@ -33,13 +35,13 @@ mod pageperfect {
             if row.clicks > row.impressions {
                 invalid_parameter(format!("cannot import the CSV: data row {} has more clicks than impressions", i + 1));
             }
-            columns.0.push(date.to_string());
-            columns.1.push(page);
-            columns.2.push(row.query);
-            columns.3.push(row.clicks);
-            columns.4.push(row.impressions);
-            columns.5.push(row.ctr);
-            columns.6.push(row.position);
+            dates.push(date.to_string());
+            pages.push(page);
+            queries.push(row.query);
+            clicks.push(row.clicks);
+            impressions.push(row.impressions);
+            ctrs.push(row.ctr);
+            positions.push(row.position);
         }
         let loaded = Spi::get_one_with_args::<i64>(
             "WITH loaded AS (
@@ -56,13 +58,13 @@ mod pageperfect {
              SELECT count(*) FROM loaded",
             &[
                 site.into(),
-                columns.0.into(),
-                columns.1.into(),
-                columns.2.into(),
-                columns.3.into(),
-                columns.4.into(),
-                columns.5.into(),
-                columns.6.into(),
+                dates.into(),
+                pages.into(),
+                queries.into(),
+                clicks.into(),
+                impressions.into(),
+                ctrs.into(),
+                positions.into(),
             ],
         )
         .unwrap_or_else(|e| error!("{e}"))

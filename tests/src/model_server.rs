@@ -89,13 +89,13 @@ impl ModelServer {
         let site = Site::with_handler(move |request| {
             log.lock().unwrap().push(request.clone());
             let fault = queued.lock().unwrap().get_mut(&request.path).and_then(VecDeque::pop_front);
-            let answer = |request: &Received| match serde_json::from_slice::<Value>(&request.body) {
+            let respond = |request: &Received| match serde_json::from_slice::<Value>(&request.body) {
                 Err(e) => Route::status(400, "application/json", &json!({ "error": { "message": e.to_string() } }).to_string()),
                 Ok(body) if request.path == EMBEDDINGS => embeddings(&body),
                 Ok(body) if request.path == CHAT => chat(&body),
                 Ok(_) => Route::status(404, "application/json", r#"{"error":{"message":"no such endpoint"}}"#),
             };
-            let answer = |request: &Received| answer(request).delayed(latency);
+            let answer = |request: &Received| respond(request).delayed(latency);
             match fault {
                 None => answer(request),
                 Some(Fault::TooManyRequests { retry_after_seconds }) => {
