@@ -33,9 +33,10 @@ REVOKE ALL ON FUNCTION pageperfect_cron_staging.alter_job(bigint, text, text, te
     pageperfect.alter_job(bigint, text, text, text, text, boolean),
     pageperfect.schedule_in_database(text, text, text, text, text, boolean) FROM PUBLIC;
 
--- Writing Search Console data, the CTR curve and cron secrets is for administrators.
+-- Writing Search Console data, the CTR curve, credentials and cron secrets is for administrators.
 REVOKE ALL ON FUNCTION pageperfect.import_gsc_csv(text, text), pageperfect.recalibrate_ctr(int),
-    pageperfect.refresh_gsc_keywords(text), pageperfect.set_cron_secret(text, text) FROM PUBLIC;
+    pageperfect.refresh_gsc_keywords(text), pageperfect.set_cron_secret(text, text),
+    pageperfect.ingest_gsc(date, text[]), pageperfect.set_gsc_credentials(text) FROM PUBLIC;
 
 GRANT SELECT ON pageperfect_cron_staging.job TO PUBLIC;
 GRANT SELECT, DELETE ON pageperfect_cron_staging.job_run_details TO PUBLIC;

@@ -29,16 +29,19 @@ CREATE TABLE pageperfect.gsc_keywords (
 );
 CREATE INDEX gsc_keywords_page_idx ON pageperfect.gsc_keywords (page);
 
+-- One row per site and day that ingest_gsc fetched: how many rows it wrote, or why it failed.
 CREATE TABLE pageperfect.gsc_ingestions (
     id            bigserial PRIMARY KEY,
+    job_id        uuid,
     for_date      date NOT NULL,
     site          text NOT NULL,
-    status        text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    status        text NOT NULL CHECK (status IN ('succeeded', 'failed')),
     rows_upserted bigint NOT NULL DEFAULT 0,
+    requests      int NOT NULL DEFAULT 0,
     error         text,
-    started_at    timestamptz NOT NULL DEFAULT now(),
-    finished_at   timestamptz
+    finished_at   timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX gsc_ingestions_date_idx ON pageperfect.gsc_ingestions (for_date, site);
 
 -- Every recalibrate_ctr() fit, so the history of the curve can be seen.
 CREATE TABLE pageperfect.ctr_fits (

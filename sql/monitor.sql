@@ -49,24 +49,26 @@ CREATE TABLE pageperfect.health_checks (
 );
 CREATE INDEX health_checks_component_idx ON pageperfect.health_checks (component, checked_at);
 
+-- What each trigger_sweeper() run returned to the queue or failed.
 CREATE TABLE pageperfect.sweeper_logs (
     id               bigserial PRIMARY KEY,
     ran_at           timestamptz NOT NULL DEFAULT now(),
-    jobs_reset       int NOT NULL DEFAULT 0,
-    stages_reset     int NOT NULL DEFAULT 0,
-    messages_reset   int NOT NULL DEFAULT 0,
+    -- Stages whose worker died, put back in the queue.
+    stages_requeued  int NOT NULL DEFAULT 0,
+    -- Stages processing past their time limit although their worker lives, failed (and retried).
+    stages_failed    int NOT NULL DEFAULT 0,
+    -- Cron runs left unfinished by a process that is gone while the scheduler is down.
     runs_failed      int NOT NULL DEFAULT 0,
     details          jsonb
 );
 
+-- One row per table and trigger_cleanup() run: how many rows it deleted, and the retention.
 CREATE TABLE pageperfect.cleanup_logs (
     id             bigserial PRIMARY KEY,
     ran_at         timestamptz NOT NULL DEFAULT now(),
     table_name     text NOT NULL,
     deleted_count  bigint NOT NULL DEFAULT 0,
-    archived_count bigint NOT NULL DEFAULT 0,
-    retention      interval,
-    details        jsonb
+    retention      interval NOT NULL
 );
 
 -- The expected workers (scheduler and pipeline_worker_1..N). A worker is healthy when its

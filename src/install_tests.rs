@@ -40,7 +40,7 @@ mod tests {
         ("pageperfect.monitoring_alerts", 'r', &["alert_type", "severity", "message", "status", "created_at", "resolved_at"]),
         ("pageperfect.metrics_data", 'r', &["metric_name", "value", "collected_at"]),
         ("pageperfect.health_checks", 'r', &["component", "status", "response_time_ms", "checked_at"]),
-        ("pageperfect.sweeper_logs", 'r', &["ran_at", "jobs_reset", "stages_reset"]),
+        ("pageperfect.sweeper_logs", 'r', &["ran_at", "stages_requeued", "stages_failed", "runs_failed"]),
         ("pageperfect.cleanup_logs", 'r', &["ran_at", "table_name", "deleted_count"]),
     ];
 

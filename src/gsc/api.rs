@@ -5,6 +5,7 @@
 use super::csv_import::parse_gsc_csv;
 use super::ctr::CtrCurve;
 use super::ctr_fit::fit_ctr_curve;
+use super::daily_rows::{DailyRow, DailyRows};
 use crate::{invalid_parameter, raise};
 use pgrx::prelude::*;
 
@@ -22,9 +23,7 @@ mod pageperfect {
             invalid_parameter("site must not be empty (e.g. 'sc-domain:example.com' or 'https://example.com/')");
         }
         let rows = parse_gsc_csv(csv).unwrap_or_else(|e| invalid_parameter(format!("cannot import the CSV: {e}")));
-        // Column by column, for one INSERT … SELECT FROM unnest(…).
-        let (mut dates, mut pages, mut queries, mut clicks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut impressions, mut ctrs, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+        let mut daily = DailyRows::default();
         for (i, row) in rows.into_iter().enumerate() {
             let (Some(date), Some(page)) = (row.date, row.page) else {
                 invalid_parameter(format!(
@@ -35,42 +34,17 @@ mod pageperfect {
             if row.clicks > row.impressions {
                 invalid_parameter(format!("cannot import the CSV: data row {} has more clicks than impressions", i + 1));
             }
-            dates.push(date.to_string());
-            pages.push(page);
-            queries.push(row.query);
-            clicks.push(row.clicks);
-            impressions.push(row.impressions);
-            ctrs.push(row.ctr);
-            positions.push(row.position);
+            daily.push(DailyRow {
+                date,
+                page,
+                query: row.query,
+                clicks: row.clicks,
+                impressions: row.impressions,
+                ctr: row.ctr,
+                position: row.position,
+            });
         }
-        let loaded = Spi::get_one_with_args::<i64>(
-            "WITH loaded AS (
-                 INSERT INTO pageperfect.gsc_page_query_daily AS d (date, site, page, query, clicks, impressions, ctr, position)
-                 SELECT r.date::date, $1, r.page, r.query, r.clicks, r.impressions,
-                        coalesce(r.ctr, r.clicks::float8 / nullif(r.impressions, 0)), r.position
-                   FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::float8[], $8::float8[])
-                        AS r (date, page, query, clicks, impressions, ctr, position)
-                 ON CONFLICT (date, site, page, query) DO UPDATE
-                    SET clicks = excluded.clicks, impressions = excluded.impressions, ctr = excluded.ctr,
-                        position = excluded.position, ingested_at = now()
-                 RETURNING 1
-             )
-             SELECT count(*) FROM loaded",
-            &[
-                site.into(),
-                dates.into(),
-                pages.into(),
-                queries.into(),
-                clicks.into(),
-                impressions.into(),
-                ctrs.into(),
-                positions.into(),
-            ],
-        )
-        .unwrap_or_else(|e| error!("{e}"))
-        .unwrap_or(0);
-        Spi::run_with_args("SELECT pageperfect.refresh_gsc_keywords($1)", &[site.into()]).unwrap_or_else(|e| error!("{e}"));
-        loaded
+        daily.upsert(site).unwrap_or_else(|e| error!("{e}"))
     }
 
     /// Fits `ctr(p) = 1 / (1 + exp(-(alpha + beta · p)))` by maximum likelihood to the clicks

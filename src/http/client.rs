@@ -101,6 +101,16 @@ impl Request {
         .header("Content-Type", "application/json")
     }
 
+    /// A POST of an `application/x-www-form-urlencoded` body (OAuth token requests).
+    pub fn post_form(url: impl Into<String>, body: String) -> Request {
+        Request {
+            method: Method::Post,
+            body: Some(body.into_bytes()),
+            ..Request::get(url)
+        }
+        .header("Content-Type", "application/x-www-form-urlencoded")
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
         self.headers.push((name.into(), value.into()));

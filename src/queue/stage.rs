@@ -133,6 +133,8 @@ static REGISTRY: &[&dyn AnyStage] = &[
     &crate::pipeline::keyword_clustering::KeywordClustering,
     &crate::pipeline::gap_analysis::GapAnalysis,
     &crate::pipeline::rewrite_draft::RewriteDraft,
+    &crate::gsc::ingest::IngestGsc,
+    &crate::monitor::notify_alert::NotifyAlert,
     #[cfg(feature = "test_stages")]
     &super::test_stages::Sleep,
     #[cfg(feature = "test_stages")]
