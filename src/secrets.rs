@@ -90,16 +90,11 @@ mod pageperfect {
 mod tests {
     use super::*;
 
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     #[test]
     fn the_hash_is_standard_pbkdf2_hmac_sha256() {
         // RFC 7914, section 11: PBKDF2-HMAC-SHA256 (P = "passwd", S = "salt", c = 1).
         assert_eq!(
-            hex(&hash_secret("passwd", b"salt", 1)),
+            hash_secret("passwd", b"salt", 1).iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
         );
     }

@@ -4,6 +4,8 @@
 //! `trigger_*` functions and `initialize_scheduler()` of the default cron jobs (sql/monitor_api.sql).
 
 pub mod notify_alert;
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
 
 pgrx::extension_sql_file!("../../sql/monitor.sql", name = "monitor_schema");
 pgrx::extension_sql_file!(
