@@ -1,0 +1,107 @@
+//! Monitoring alerts reach the webhook once: a preloaded cluster raises an alert for a dead
+//! letter and for a stopped worker, posts each new one as Slack-style JSON to a loopback
+//! webhook (retrying its 500), does not post again while the alert stays open, and resolves
+//! the alert when the condition clears.
+
+use pageperfect_it::site::{Received, Route, Site};
+use pageperfect_it::{count, kill, wait_for, Cluster};
+use postgres::Client;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn monitor(client: &mut Client) -> Value {
+    let summary: String = client.query_one("SELECT pageperfect.trigger_monitoring()::text", &[]).unwrap().get(0);
+    serde_json::from_str(&summary).unwrap()
+}
+
+fn keys(summary: &Value, field: &str) -> Vec<String> {
+    summary[field].as_array().unwrap().iter().filter_map(|k| k.as_str().map(str::to_string)).collect()
+}
+
+/// The `text` of every post the webhook received, in order.
+fn texts(posts: &Mutex<Vec<Received>>) -> Vec<String> {
+    posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|post| serde_json::from_slice::<Value>(&post.body).unwrap()["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn each_new_alert_is_posted_once_and_resolved_when_its_condition_clears() {
+    // The webhook fails its first post with a 500; the stage retries it.
+    let posts = Arc::new(Mutex::new(Vec::<Received>::new()));
+    let received = posts.clone();
+    let hook = Site::with_handler(move |request| {
+        let mut posts = received.lock().unwrap();
+        posts.push(request.clone());
+        if posts.len() == 1 {
+            Route::status(500, "text/plain", "upstream unavailable")
+        } else {
+            Route::status(200, "text/plain", "ok")
+        }
+    });
+    let webhook = format!("pageperfect.alert_webhook_url = '{}'", hook.url("/hooks/alerts"));
+    let (_cluster, mut client) = Cluster::with_extension("monitor", &[&webhook, "pageperfect.pipeline_workers = 2"]);
+    client.batch_execute("UPDATE pageperfect.stage_config SET retry_delay_seconds = 1 WHERE stage = 'notify_alert'").unwrap();
+    wait_for(Duration::from_secs(20), "the workers to be healthy", || {
+        (count(&mut client, "SELECT count(*) FROM pageperfect.worker_health() WHERE status <> 'healthy'") == 0).then_some(())
+    });
+
+    // A dead letter opens an alert, posted once (after one retry).
+    client.batch_execute("SELECT pageperfect.enqueue_job('https://example.com/', ARRAY['test_permanent'])").unwrap();
+    wait_for(Duration::from_secs(20), "the job to be dead", || {
+        (count(&mut client, "SELECT count(*) FROM pageperfect.dead_letters") == 1).then_some(())
+    });
+    let first = monitor(&mut client);
+    assert_eq!(keys(&first, "opened"), ["dead_letters"], "{first}");
+    assert_eq!(first["notifications_queued"], 1);
+    wait_for(Duration::from_secs(20), "the alert to be posted", || {
+        (count(&mut client, "SELECT count(*) FROM pageperfect.monitoring_alerts WHERE notified_at IS NOT NULL") == 1).then_some(())
+    });
+    let sent = texts(&posts);
+    assert_eq!(sent.len(), 2, "one failed post and its retry: {sent:?}");
+    assert_eq!(sent[0], sent[1]);
+    assert!(sent[0].starts_with(":warning: *pageperfect warning* on database `postgres`: 1 dead letter(s)"), "{}", sent[0]);
+    assert!(posts.lock().unwrap().iter().all(|p| p.method == "POST" && p.path == "/hooks/alerts"
+        && p.headers.get("content-type").map(String::as_str) == Some("application/json")));
+
+    // Still open: refreshed, not posted again.
+    let second = monitor(&mut client);
+    assert!(keys(&second, "opened").is_empty(), "{second}");
+    assert_eq!(second["notifications_queued"], 0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(texts(&posts).len(), 2);
+
+    // A stopped worker: its heartbeat goes stale, a critical alert is posted by the other worker.
+    let pid: i32 = client
+        .query_one("SELECT pid FROM pageperfect.workers WHERE worker_name = 'pipeline_worker_2'", &[])
+        .unwrap()
+        .get(0);
+    kill(pid, "STOP");
+    wait_for(Duration::from_secs(20), "the stopped worker to look stalled", || {
+        (count(&mut client, "SELECT count(*) FROM pageperfect.worker_health() WHERE component = 'pipeline_worker_2' AND status = 'stalled'") == 1)
+            .then_some(())
+    });
+    let stalled = monitor(&mut client);
+    assert_eq!(keys(&stalled, "opened"), ["worker_down:pipeline_worker_2"], "{stalled}");
+    let sent = wait_for(Duration::from_secs(20), "the worker alert to be posted", || {
+        let sent = texts(&posts);
+        (sent.len() == 3).then_some(sent)
+    });
+    assert!(sent[2].starts_with(":rotating_light: *pageperfect critical*"), "{}", sent[2]);
+    assert!(sent[2].contains("Worker pipeline_worker_2 is stalled"), "{}", sent[2]);
+
+    // Both conditions clear: the worker resumes and the operator dismisses the dead letter.
+    kill(pid, "CONT");
+    client.batch_execute("DELETE FROM pageperfect.dead_letters").unwrap();
+    wait_for(Duration::from_secs(20), "the worker to be healthy again", || {
+        (count(&mut client, "SELECT count(*) FROM pageperfect.worker_health() WHERE status <> 'healthy'") == 0).then_some(())
+    });
+    let cleared = monitor(&mut client);
+    assert_eq!(keys(&cleared, "resolved"), ["dead_letters", "worker_down:pipeline_worker_2"], "{cleared}");
+    assert_eq!(cleared["open"], 0);
+    assert_eq!(texts(&posts).len(), 3, "resolving posts nothing");
+}
