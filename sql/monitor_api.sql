@@ -12,8 +12,14 @@ CREATE FUNCTION pageperfect.trigger_content_automation(batch_size int DEFAULT 50
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    started int := pageperfect.process_urls(batch_size, recrawl_after);
+    started int;
 BEGIN
+    IF batch_size IS NULL OR batch_size < 1 OR recrawl_after IS NULL OR recrawl_after < interval '0' THEN
+        RAISE EXCEPTION 'batch_size must be at least 1 and recrawl_after not negative (got %, %)',
+                        coalesce(batch_size::text, 'NULL'), coalesce(recrawl_after::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    started := pageperfect.process_urls(batch_size, recrawl_after);
     RETURN pg_catalog.jsonb_build_object(
         'workflows_started', started,
         'jobs', (SELECT coalesce(pg_catalog.jsonb_object_agg(s.status, s.n), '{}')
@@ -173,6 +179,10 @@ DECLARE
     collected_at timestamptz := pg_catalog.now();
     written bigint;
 BEGIN
+    IF window_length IS NULL OR window_length <= interval '0' THEN
+        RAISE EXCEPTION 'window_length must be a positive interval (got %)', coalesce(window_length::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     WITH stage_metrics AS (
         SELECT i.* FROM pageperfect.execution_insights(collected_at - window_length, collected_at) i
     ), cron_metrics AS (

@@ -35,6 +35,14 @@ SELECT pageperfect.verify_cron_secret('webhook', 's3cret-token-for-the-webhook')
        pageperfect.verify_cron_secret('nothing', 's3cret-token-for-the-webhook') AS unknown_name;
 SELECT name, algorithm, iterations, length(salt) AS salt_bytes, length(hash) AS hash_bytes FROM pageperfect.cron_secrets;
 
+-- Search Console API ingestion needs a service-account key, checked when it is stored.
+SELECT pageperfect.ingest_gsc();
+SELECT pageperfect.set_gsc_credentials('not json');
+SELECT pageperfect.set_gsc_credentials('{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com"}');
+SELECT pageperfect.set_gsc_credentials('{"type": "service_account", "client_email": "a@b", "token_uri": "https://oauth2.googleapis.com/token", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}');
+SELECT pageperfect.ingest_gsc(date '2999-01-01');
+SELECT pageperfect.ingest_gsc(sites => ARRAY['https://example.com/', '']);
+
 -- A pageperfect_user may check a secret, but not set one, load data or refit the curve.
 CREATE ROLE pp_carol LOGIN IN ROLE pageperfect_user;
 SET ROLE pp_carol;
@@ -43,5 +51,8 @@ SELECT pageperfect.set_cron_secret('webhook', 'carol-wants-this-one');
 SELECT pageperfect.import_gsc_csv('s', E'Date,Page,Query,Clicks,Impressions\n');
 SELECT * FROM pageperfect.recalibrate_ctr();
 SELECT * FROM pageperfect.cron_secrets;
+SELECT pageperfect.set_gsc_credentials('{}');
+SELECT pageperfect.ingest_gsc();
+SELECT * FROM pageperfect.secrets;
 RESET ROLE;
 DROP ROLE pp_carol;
