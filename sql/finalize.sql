@@ -57,6 +57,7 @@ BEGIN
 END
 $$;
 SELECT pageperfect.adopt_compat_schema('pageperfect_cron_staging', 'cron');
+SELECT pageperfect.adopt_compat_schema('pageperfect_net_staging', 'net');
 
 DROP FUNCTION pageperfect.adopt_compat_schema(text, text);
 DROP FUNCTION pageperfect.scope_rows_to_parent(text[], text, text);

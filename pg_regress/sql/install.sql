@@ -1,11 +1,12 @@
 -- What CREATE EXTENSION installs, and that DROP EXTENSION removes all of it.
 \set VERBOSITY terse
-SELECT nspname FROM pg_namespace WHERE nspname IN ('pageperfect', 'cron', 'pageperfect_cron_staging') ORDER BY 1;
+SELECT nspname FROM pg_namespace WHERE nspname IN ('pageperfect', 'cron', 'net', 'pageperfect_cron_staging', 'pageperfect_net_staging') ORDER BY 1;
 SELECT c.relname, c.relkind, c.relpersistence
   FROM pg_class c
  WHERE c.relnamespace = 'pageperfect'::regnamespace AND c.relkind IN ('r', 'v')
  ORDER BY 1;
 SELECT relname, relkind FROM pg_class WHERE relnamespace = 'cron'::regnamespace ORDER BY 1;
+SELECT p.oid::regprocedure AS pg_net_function FROM pg_proc p WHERE p.pronamespace = 'net'::regnamespace ORDER BY 1;
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'pageperfect_user';
 -- The install-time helpers are gone.
 SELECT proname FROM pg_proc WHERE pronamespace = 'pageperfect'::regnamespace ORDER BY 1;
@@ -15,7 +16,7 @@ SELECT component, status, last_run IS NULL AS never_seen FROM pageperfect.get_sc
 
 -- Round trip.
 DROP EXTENSION pageperfect;
-SELECT nspname FROM pg_namespace WHERE nspname IN ('pageperfect', 'cron');
+SELECT nspname FROM pg_namespace WHERE nspname IN ('pageperfect', 'cron', 'net');
 SELECT count(*) AS leftover_relations FROM pg_class WHERE relname IN ('jobs', 'job_run_details', 'queue_messages');
 CREATE EXTENSION pageperfect;
 SELECT count(*) AS tables FROM pg_tables WHERE schemaname = 'pageperfect';

@@ -1,7 +1,23 @@
 //! The HTTP layer owns every outgoing request: the client shared by the stages (timeouts, size
 //! caps, redirects, the SSRF guard, retryable vs permanent failures) and the durable,
-//! pg_net-compatible request queue (`http_requests`, `http_responses`) delivered by the workers.
+//! pg_net-compatible request queue (`http_requests`, `http_responses`; `http_get`, `http_post`,
+//! `http_delete`, `http_collect_response` in schemas `pageperfect` and `net`) that the pipeline
+//! workers deliver (`delivery`).
 
 pgrx::extension_sql_file!("../../sql/http.sql", name = "http_schema");
+pgrx::extension_sql_file!("../../sql/http_api.sql", name = "http_api", requires = ["http_schema", pageperfect::wake_pipeline_workers]);
 
 pub mod client;
+pub mod delivery;
+
+#[pgrx::pg_schema]
+mod pageperfect {
+    use pgrx::prelude::*;
+
+    /// Wakes the pipeline workers when the calling transaction commits (requests and jobs
+    /// queued from SQL); does nothing when pageperfect is not preloaded.
+    #[pg_extern(volatile)]
+    fn wake_pipeline_workers() {
+        crate::scheduler::slots::wake_at_commit(crate::scheduler::slots::Wake::PipelineWorkers);
+    }
+}

@@ -1,5 +1,6 @@
 //! A pipeline worker's duty: claim due stage work under the limits, run each attempt on the
-//! worker's tokio runtime with no transaction open, and record its outcome in one transaction.
+//! worker's tokio runtime with no transaction open, and record its outcome in one transaction;
+//! and the same for the durable HTTP requests queued from SQL (`http::delivery`).
 //!
 //! SPI stays on the worker's main thread. Attempts run as tokio tasks on two runtime threads
 //! and hand their outcome back over a channel; the main thread waits on that channel in short
@@ -8,6 +9,8 @@
 use super::claim::{choose, Candidate};
 use super::stage::{self, AnyStage, StageError, Work};
 use crate::config;
+use crate::http::client::HttpClient;
+use crate::http::delivery::{self, Delivered};
 use crate::scheduler::slots::{self, wake_at_commit, Wake};
 use crate::worker::{in_transaction, query_json, try_in_transaction, Duty};
 use pgrx::prelude::*;
@@ -32,6 +35,12 @@ const FINISHED_WAIT: Duration = Duration::from_millis(20);
 struct Finished {
     work: Work,
     outcome: Result<(&'static dyn AnyStage, Box<dyn Any + Send>), StageError>,
+}
+
+/// What the runtime hands back to the main thread.
+enum Done {
+    Stage(Finished),
+    Http(Delivered),
 }
 
 /// A claimed stage as `claim_stages` returns it.
@@ -73,12 +82,16 @@ struct Claimed {
 
 pub struct Processor {
     runtime: tokio::runtime::Runtime,
-    finished_tx: mpsc::UnboundedSender<Finished>,
-    finished_rx: mpsc::UnboundedReceiver<Finished>,
+    finished_tx: mpsc::UnboundedSender<Done>,
+    finished_rx: mpsc::UnboundedReceiver<Done>,
     in_flight: usize,
     seen_generation: u64,
     next_claim: Instant,
     next_sweep: Instant,
+    /// Durable HTTP requests: the shared client, how many are in flight, when to look again.
+    http: HttpClient,
+    http_in_flight: usize,
+    next_http_claim: Instant,
 }
 
 /// Runtime threads must never run a Postgres signal handler (it would touch Postgres from a
@@ -105,17 +118,31 @@ impl Processor {
             .build()
             .unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot start its tokio runtime: {e}"));
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let http = delivery::client().unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot build its HTTP client: {e}"));
         let now = Instant::now();
-        Processor { runtime, finished_tx, finished_rx, in_flight: 0, seen_generation: 0, next_claim: now, next_sweep: now }
+        Processor {
+            runtime,
+            finished_tx,
+            finished_rx,
+            in_flight: 0,
+            seen_generation: 0,
+            next_claim: now,
+            next_sweep: now,
+            http,
+            http_in_flight: 0,
+            next_http_claim: now,
+        }
     }
 
-    /// Returns work of dead backends to the queue and fails work past its time limit.
+    /// Returns work and requests of dead backends to the queue and fails work past its time limit.
     fn sweep(&mut self) {
         self.next_sweep = Instant::now() + SWEEP_INTERVAL;
-        match in_transaction(|| query_json::<serde_json::Value>("SELECT pageperfect.sweep_stages()", None)) {
+        let sql = "SELECT pageperfect.sweep_stages() || jsonb_build_object('requeued_http_requests', pageperfect.requeue_orphaned_http_requests())";
+        match in_transaction(|| query_json::<serde_json::Value>(sql, None)) {
             Ok(swept) if swept.as_object().is_some_and(|o| o.values().any(|n| n.as_i64() != Some(0))) => {
-                log!("pageperfect pipeline: swept stuck stages: {swept}");
+                log!("pageperfect pipeline: swept stuck work: {swept}");
                 self.next_claim = Instant::now();
+                self.next_http_claim = Instant::now();
             }
             Ok(_) => {}
             Err(e) => warning!("pageperfect pipeline: sweep failed (will retry): {e}"),
@@ -172,8 +199,33 @@ impl Processor {
                 ))),
             };
             // The receiver only goes away with the worker, and then nobody records anything.
-            let _ = finished_tx.send(Finished { work, outcome: outcome.map(|output| (stage, output)) });
+            let _ = finished_tx.send(Done::Stage(Finished { work, outcome: outcome.map(|output| (stage, output)) }));
         });
+    }
+
+    /// Claims due HTTP requests up to the free capacity and sends each on the runtime.
+    fn launch_http(&mut self, capacity: usize) {
+        match delivery::claim(capacity - self.http_in_flight) {
+            Ok((claimed, next_due_in)) => {
+                let due_in = next_due_in.map_or(CLAIM_POLL, |s| Duration::from_secs_f64(s.clamp(0.0, 1.0)));
+                self.next_http_claim = Instant::now() + due_in.min(CLAIM_POLL);
+                for request in claimed {
+                    let (id, attempt, client, finished_tx) = (request.id, request.attempts, self.http.clone(), self.finished_tx.clone());
+                    self.http_in_flight += 1;
+                    self.runtime.spawn(async move {
+                        let result = match request.request() {
+                            Ok(built) => client.send(built).await,
+                            Err(error) => Err(error),
+                        };
+                        let _ = finished_tx.send(Done::Http(Delivered { id, attempt, result }));
+                    });
+                }
+            }
+            Err(e) => {
+                warning!("pageperfect pipeline: claiming HTTP requests failed (will retry): {e}");
+                self.next_http_claim = Instant::now() + CLAIM_POLL;
+            }
+        }
     }
 
     /// Records a finished attempt: its results, the stage completed and the job advanced in one
@@ -224,17 +276,30 @@ impl Processor {
         self.next_claim = Instant::now();
     }
 
-    /// Records every attempt that has finished, waiting up to `wait` for the first one.
+    /// Records every attempt and request that has finished, waiting up to `wait` for the first one.
     fn collect_finished(&mut self, wait: Duration) {
         let (runtime, receiver) = (&self.runtime, &mut self.finished_rx);
         let first = runtime.block_on(async { tokio::time::timeout(wait, receiver.recv()).await.ok().flatten() });
-        let mut batch: Vec<Finished> = first.into_iter().collect();
+        let mut batch: Vec<Done> = first.into_iter().collect();
         while let Ok(more) = self.finished_rx.try_recv() {
             batch.push(more);
         }
-        for finished in batch {
-            self.in_flight -= 1;
-            self.record(finished);
+        for done in batch {
+            match done {
+                Done::Stage(finished) => {
+                    self.in_flight -= 1;
+                    self.record(finished);
+                }
+                Done::Http(delivered) => {
+                    self.http_in_flight -= 1;
+                    let id = delivered.id;
+                    // Unrecorded, the request stays in_flight under this live backend: look again soon.
+                    if let Err(e) = delivery::record(delivered) {
+                        warning!("pageperfect pipeline: could not record HTTP request {id}: {e}");
+                    }
+                    self.next_http_claim = Instant::now();
+                }
+            }
         }
     }
 }
@@ -248,8 +313,12 @@ impl Duty for Processor {
         }
         let capacity = config::HTTP_CONCURRENCY.get().max(1) as usize;
         let generation = slots::shared().map_or(0, |s| s.pipeline_generation.load(Ordering::Acquire));
-        if self.in_flight < capacity && (generation != self.seen_generation || Instant::now() >= self.next_claim) {
-            self.seen_generation = generation;
+        let woken = generation != self.seen_generation;
+        self.seen_generation = generation;
+        if self.http_in_flight < capacity && (woken || Instant::now() >= self.next_http_claim) {
+            self.launch_http(capacity);
+        }
+        if self.in_flight < capacity && (woken || Instant::now() >= self.next_claim) {
             match self.claim(capacity - self.in_flight) {
                 Ok(claimed) => {
                     let due_in = claimed.next_visible_in.map_or(CLAIM_POLL, |s| Duration::from_secs_f64(s.clamp(0.0, 1.0)));
@@ -264,14 +333,15 @@ impl Duty for Processor {
                 }
             }
         }
-        if self.in_flight > 0 {
+        if self.busy() {
             self.collect_finished(FINISHED_WAIT);
             return Duration::ZERO;
         }
-        self.next_claim.saturating_duration_since(Instant::now()).min(self.next_sweep.saturating_duration_since(Instant::now()))
+        let now = Instant::now();
+        [self.next_claim, self.next_sweep, self.next_http_claim].iter().map(|at| at.saturating_duration_since(now)).min().unwrap_or(CLAIM_POLL)
     }
 
     fn busy(&self) -> bool {
-        self.in_flight > 0
+        self.in_flight > 0 || self.http_in_flight > 0
     }
 }

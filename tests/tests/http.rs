@@ -1,0 +1,162 @@
+//! Durable HTTP from SQL, pg_net's way: `net.http_post(url := …, headers := …, body := …)` sends
+//! only after commit and exactly once, runs unchanged from a cron job, and a burst of 2,000
+//! requests against a loopback server that answers 500, 429 and too slowly ends with every
+//! request answered or failed with its reason — also through kill -9 of the workers and an
+//! immediate stop of the cluster.
+
+use pageperfect_it::site::{Received, Route, Site};
+use pageperfect_it::{count, wait_for, Cluster};
+use postgres::Client;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A server that keeps every request and answers by `answer(path, times the path was seen)`.
+fn server(answer: impl Fn(&str, usize) -> Route + Send + Sync + 'static) -> (Site, Arc<Mutex<Vec<Received>>>) {
+    let seen = Arc::new(Mutex::new(Vec::<Received>::new()));
+    let log = seen.clone();
+    let site = Site::with_handler(move |request| {
+        let times = {
+            let mut log = log.lock().unwrap();
+            log.push(request.clone());
+            log.iter().filter(|r| r.path == request.path).count()
+        };
+        answer(&request.path, times)
+    });
+    (site, seen)
+}
+
+fn settled(client: &mut Client) -> i64 {
+    count(client, "SELECT count(*) FROM pageperfect.http_requests WHERE status IN ('done', 'failed')")
+}
+
+#[test]
+fn pg_net_calls_send_only_after_commit_exactly_once_and_from_cron_unchanged() {
+    let (site, seen) = server(|_, _| Route::status(201, "application/json", r#"{"ok": true}"#));
+    let (_cluster, mut client) = Cluster::with_extension("http_commit", &[]);
+    let url = site.url("/hooks/edge");
+    let post = format!(
+        "SELECT net.http_post(url := '{url}', headers := '{{\"Content-Type\": \"application/json\", \"X-Token\": \"t0k\"}}'::jsonb,
+                              body := '{{\"event\": \"published\"}}'::jsonb)"
+    );
+
+    // Rolled back: never sent.
+    client.batch_execute(&format!("BEGIN; {post}; ROLLBACK;")).unwrap();
+    // Committed: sent once, its response stored.
+    let id: i64 = client.query_one(&post, &[]).unwrap().get(0);
+    wait_for(Duration::from_secs(10), "the response", || (settled(&mut client) == 1).then_some(()));
+    std::thread::sleep(Duration::from_millis(500));
+    let received = seen.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "exactly one request reached the server");
+    assert_eq!((received[0].method.as_str(), received[0].path.as_str()), ("POST", "/hooks/edge"));
+    assert_eq!(received[0].headers.get("x-token").map(String::as_str), Some("t0k"));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&received[0].body).unwrap(), serde_json::json!({"event": "published"}));
+    let row = client
+        .query_one(
+            "SELECT (r).status::text, (r).message, ((r).response).status_code, ((r).response).body
+               FROM (SELECT net.http_collect_response($1) AS r) c",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "SUCCESS");
+    assert_eq!(row.get::<_, i32>(2), 201);
+    assert_eq!(row.get::<_, String>(3), r#"{"ok": true}"#);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM net._http_response WHERE status_code = 201 AND NOT timed_out"), 1);
+
+    // The same command as a cron job, as written for pg_net.
+    client
+        .query_one(&format!("SELECT cron.schedule('edge-hook', '1 seconds', $$ {} $$)", post.replace(&url, &site.url("/hooks/cron"))), &[])
+        .unwrap();
+    wait_for(Duration::from_secs(20), "three scheduled posts", || {
+        (seen.lock().unwrap().iter().filter(|r| r.path == "/hooks/cron").count() >= 3).then_some(())
+    });
+    client.batch_execute("SELECT cron.unschedule('edge-hook')").unwrap();
+    assert!(seen.lock().unwrap().iter().filter(|r| r.path == "/hooks/cron").all(|r| r.method == "POST" && r.headers.get("x-token").is_some()));
+}
+
+/// Paths whose number ends in 1 fail once with 500, in 2 once with 429 (Retry-After: 1), and
+/// every 50th (3, 53, …) answers only after 2 s, past the requests' 500 ms timeout.
+fn flaky(path: &str, times: usize) -> Route {
+    let n: u64 = path.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    match (n % 10, n % 50, times) {
+        (_, 3, _) => Route::status(200, "text/plain", "late").delayed(Duration::from_secs(2)),
+        (1, _, 1) => Route::status(500, "text/plain", "try again"),
+        (2, _, 1) => Route::status(429, "text/plain", "slow down").with_header("Retry-After", "1"),
+        _ => Route::status(200, "text/plain", &format!("answer {n}")),
+    }
+}
+
+fn burst(client: &mut Client, site: &Site, prefix: &str, n: i64) {
+    client
+        .execute(
+            "SELECT net.http_get($1 || i, timeout_milliseconds := 500) FROM generate_series(1, $2::int) i",
+            &[&site.url(prefix), &(n as i32)],
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_burst_of_2000_with_500s_429s_and_timeouts_ends_answered_or_failed_with_none_lost() {
+    let (site, seen) = server(flaky);
+    let (_cluster, mut client) = Cluster::with_extension("http_burst", &["pageperfect.pipeline_workers = 2"]);
+
+    // Without faults first, for the rate.
+    let started = Instant::now();
+    burst(&mut client, &site, "/clean/", 2000);
+    let clean = wait_for(Duration::from_secs(120), "the clean burst", || (settled(&mut client) == 2000).then(|| started.elapsed()));
+    eprintln!("2000 requests, no faults: {:.0} requests/s", 2000.0 / clean.as_secs_f64());
+
+    client.batch_execute("TRUNCATE pageperfect.http_requests CASCADE").unwrap();
+    seen.lock().unwrap().clear();
+    let started = Instant::now();
+    burst(&mut client, &site, "/flaky/", 2000);
+    let faulty = wait_for(Duration::from_secs(180), "the faulty burst", || (settled(&mut client) == 2000).then(|| started.elapsed()));
+    eprintln!("2000 requests, 20% failing once, 2% timing out: {:.0} requests/s", 2000.0 / faulty.as_secs_f64());
+
+    // Every request ended: the slow ones failed as timeouts, never as successes; the rest answered 200.
+    let outcome = |client: &mut Client, sql: &str| count(client, &format!("SELECT count(*) FROM pageperfect.http_requests q JOIN pageperfect.http_responses r USING (id) WHERE {sql}"));
+    assert_eq!(outcome(&mut client, "q.status = 'done' AND r.status_code = 200 AND NOT r.timed_out"), 1960);
+    assert_eq!(
+        outcome(&mut client, "q.status = 'failed' AND r.timed_out AND r.status_code IS NULL AND r.attempts = 5 AND r.error_msg LIKE '%gave up after 5 attempts%'"),
+        40
+    );
+    assert_eq!(outcome(&mut client, "r.content LIKE 'answer %' AND r.content <> 'answer ' || split_part(q.url, '/', 5)"), 0);
+    assert_eq!(outcome(&mut client, "q.url LIKE '%1' AND r.attempts = 2"), 200, "each 500 retried once");
+    assert_eq!(outcome(&mut client, "q.url LIKE '%2' AND r.attempts = 2 AND r.created - q.created >= interval '1 second'"), 200, "each 429 retried after its Retry-After");
+    // Exactly once per answered attempt: the server saw each 500/429 path twice, the others once.
+    let mut hits: HashMap<String, usize> = HashMap::new();
+    for request in seen.lock().unwrap().iter() {
+        *hits.entry(request.path.clone()).or_default() += 1;
+    }
+    assert_eq!(hits.len(), 2000);
+    for (path, times) in &hits {
+        let n: u64 = path.rsplit('/').next().unwrap().parse().unwrap();
+        let expected = if n % 50 == 3 { 5 } else if matches!(n % 10, 1 | 2) { 2 } else { 1 };
+        assert_eq!(*times, expected, "{path}");
+    }
+}
+
+#[test]
+fn kill_9_of_the_workers_and_an_immediate_stop_lose_no_request() {
+    let (site, seen) = server(|path, _| Route::status(200, "text/plain", path).delayed(Duration::from_millis(100)));
+    let (cluster, mut client) = Cluster::with_extension("http_crash", &["pageperfect.pipeline_workers = 2"]);
+    burst(&mut client, &site, "/crash/", 2000);
+    wait_for(Duration::from_secs(30), "some requests to be answered", || (settled(&mut client) > 100).then_some(()));
+    for row in client.query("SELECT pid FROM pageperfect.workers WHERE kind = 'pipeline'", &[]).unwrap() {
+        // A worker may have exited on its own since the row was written: that is no failure here.
+        let pid: i32 = row.get(0);
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    let mut client = cluster.reconnect_after_crash(client);
+    wait_for(Duration::from_secs(60), "more requests to be answered", || (settled(&mut client) > 1000).then_some(()));
+    cluster.crash_and_restart();
+    let mut client = cluster.reconnect(Duration::from_secs(30));
+    wait_for(Duration::from_secs(120), "every request to end", || (settled(&mut client) == 2000).then_some(()));
+
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.http_requests q JOIN pageperfect.http_responses r USING (id) WHERE r.status_code = 200 AND r.content = substring(q.url from '/crash/[0-9]+$')"), 2000);
+    let paths: std::collections::HashSet<String> = seen.lock().unwrap().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths.len(), 2000, "every request reached the server");
+    // Only requests in flight at a crash were sent again: at most 16 per worker, two crashes.
+    let resent = seen.lock().unwrap().len() - 2000;
+    assert!(resent <= 2 * 2 * 16, "{resent} requests were sent twice");
+}
