@@ -24,6 +24,15 @@ pub mod worker;
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
+/// `text` cut to at most `max_chars` characters, with an ellipsis when cut: prompts, job
+/// results and error messages quote long texts this way.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", text[..cut].trim_end()),
+        None => text.to_string(),
+    }
+}
+
 /// Raises SQLSTATE 22023 (invalid_parameter_value): the error for bad user input.
 pub(crate) fn invalid_parameter(message: impl Into<String>) -> ! {
     raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
@@ -82,5 +91,17 @@ pub mod pg_test {
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         vec!["shared_preload_libraries = 'pageperfect'", "pageperfect.database_name = 'pgrx_tests'"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt;
+
+    #[test]
+    fn excerpts_cut_on_characters_and_mark_the_cut() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("crème brûlée", 5), "crème…");
+        assert_eq!(excerpt("two words", 4), "two…");
     }
 }

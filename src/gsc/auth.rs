@@ -209,12 +209,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<AccessToken, AuthError> {
 }
 
 fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-    if text.chars().count() > EXCERPT_CHARS {
-        excerpt.push('…');
-    }
-    excerpt
+    crate::excerpt(&String::from_utf8_lossy(body), EXCERPT_CHARS)
 }
 
 #[cfg(test)]

@@ -191,12 +191,7 @@ fn count(name: &str, value: f64) -> Result<i64, String> {
 }
 
 fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-    if text.chars().count() > EXCERPT_CHARS {
-        excerpt.push('…');
-    }
-    excerpt
+    crate::excerpt(&String::from_utf8_lossy(body), EXCERPT_CHARS)
 }
 
 #[cfg(test)]

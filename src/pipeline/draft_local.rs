@@ -2,7 +2,8 @@
 //! (no model, no network): the heading to add, the queries to cover, the closest existing
 //! paragraph to extend, and a suggested section.
 
-use super::drafter::{excerpt, DraftRequest};
+use super::drafter::DraftRequest;
+use crate::excerpt;
 
 pub const PROVIDER: &str = "local";
 pub const MODEL: &str = "pageperfect-outline-v1";

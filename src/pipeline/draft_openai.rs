@@ -2,7 +2,8 @@
 //! gap's queries with their impressions, the closest existing paragraphs) and the reading of
 //! the answer (the text, the model that wrote it, token usage).
 
-use super::drafter::{excerpt, Draft, DraftRequest};
+use super::drafter::{Draft, DraftRequest};
+use crate::excerpt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

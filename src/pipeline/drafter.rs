@@ -69,14 +69,6 @@ impl Drafter {
     }
 }
 
-/// `text` cut to at most `max_chars` characters, with an ellipsis when cut.
-pub fn excerpt(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", text[..cut].trim_end()),
-        None => text.to_string(),
-    }
-}
-
 /// The request the drafters' unit tests start from.
 #[cfg(test)]
 pub fn sample_request() -> DraftRequest {
@@ -90,17 +82,5 @@ pub fn sample_request() -> DraftRequest {
         similarity: 0.41,
         estimated_clicks_gain: Some(37.4),
         closest_paragraphs: vec!["Mix flour and water and wait. ".repeat(50), "Second closest.".to_string()],
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::excerpt;
-
-    #[test]
-    fn excerpts_cut_on_characters_and_mark_the_cut() {
-        assert_eq!(excerpt("short", 10), "short");
-        assert_eq!(excerpt("crème brûlée", 5), "crème…");
-        assert_eq!(excerpt("two words", 4), "two…");
     }
 }

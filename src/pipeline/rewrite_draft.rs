@@ -2,7 +2,8 @@
 //! (`local` outline or an OpenAI-compatible chat model) into `rewrite_drafts`, with the model,
 //! token usage and latency, and into the job's result.
 
-use super::drafter::{excerpt, Draft, DraftRequest, Drafter};
+use super::drafter::{Draft, DraftRequest, Drafter};
+use crate::excerpt;
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
