@@ -128,21 +128,22 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     webhook text := nullif(current_setting('pageperfect.alert_webhook_url', true), '');
+    -- Every condition that holds now: each is inserted or refreshed below.
+    holding text[] := '{}';
     opened text[] := '{}';
     resolved text[];
     notified int := 0;
     alert record;
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS pageperfect_conditions ON COMMIT DROP AS
-        SELECT * FROM pageperfect.current_alert_conditions();
     FOR alert IN
         INSERT INTO pageperfect.monitoring_alerts AS m (alert_key, alert_type, severity, message, data)
-        SELECT c.alert_key, c.alert_type, c.severity, c.message, c.data FROM pageperfect_conditions c
+        SELECT c.alert_key, c.alert_type, c.severity, c.message, c.data FROM pageperfect.current_alert_conditions() c
         ON CONFLICT (alert_key) WHERE status = 'open'
         DO UPDATE SET severity = excluded.severity, message = excluded.message, data = excluded.data,
                       updated_at = pg_catalog.now()
         RETURNING m.id, m.alert_key, (m.xmax = 0) AS is_new
     LOOP
+        holding := holding || alert.alert_key;
         CONTINUE WHEN NOT alert.is_new;
         opened := opened || alert.alert_key;
         CONTINUE WHEN webhook IS NULL;
@@ -157,11 +158,10 @@ BEGIN
     WITH cleared AS (
         UPDATE pageperfect.monitoring_alerts m
            SET status = 'resolved', resolved_at = pg_catalog.now(), updated_at = pg_catalog.now()
-         WHERE m.status = 'open' AND NOT EXISTS (SELECT FROM pageperfect_conditions c WHERE c.alert_key = m.alert_key)
+         WHERE m.status = 'open' AND m.alert_key <> ALL (holding)
         RETURNING m.alert_key
     )
     SELECT coalesce(pg_catalog.array_agg(cleared.alert_key ORDER BY cleared.alert_key), '{}') INTO resolved FROM cleared;
-    DROP TABLE pageperfect_conditions;
     RETURN pg_catalog.jsonb_build_object(
         'opened', pg_catalog.to_jsonb(opened), 'resolved', pg_catalog.to_jsonb(resolved),
         'open', (SELECT count(*) FROM pageperfect.monitoring_alerts m WHERE m.status = 'open'),
