@@ -141,51 +141,115 @@ pub fn claim(limit: usize) -> Result<(Vec<Claimed>, Option<f64>), String> {
     Ok((claim.requests, claim.next_due_in))
 }
 
-/// Records an attempt's outcome (main thread, its own transaction).
-pub fn record(delivered: Delivered) -> Result<(), String> {
-    let Delivered { id, attempt, result } = delivered;
-    let verdict = judge(&result, attempt, fastrand::f64());
-    let response = result.as_ref().ok();
-    in_transaction(|| {
-        let done = |status: &str, error: Option<&str>| {
-            let headers: Map<String, Value> =
-                response.map_or_else(Map::new, |r| r.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+/// The outcomes of a batch of attempts, column by column, as the recording statement takes them.
+#[derive(Default)]
+struct Outcomes {
+    id: Vec<i64>,
+    /// `done`, `failed`, or `pending` for a retry.
+    status: Vec<&'static str>,
+    retry_in_seconds: Vec<Option<f64>>,
+    status_code: Vec<Option<i32>>,
+    content_type: Vec<Option<String>>,
+    headers: Vec<Option<pgrx::JsonB>>,
+    content: Vec<Option<String>>,
+    timed_out: Vec<bool>,
+    error_msg: Vec<Option<String>>,
+    attempts: Vec<i32>,
+}
+
+impl Outcomes {
+    fn push(&mut self, delivered: &Delivered, verdict: &Verdict) {
+        let response = delivered.result.as_ref().ok();
+        let (status, retry_in, error) = match verdict {
+            Verdict::Answered => ("done", None, None),
+            Verdict::Retry(after) => ("pending", Some(after.as_secs_f64()), None),
+            Verdict::GaveUp(reason) => ("failed", None, Some(reason.clone())),
+        };
+        self.id.push(delivered.id);
+        self.status.push(status);
+        self.retry_in_seconds.push(retry_in);
+        self.status_code.push(response.map(|r| i32::from(r.status)));
+        self.content_type.push(response.and_then(|r| r.content_type.clone()));
+        self.headers.push(response.map(|r| {
+            pgrx::JsonB(Value::Object(r.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()))
+        }));
+        // Postgres text cannot hold NUL; a binary body is otherwise kept as text, as pg_net keeps it.
+        self.content.push(response.map(|r| r.text().replace('\0', "")));
+        self.timed_out.push(matches!(delivered.result, Err(HttpError::Timeout(_))));
+        self.error_msg.push(error);
+        self.attempts.push(delivered.attempt);
+    }
+
+    /// Stores the batch in one transaction: each request back to `pending` for its retry, or
+    /// `done`/`failed` together with its response row. Only requests still claimed by this
+    /// backend are touched (a sweep may have taken one back).
+    fn store(self) -> Result<(), String> {
+        in_transaction(move || {
             Spi::run_with_args(
-                "WITH answered AS (
-                     UPDATE pageperfect.http_requests SET status = $2, claimed_pid = NULL, claimed_backend_start = NULL
-                      WHERE id = $1 AND status = 'in_flight' AND claimed_pid = pg_backend_pid()
-                     RETURNING id
+                "WITH outcome AS (
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::int[], $5::text[], $6::jsonb[],
+                                          $7::text[], $8::boolean[], $9::text[], $10::int[])
+                              AS o(id, status, retry_in_seconds, status_code, content_type, headers, content, timed_out, error_msg, attempts)
+                 ), recorded AS (
+                     UPDATE pageperfect.http_requests r
+                        SET status = o.status, claimed_pid = NULL, claimed_backend_start = NULL,
+                            next_attempt_at = CASE WHEN o.status = 'pending'
+                                                   THEN clock_timestamp() + make_interval(secs => o.retry_in_seconds)
+                                                   ELSE r.next_attempt_at END
+                       FROM outcome o
+                      WHERE r.id = o.id AND r.status = 'in_flight' AND r.claimed_pid = pg_backend_pid()
+                     RETURNING r.id, r.status
                  )
                  INSERT INTO pageperfect.http_responses (id, status_code, content_type, headers, content, timed_out, error_msg, attempts)
-                 SELECT id, $3, $4, $5, $6, $7, $8, $9 FROM answered
+                 SELECT o.id, o.status_code, o.content_type, o.headers, o.content, o.timed_out, o.error_msg, o.attempts
+                   FROM recorded JOIN outcome o USING (id)
+                  WHERE recorded.status <> 'pending'
                  ON CONFLICT (id) DO NOTHING",
                 &[
-                    id.into(),
-                    status.into(),
-                    response.map(|r| r.status as i32).into(),
-                    response.and_then(|r| r.content_type.clone()).into(),
-                    response.map(|_| pgrx::JsonB(Value::Object(headers))).into(),
-                    response.map(Response::text).into(),
-                    matches!(result, Err(HttpError::Timeout(_))).into(),
-                    error.into(),
-                    attempt.into(),
+                    self.id.into(),
+                    self.status.into(),
+                    self.retry_in_seconds.into(),
+                    self.status_code.into(),
+                    self.content_type.into(),
+                    self.headers.into(),
+                    self.content.into(),
+                    self.timed_out.into(),
+                    self.error_msg.into(),
+                    self.attempts.into(),
                 ],
             )
-            .map_err(|e| e.to_string())
-        };
-        match &verdict {
-            Verdict::Answered => done("done", None),
-            Verdict::GaveUp(reason) => done("failed", Some(reason)),
-            Verdict::Retry(after) => Spi::run_with_args(
-                "UPDATE pageperfect.http_requests
-                    SET status = 'pending', claimed_pid = NULL, claimed_backend_start = NULL,
-                        next_attempt_at = clock_timestamp() + make_interval(secs => $2)
-                  WHERE id = $1 AND status = 'in_flight' AND claimed_pid = pg_backend_pid()",
-                &[id.into(), after.as_secs_f64().into()],
-            )
-            .map_err(|e| e.to_string()),
+        })
+    }
+}
+
+/// Records the outcomes of finished attempts (main thread), all in one transaction. Should that
+/// fail, each is recorded on its own, and one that still cannot be stored is recorded as a final
+/// failure saying why, so that no request stays claimed by a live worker for good.
+pub fn record(batch: Vec<Delivered>) {
+    let judged: Vec<(Delivered, Verdict)> = batch
+        .into_iter()
+        .map(|delivered| {
+            let verdict = judge(&delivered.result, delivered.attempt, fastrand::f64());
+            (delivered, verdict)
+        })
+        .collect();
+    let mut outcomes = Outcomes::default();
+    for (delivered, verdict) in &judged {
+        outcomes.push(delivered, verdict);
+    }
+    let Err(error) = outcomes.store() else { return };
+    warning!("pageperfect pipeline: could not record {} HTTP outcomes together, recording one by one: {error}", judged.len());
+    for (delivered, verdict) in &judged {
+        let mut single = Outcomes::default();
+        single.push(delivered, verdict);
+        let Err(error) = single.store() else { continue };
+        let mut failure = Outcomes::default();
+        let unstored = Delivered { id: delivered.id, attempt: delivered.attempt, result: Err(HttpError::Other(String::new())) };
+        failure.push(&unstored, &Verdict::GaveUp(format!("the response could not be stored: {error}")));
+        if let Err(error) = failure.store() {
+            warning!("pageperfect pipeline: could not record HTTP request {}: {error}", delivered.id);
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -284,22 +284,20 @@ impl Processor {
         while let Ok(more) = self.finished_rx.try_recv() {
             batch.push(more);
         }
+        let mut delivered = Vec::new();
         for done in batch {
             match done {
                 Done::Stage(finished) => {
                     self.in_flight -= 1;
                     self.record(finished);
                 }
-                Done::Http(delivered) => {
-                    self.http_in_flight -= 1;
-                    let id = delivered.id;
-                    // Unrecorded, the request stays in_flight under this live backend: look again soon.
-                    if let Err(e) = delivery::record(delivered) {
-                        warning!("pageperfect pipeline: could not record HTTP request {id}: {e}");
-                    }
-                    self.next_http_claim = Instant::now();
-                }
+                Done::Http(outcome) => delivered.push(outcome),
             }
+        }
+        if !delivered.is_empty() {
+            self.http_in_flight -= delivered.len();
+            delivery::record(delivered);
+            self.next_http_claim = Instant::now();
         }
     }
 }
