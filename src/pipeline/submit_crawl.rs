@@ -1,10 +1,13 @@
 //! `submit_crawl`: fetches the job's page (robots.txt first, cached a day per origin) through the
 //! shared HTTP client, with the crawler's timeout, size cap, redirect limit and SSRF guard, and
-//! stores the HTML in `pages`. Only HTML is accepted; a 404, a non-HTML answer or a robots.txt
-//! disallow is permanent, timeouts, 429 and 5xx are retried.
+//! stores the HTML in `pages`. With `crawl_provider = scraper_api` both go through the scraping
+//! API instead. Only HTML is accepted; a 404, a non-HTML answer or a robots.txt disallow is
+//! permanent, timeouts, 429 and 5xx are retried.
 
+use super::scraper_api::ScraperApi;
 use super::{crawl_http_config, sha256_hex};
-use crate::http::client::{check_status, HttpClient, HttpConfig, Request};
+use crate::config::{self, CrawlProvider};
+use crate::http::client::{check_status, HttpClient, HttpConfig, HttpError, Request, Response};
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -15,6 +18,8 @@ pub struct SubmitCrawl;
 
 pub struct Input {
     http: HttpConfig,
+    /// The scraping API to fetch through, or none to fetch directly.
+    via: Option<ScraperApi>,
     url: String,
     page_id: i64,
     previous_hash: Option<String>,
@@ -42,14 +47,36 @@ fn origin(url: &str) -> Result<String, StageError> {
     }
 }
 
+/// A failure fetching `url`, said as the scraping API's (and scrubbed of its key) when it went through one.
+fn failure(via: Option<&ScraperApi>, url: &str, error: HttpError) -> StageError {
+    match via {
+        Some(api) => api.failure(url, error),
+        None => error.into(),
+    }
+}
+
+/// Fetches `url` directly or through the scraping API; the response is `url`'s either way.
+async fn fetch(client: &HttpClient, via: Option<&ScraperApi>, url: &str) -> Result<Response, StageError> {
+    let request = via.map_or_else(|| Request::get(url), |api| api.request(url));
+    let response = client.send(request).await.map_err(|error| failure(via, url, error))?;
+    // The API answers for the page (and follows its redirects itself); its own URL has the key.
+    Ok(if via.is_some() { Response { final_url: url.to_string(), ..response } } else { response })
+}
+
+/// `response` to `url` if it is a success (2xx), else why not.
+fn successful(via: Option<&ScraperApi>, url: &str, response: Response) -> Result<Response, StageError> {
+    check_status(response).map_err(|error| failure(via, url, error))
+}
+
 /// Fetches `origin`'s robots.txt: `None` when it has none (4xx), its text otherwise. A server
 /// error or timeout fails the attempt (to be retried), as crawlers must not guess.
-async fn fetch_robots(client: &HttpClient, origin: &str) -> Result<(u16, Option<String>), StageError> {
-    let response = client.send(Request::get(format!("{origin}/robots.txt"))).await?;
+async fn fetch_robots(client: &HttpClient, via: Option<&ScraperApi>, origin: &str) -> Result<(u16, Option<String>), StageError> {
+    let url = format!("{origin}/robots.txt");
+    let response = fetch(client, via, &url).await?;
     if (400..500).contains(&response.status) {
         return Ok((response.status, None));
     }
-    let response = check_status(response)?;
+    let response = successful(via, &url, response)?;
     Ok((response.status, Some(response.text())))
 }
 
@@ -92,7 +119,11 @@ impl Stage for SubmitCrawl {
                 Ok(Some(rows.first().get_one::<String>()?))
             }
         })?;
-        Ok(Input { http: crawl_http_config(), url: work.url.clone(), page_id, previous_hash, cached_robots })
+        let (http, via) = match config::CRAWL_PROVIDER.get() {
+            CrawlProvider::Direct => (crawl_http_config(), None),
+            CrawlProvider::ScraperApi => (ScraperApi::http_config(), Some(ScraperApi::configured(&work.options)?)),
+        };
+        Ok(Input { http, via, url: work.url.clone(), page_id, previous_hash, cached_robots })
     }
 
     fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
@@ -102,7 +133,7 @@ impl Stage for SubmitCrawl {
             let (robots_body, robots) = match input.cached_robots {
                 Some(body) => (body, None),
                 None => {
-                    let (status, body) = fetch_robots(&client, &origin).await?;
+                    let (status, body) = fetch_robots(&client, input.via.as_ref(), &origin).await?;
                     (body.clone(), Some((origin, status, body)))
                 }
             };
@@ -112,7 +143,8 @@ impl Stage for SubmitCrawl {
                     return Err(StageError::permanent(format!("{} is disallowed by its site's robots.txt", input.url)));
                 }
             }
-            let response = check_status(client.send(Request::get(&input.url)).await?)?;
+            let via = input.via.as_ref();
+            let response = successful(via, &input.url, fetch(&client, via, &input.url).await?)?;
             if !is_html(response.content_type.as_deref()) {
                 return Err(StageError::permanent(format!(
                     "{} is not an HTML page (Content-Type: {})",

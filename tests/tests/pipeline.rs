@@ -4,11 +4,14 @@
 //! skipped steps are skipped; and pages that cannot be crawled end in the dead letters with the
 //! reason (404, robots.txt, not HTML, 50 MB, too slow, a private address). The `openai` providers
 //! against a loopback OpenAI-compatible server that answers 429, 500, slowly, malformed JSON and 401.
+//! The `scraper_api` crawl provider against a loopback scraping API that checks the options.
 
 use pageperfect_it::model_server::{self, Fault, ModelServer};
 use pageperfect_it::site::{Route, Site};
 use pageperfect_it::{count, wait_for, Cluster};
 use postgres::Client;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SOURDOUGH: &str = "<!doctype html><html><head><title>Sourdough bread at home</title></head><body>
@@ -313,4 +316,112 @@ fn the_openai_providers_retry_a_flaky_model_server_and_store_what_the_model_wrot
     let (reason, error) = dead_letter(&mut client, &refused);
     assert_eq!(reason, "permanent error");
     assert!(error.contains("HTTP 401") && error.contains("invalid api key"), "{error}");
+}
+
+/// The query of a request target (`/scrape?a=1&b=2`) as pairs.
+fn query_pairs(target: &str) -> HashMap<String, String> {
+    let query = target.split_once('?').map_or("", |(_, query)| query);
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+/// A stand-in for a scraping API with ScraperAPI's interface: it knows one key, answers for
+/// pages of `https://js-shop.example` (a host nobody could reach directly), renders the app page
+/// only when asked to, fails `/flaky` once with 500, and echoes a wrong key in its 403, as APIs do.
+fn scraping_api() -> Site {
+    let flaky_seen = Arc::new(Mutex::new(false));
+    Site::with_handler(move |request| {
+        let query = query_pairs(&request.path);
+        let key = query.get("api_key").cloned().unwrap_or_default();
+        if key != "test-key" {
+            return Route::status(403, "text/plain", &format!("Invalid API key {key}"));
+        }
+        let shell = "<!doctype html><html><head><title>Shop</title></head><body><div id='root'></div></body></html>";
+        match query.get("url").map(String::as_str).unwrap_or_default() {
+            "https://js-shop.example/robots.txt" => Route::status(200, "text/plain", "User-agent: *\nDisallow: /private\n"),
+            "https://js-shop.example/app" | "https://js-shop.example/premium-app" if query.contains_key("render") => Route::html(STARTER),
+            "https://js-shop.example/app" | "https://js-shop.example/premium-app" => Route::html(shell),
+            "https://js-shop.example/flaky" if !std::mem::replace(&mut *flaky_seen.lock().unwrap(), true) => {
+                Route::status(500, "text/plain", "Request failed. You will not be charged for this request.")
+            }
+            "https://js-shop.example/flaky" => Route::html(SOURDOUGH),
+            _ => Route::status(404, "text/plain", "not found"),
+        }
+    })
+}
+
+/// Queues a crawl-only job with `options` and waits for its end.
+fn crawl(client: &mut Client, url: &str, options: &str) -> (String, String) {
+    let job: String = client
+        .query_one("SELECT pageperfect.enqueue_job($1, ARRAY['submit_crawl', 'wait_crawl'], $2::text::jsonb)::text", &[&url, &options])
+        .unwrap()
+        .get(0);
+    let status = finished(client, &job);
+    (job, status)
+}
+
+#[test]
+fn pages_are_fetched_through_a_scraping_api_with_the_jobs_options_and_its_key_never_shown() {
+    let api = scraping_api();
+    let endpoint = api.url("/scrape");
+    let (_cluster, mut client) = Cluster::with_extension(
+        "scraper-api",
+        &["pageperfect.crawl_provider = 'scraper_api'", &format!("pageperfect.crawl_api_url = '{endpoint}'"), "pageperfect.crawl_api_key = 'test-key'"],
+    );
+    let calls = |target: &str| -> Vec<HashMap<String, String>> {
+        api.requests.lock().unwrap().iter().map(|path| query_pairs(path)).filter(|q| q.get("url").map(String::as_str) == Some(target)).collect()
+    };
+
+    // Rendered, with premium proxies: the options reach the API, and the rendered page is stored
+    // under the URL asked for (never the API's, which carries the key).
+    assert_eq!(crawl(&mut client, "https://js-shop.example/app", r#"{"render": true, "premium": true}"#).1, "completed");
+    let app = calls("https://js-shop.example/app");
+    assert_eq!(app.len(), 1);
+    assert_eq!((app[0].get("render"), app[0].get("premium"), app[0].get("ultra_premium")), (Some(&"true".into()), Some(&"true".into()), None));
+    let (final_url, html): (String, String) = {
+        let row = client.query_one("SELECT final_url, html FROM pageperfect.pages WHERE url = 'https://js-shop.example/app'", &[]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(final_url, "https://js-shop.example/app");
+    assert!(html.contains("Feeding a sourdough starter"), "the rendered page was stored");
+    assert_eq!(calls("https://js-shop.example/robots.txt").len(), 1, "robots.txt too comes through the API, once per origin");
+
+    // ultra_premium alone; a job without options asks for nothing extra and gets the bare shell.
+    assert_eq!(crawl(&mut client, "https://js-shop.example/premium-app", r#"{"ultra_premium": true, "render": false}"#).1, "completed");
+    let premium = &calls("https://js-shop.example/premium-app")[0];
+    assert_eq!((premium.get("ultra_premium").map(String::as_str), premium.contains_key("render")), (Some("true"), false));
+
+    // The API's 500 is retried; robots.txt rules are kept without fetching a disallowed page.
+    let (flaky, status) = crawl(&mut client, "https://js-shop.example/flaky", "{}");
+    assert_eq!(status, "completed");
+    let failed = failures(&mut client, &flaky, "submit_crawl");
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].starts_with("scraping API fetching https://js-shop.example/flaky: HTTP 500"), "{}", failed[0]);
+    let (job, status) = crawl(&mut client, "https://js-shop.example/private/report", "{}");
+    assert_eq!(status, "dead");
+    assert!(dead_letter(&mut client, &job).1.contains("disallowed by its site's robots.txt"));
+    assert!(calls("https://js-shop.example/private/report").is_empty());
+
+    // A bad option is the job's error, not a call.
+    let before = api.requests.lock().unwrap().len();
+    let (job, status) = crawl(&mut client, "https://js-shop.example/app", r#"{"render": "yes"}"#);
+    assert_eq!(status, "dead");
+    assert_eq!(dead_letter(&mut client, &job).1, r#"job option "render" must be true or false, not "yes""#);
+    assert_eq!(api.requests.lock().unwrap().len(), before);
+
+    // A key the API refuses: permanent, and the key (which the API echoes) appears nowhere.
+    for statement in ["ALTER SYSTEM SET pageperfect.crawl_api_key = 'wrong-key-42'", "SELECT pg_reload_conf()"] {
+        client.batch_execute(statement).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (job, status) = crawl(&mut client, "https://js-shop.example/app", r#"{"render": true}"#);
+    assert_eq!(status, "dead");
+    assert_eq!(dead_letter(&mut client, &job).1, "scraping API fetching https://js-shop.example/app: HTTP 403: Invalid API key ***");
+    let leaks = count(
+        &mut client,
+        "SELECT (SELECT count(*) FROM pageperfect.job_events WHERE message LIKE '%wrong-key%' OR data::text LIKE '%wrong-key%')
+              + (SELECT count(*) FROM pageperfect.job_stages WHERE last_error LIKE '%wrong-key%')
+              + (SELECT count(*) FROM pageperfect.dead_letters WHERE error LIKE '%wrong-key%' OR message::text LIKE '%wrong-key%')
+              + (SELECT count(*) FROM pageperfect.pages WHERE final_url LIKE '%wrong-key%' OR last_error LIKE '%wrong-key%')",
+    );
+    assert_eq!(leaks, 0);
 }
