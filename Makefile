@@ -5,14 +5,15 @@
 #   make test      every suite: unit, #[pg_test], pg_regress, integration
 #   make demo      a throw-away cluster with the extension preloaded; make demo-stop ends it
 #   make setup     only the one-time set-up
-#   make bench     queue throughput: pageperfect's queue against a plain SKIP LOCKED queue (release build)
+#   make bench     pageperfect beside pgmq-style SQL, pg_cron, naive DBSCAN, plain-SQL fits (release build)
+#   make soak      30 minutes of mixed load and faults (SOAK_MINUTES=N for shorter); needs make install first
 
 PG_CONFIG ?= $(shell command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 export PG_CONFIG
 CARGO_PGRX = PATH="$(HOME)/.cargo/bin:$$PATH" cargo pgrx
 SUDO_FLAG = $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: setup install test demo demo-stop bench
+.PHONY: setup install test demo demo-stop bench soak
 
 setup:
 	bash scripts/setup.sh
@@ -34,7 +35,11 @@ demo-stop:
 
 # Stops our clusters first, as make test does: never install over a library that a running
 # server has loaded. scripts/bench.sh starts its own cluster and stops it when it ends.
-bench: setup
+bench:
+	SETUP_BENCH=1 bash scripts/setup.sh
 	bash -c 'source scripts/common.sh; for dir in "$$WORK"/*/; do cluster_stop "$$dir"; done'
 	$(CARGO_PGRX) install --release $(SUDO_FLAG) --pg-config "$(PG_CONFIG)"
 	bash scripts/bench.sh
+
+soak:
+	bash scripts/soak.sh --minutes $(or $(SOAK_MINUTES),30)

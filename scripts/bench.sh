@@ -1,38 +1,53 @@
 #!/usr/bin/env bash
-# make bench: queue throughput of pageperfect's pgmq-shaped queue against a plain-SQL
-# FOR UPDATE SKIP LOCKED queue, side by side in one throw-away cluster (in $WORK/bench).
+# make bench: pageperfect beside what users would otherwise run, measured side by side in one run
+# on this machine, printed as one table and drawn as a chart ($WORK/bench/bench.png):
 #
-# One pgbench transaction sends a batch of B messages, reads B and deletes the B it read (three
-# statements, each its own transaction: bench/queue/*.sql); messages/second = transactions/s x B.
+#   queue      send + read + delete messages/s, batches of 1, 10 and 100, 1 and 4 clients, beside a
+#              plain-SQL FOR UPDATE SKIP LOCKED queue in the same cluster (pgbench; bench/queue/)
+#   scheduler  lag from due time to start for 1, 100 and 1,000 jobs due in the same minute (p50,
+#              p99, max), beside pg_cron (Debian's postgresql-15-cron) in a second database of the
+#              same cluster; both get the same cron.schedule() calls (bench/scheduler/)
+#   ctr_fit    recalibrate_ctr() on 1 million Search Console rows, beside the plain-SQL logit
+#              regression a user would write (bench/ctr/)
+#   dbscan     2,000, 5,000 and 10,000 vectors of 384 dimensions, beside a straightforward O(n^2)
+#   pipeline   pages/minute end to end with the loopback site and model server answering after
+#              20 ms, beside the same HTTP calls made one page at a time with no database; and the
+#              pipeline workers' resident memory over a long run (it must stay flat)
+#
+# In the queue rows, msg/s = pgbench transactions/s x batch: one transaction sends a batch of B
+# messages, reads B and deletes the B it read (three statements, each its own transaction).
 # pageperfect goes through its API (B = 1: send, read(q, 30, 1), delete(q, id); else send_batch,
-# read, delete(q, ids[])), the baseline through plain SQL; both with pgbench -M prepared. The
-# baseline's B = 1 read has LIMIT 1 written in, as hand-written SQL would; for B > 1 both sides
-# get B as a parameter (which makes Postgres plan the read anew on every call, on both sides).
-# Every cell (batch size x clients) runs pageperfect, then the baseline, BENCH_SECONDS each, after
-# a VACUUM and a CHECKPOINT, so that machine noise and checkpoints hit both sides alike. The table
-# is printed and written to $WORK/bench/queue.csv; the cluster is stopped and removed on exit.
+# read, delete(q, ids[])), the baseline through plain SQL; both with pgbench -M prepared. Each cell
+# runs pageperfect, then the baseline, after a VACUUM and a CHECKPOINT, so that machine noise and
+# checkpoints hit both sides alike.
 #
-#   BENCH_SECONDS  seconds per side and cell (default 10: about 2.5 minutes in all)
-#   BENCH_BACKLOG  messages waiting in each queue throughout (default 10000)
-#   BENCH_PORT     port of the cluster (default: a free one)
+#   BENCH_ONLY          the benchmarks to run (default: "queue scheduler ctr_fit dbscan pipeline")
+#   BENCH_SECONDS       queue: seconds per side and cell (default 5)
+#   BENCH_BACKLOG       queue: messages waiting in each queue throughout (default 10000)
+#   BENCH_PAGES         pipeline: pages of the throughput run (default 1000)
+#   BENCH_MEMORY_PAGES  pipeline: pages of the memory run (default 10000; 0 skips it)
+#   BENCH_PORT          port of the cluster (default: a free one)
 #
-# Uses the installed extension: `make bench` installs a release build first.
+# Uses the installed extension: `make bench` installs a release build first. Every figure lands in
+# $WORK/bench/results.csv (benchmark,case,unit,better,pageperfect,baseline_name,baseline,ratio;
+# ratio > 1 means pageperfect is ahead). The cluster is stopped and removed on exit.
 set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/common.sh"
-BENCH_SECONDS="${BENCH_SECONDS:-10}"
+BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan pipeline}"
+BENCH_SECONDS="${BENCH_SECONDS:-5}"
 BENCH_BACKLOG="${BENCH_BACKLOG:-10000}"
+BENCH_PAGES="${BENCH_PAGES:-1000}"
+BENCH_MEMORY_PAGES="${BENCH_MEMORY_PAGES:-10000}"
 BENCH_PORT="${BENCH_PORT:-$(free_port)}"
-BATCHES=(1 10 100)
-CLIENTS=(1 4)
 dir="$WORK/bench"
-sql="$REPO/bench/queue"
-csv="$dir/queue.csv"
+results="$dir/results.csv"
 mkdir -p "$WORK"; [ "$(id -u)" = 0 ] && chown "$PG_USER" "$WORK"
 
 # Psql and pgbench run as the caller and connect over TCP as postgres (cluster_start trusts it).
-PSQL=("$(bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d postgres)
+psql_in() { "$(bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d "$@"; }
 PGBENCH=("$(bindir)/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared)
+wants() { [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
 finish() {
     cluster_stop "$dir"
@@ -41,48 +56,64 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
+# record BENCHMARK CASE UNIT BETTER PAGEPERFECT BASELINE_NAME BASELINE: one row of results.csv.
+record() {
+    awk -v OFS=, -v b="$1" -v c="$2" -v u="$3" -v better="$4" -v p="$5" -v bn="$6" -v base="$7" 'BEGIN {
+        ratio = (better == "higher") ? (base > 0 ? p / base : 0) : (p > 0 ? base / p : 0)
+        print b, c, u, better, p, bn, base, sprintf("%.2f", ratio) }' >>"$results"
+}
+
 cluster_stop "$dir" # one left running by an earlier run that was killed
-step "starting a cluster with pageperfect preloaded in $dir (port $BENCH_PORT)"
-# Durability as in production (fsync on, full_page_writes on), except synchronous_commit = off on
-# both sides: each pgbench transaction commits three times, and with synchronous commit the
-# numbers would mostly measure this machine's WAL flush latency, not the queues. WAL and
-# checkpoint settings keep checkpoints out of the runs (the script checkpoints between them).
+# The binaries: the pipeline's driver and loopback servers, the DBSCAN kernels, the chart.
+step "building the benchmark binaries (release)"
+cargo build --release --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-chart
+bin="$REPO/target/release"
+
+step "starting a cluster with pageperfect and pg_cron preloaded in $dir (port $BENCH_PORT)"
+# Durability as in production (fsync on, full_page_writes on), except synchronous_commit = off:
+# each pgbench transaction commits three times, and with synchronous commit the queue numbers
+# would mostly measure this machine's WAL flush latency. WAL and checkpoint settings keep
+# checkpoints out of the runs (the script checkpoints between them). pg_cron runs with its
+# defaults (a libpq connection per run, at most 32 at once), pageperfect likewise (32).
 cluster_start "$dir" "$BENCH_PORT" \
-    "shared_preload_libraries = 'pageperfect'" \
+    "shared_preload_libraries = 'pageperfect,pg_cron'" \
     "pageperfect.database_name = 'postgres'" \
+    "cron.database_name = 'pgcron'" \
+    "cron.host = '127.0.0.1'" \
     "shared_buffers = 256MB" \
     "synchronous_commit = off" \
     "max_wal_size = 4GB" \
     "checkpoint_timeout = 30min"
-"${PSQL[@]}" -c "CREATE EXTENSION pageperfect"
-"${PSQL[@]}" -v backlog="$BENCH_BACKLOG" -f "$sql/setup.sql" >/dev/null
+psql_in postgres -c "CREATE EXTENSION pageperfect" -c "CREATE DATABASE pgcron"
+psql_in pgcron -c "CREATE EXTENSION pg_cron"
 
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
-pg_version="$("${PSQL[@]}" -Atc "SELECT version()")"
-ext_version="$("${PSQL[@]}" -Atc "SELECT extversion FROM pg_extension WHERE extname = 'pageperfect'")"
 cat <<EOM
 
-machine:   $(nproc) CPUs, ${cpu:-unknown CPU}
-postgres:  $pg_version
-extension: pageperfect $ext_version ($("$PG_CONFIG" --pkglibdir)/pageperfect.so)
-settings:  fsync on, synchronous_commit off, shared_buffers 256MB; pgbench -M prepared
-run:       ${BENCH_SECONDS}s per side and cell, backlog $BENCH_BACKLOG messages per queue
+machine:   $(nproc) CPUs, ${cpu:-unknown CPU}, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM
+postgres:  $(psql_in postgres -Atc "SELECT version()")
+extension: pageperfect $(psql_in postgres -Atc "SELECT extversion FROM pg_extension WHERE extname = 'pageperfect'"), \
+pg_cron $(psql_in pgcron -Atc "SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'")
+settings:  fsync on, synchronous_commit off, shared_buffers 256MB
 
 EOM
+echo "benchmark,case,unit,better,pageperfect,baseline_name,baseline,ratio" >"$results"
+
+# --- queue -----------------------------------------------------------------------------------
 
 queue_length() { # SIDE
     case "$1" in
-        pageperfect) "${PSQL[@]}" -Atc "SELECT count(*) FROM pageperfect.queue_messages WHERE queue_name = 'bench'" ;;
-        skiplocked) "${PSQL[@]}" -Atc "SELECT count(*) FROM bench_queue" ;;
+        pageperfect) psql_in postgres -Atc "SELECT count(*) FROM pageperfect.queue_messages WHERE queue_name = 'bench'" ;;
+        skiplocked) psql_in postgres -Atc "SELECT count(*) FROM bench_queue" ;;
     esac
 }
 
-# run SIDE BATCH CLIENTS: one pgbench run; prints its transactions per second.
-run() {
+# queue_run SIDE BATCH CLIENTS: one pgbench run; prints its transactions per second.
+queue_run() {
     local side="$1" batch="$2" clients="$3" script log tps before after
-    if [ "$batch" = 1 ]; then script="$sql/${side}_1.sql"; else script="$sql/${side}_batch.sql"; fi
+    if [ "$batch" = 1 ]; then script="$REPO/bench/queue/${side}_1.sql"; else script="$REPO/bench/queue/${side}_batch.sql"; fi
     log="$dir/pgbench-$side-b$batch-c$clients.log"
-    "${PSQL[@]}" -c "VACUUM (ANALYZE) pageperfect.queue_messages, pageperfect.queue_sent_counts, bench_queue" -c "CHECKPOINT" >/dev/null
+    psql_in postgres -c "VACUUM (ANALYZE) pageperfect.queue_messages, pageperfect.queue_sent_counts, bench_queue" -c "CHECKPOINT" >/dev/null
     before="$(queue_length "$side")"
     if ! "${PGBENCH[@]}" -f "$script" -D batch="$batch" -c "$clients" -j "$(( clients < 2 ? clients : 2 ))" \
         -T "$BENCH_SECONDS" postgres >"$log" 2>&1; then
@@ -101,21 +132,104 @@ run() {
     echo "$tps"
 }
 
-step "running: batch sizes ${BATCHES[*]} x clients ${CLIENTS[*]}, pageperfect then baseline per cell"
-echo "batch,clients,pageperfect_msg_per_s,skip_locked_msg_per_s,ratio" >"$csv"
-for batch in "${BATCHES[@]}"; do
-    for clients in "${CLIENTS[@]}"; do
-        pp_tps="$(run pageperfect "$batch" "$clients")"
-        sl_tps="$(run skiplocked "$batch" "$clients")"
-        awk -v b="$batch" -v c="$clients" -v p="$pp_tps" -v s="$sl_tps" \
-            'BEGIN { printf "%d,%d,%.0f,%.0f,%.2f\n", b, c, p * b, s * b, (s > 0 ? p / s : 0) }' >>"$csv"
-        echo "    batch $batch, $clients client(s): done" >&2
+if wants queue; then
+    step "queue: batches 1, 10, 100 x clients 1, 4; pageperfect then SKIP LOCKED, ${BENCH_SECONDS}s each"
+    psql_in postgres -v backlog="$BENCH_BACKLOG" -f "$REPO/bench/queue/setup.sql" >/dev/null
+    for batch in 1 10 100; do
+        for clients in 1 4; do
+            pp_tps="$(queue_run pageperfect "$batch" "$clients")"
+            sl_tps="$(queue_run skiplocked "$batch" "$clients")"
+            record queue "batch $batch / $clients client$([ "$clients" = 1 ] || echo s)" msg/s higher \
+                "$(awk -v t="$pp_tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }')" "SKIP LOCKED" \
+                "$(awk -v t="$sl_tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }')"
+        done
     done
-done
+fi
 
-step "results (msg/s = pgbench transactions/s x batch; ratio = pageperfect / SKIP LOCKED)"
-awk -F, 'NR == 1 { printf "%5s | %7s | %17s | %17s | %5s\n", "batch", "clients", "pageperfect msg/s", "SKIP LOCKED msg/s", "ratio"
-                   printf "%s\n", "------+---------+-------------------+-------------------+------"; next }
-         { printf "%5s | %7s | %17s | %17s | %5s\n", $1, $2, $3, $4, $5 }' "$csv"
+# --- scheduler -------------------------------------------------------------------------------
+
+if wants scheduler; then
+    # Rounds of 100, 1,000 and 1 jobs in consecutive minutes, both sides due at the same minute (so
+    # they share the machine alike), starting with the first minute at least 20 s away. The single
+    # job comes last, so that it meets pageperfect's runners connected, as in steady state (each
+    # pg_cron run opens a new connection whatever the order).
+    first_due="$(psql_in postgres -Atc "SELECT extract(epoch FROM date_trunc('minute', now() + interval '80 seconds'))::bigint")"
+    step "scheduler: 100, 1,000 and 1 jobs due at once, pageperfect and pg_cron, from $(date -u -d "@$first_due" +%H:%M) UTC"
+    round=0
+    for jobs in 100 1000 1; do
+        due=$((first_due + 60 * round)); round=$((round + 1))
+        for side in pageperfect:postgres pg_cron:pgcron; do
+            psql_in "${side#*:}" -v jobs="$jobs" -v side="${side%:*}" -v minute="$(date -u -d "@$due" +%-M)" \
+                -v hour="$(date -u -d "@$due" +%-H)" -f "$REPO/bench/scheduler/schedule.sql" >/dev/null
+        done
+    done
+    round=0
+    for jobs in 100 1000 1; do
+        due=$((first_due + 60 * round)); round=$((round + 1))
+        due_text="$(date -u -d "@$due" '+%Y-%m-%d %H:%M:%S+00')"
+        # Each round ends when both sides ran all their jobs, or 55 s after the due time.
+        while :; do
+            pp="$(psql_in postgres -Atc "SELECT count(*) FROM bench_lag WHERE jobs = $jobs")"
+            pc="$(psql_in pgcron -Atc "SELECT count(*) FROM bench_lag WHERE jobs = $jobs")"
+            { [ "$pp" = "$jobs" ] && [ "$pc" = "$jobs" ]; } || [ "$(date +%s)" -ge $((due + 55)) ] && break
+            sleep 1
+        done
+        IFS=, read -r pp_runs pp_p50 pp_p99 pp_max < <(psql_in postgres -At -v jobs="$jobs" -v due="$due_text" -f "$REPO/bench/scheduler/lag.sql")
+        IFS=, read -r pc_runs pc_p50 pc_p99 pc_max < <(psql_in pgcron -At -v jobs="$jobs" -v due="$due_text" -f "$REPO/bench/scheduler/lag.sql")
+        [ "$pp_runs" = "$jobs" ] || echo "warning: pageperfect ran $pp_runs of $jobs jobs within 55 s" >&2
+        [ "$pc_runs" = "$jobs" ] || echo "warning: pg_cron ran $pc_runs of $jobs jobs within 55 s" >&2
+        label="$jobs job$([ "$jobs" = 1 ] || echo s)"
+        record scheduler "$label p50" "ms lag" lower "$pp_p50" pg_cron "$pc_p50"
+        record scheduler "$label p99" "ms lag" lower "$pp_p99" pg_cron "$pc_p99"
+        record scheduler "$label max" "ms lag" lower "$pp_max" pg_cron "$pc_max"
+        echo "    $jobs jobs: pageperfect ran $pp_runs, pg_cron ran $pc_runs" >&2
+    done
+    psql_in postgres -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'bench-%'" >/dev/null
+    psql_in pgcron -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'bench-%'" >/dev/null
+fi
+
+# --- CTR fit ---------------------------------------------------------------------------------
+
+# best_ms DATABASE FILE: the fastest of three runs of FILE, in milliseconds.
+best_ms() {
+    for _ in 1 2 3; do
+        psql_in "$1" -c '\timing on' -f "$2" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
+    done | sort -g | head -1
+}
+
+if wants ctr_fit; then
+    step "ctr_fit: 1,000,000 Search Console rows, recalibrate_ctr() and a plain-SQL logit regression"
+    psql_in postgres -v rows=1000000 -f "$REPO/bench/ctr/setup.sql" >/dev/null
+    record ctr_fit "1M rows" ms lower "$(best_ms postgres "$REPO/bench/ctr/pageperfect.sql")" \
+        "SQL least squares" "$(best_ms postgres "$REPO/bench/ctr/baseline.sql")"
+    psql_in postgres -c "TRUNCATE pageperfect.gsc_page_query_daily" >/dev/null
+fi
+
+# --- DBSCAN ----------------------------------------------------------------------------------
+
+if wants dbscan; then
+    step "dbscan: n = 2,000, 5,000, 10,000 x 384 dimensions, tiled kernel and naive O(n^2)"
+    BENCH_CSV="$results" "$bin/bench-dbscan"
+fi
+
+# --- pipeline --------------------------------------------------------------------------------
+
+if wants pipeline; then
+    # bench-pipeline starts its own preloaded cluster; this one would only take memory and CPU.
+    cluster_stop "$dir"
+    step "pipeline: $BENCH_PAGES pages, site and model server answering after 20 ms"
+    BENCH_CSV="$results" "$bin/bench-pipeline" throughput "$BENCH_PAGES" 20
+    if [ "$BENCH_MEMORY_PAGES" -gt 0 ]; then
+        step "pipeline: the workers' memory over $BENCH_MEMORY_PAGES pages"
+        BENCH_CSV="$results" "$bin/bench-pipeline" memory "$BENCH_MEMORY_PAGES" 0
+    fi
+fi
+
+# --- results ---------------------------------------------------------------------------------
+
+step "results (ratio > 1: pageperfect ahead of the baseline by that factor)"
+awk -F, 'NR == 1 { printf "%-10s %-22s %-8s %14s %14s  %-20s %7s\n", "benchmark", "case", "unit", "pageperfect", "baseline", "(baseline)", "ratio"; next }
+         { printf "%-10s %-22s %-8s %14s %14s  %-20s %7s\n", $1, $2, $3, $5, $7, $6, $8 }' "$results"
+"$bin/bench-chart" "$results" "$dir/bench.png"
 echo
-echo "CSV: $csv   pgbench logs: $dir/pgbench-*.log"
+echo "CSV: $results   chart: $dir/bench.png   pgbench logs: $dir/pgbench-*.log"

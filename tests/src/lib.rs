@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use postgres;
 
+pub mod bench_csv;
 pub mod google;
 pub mod model_server;
 pub mod site;

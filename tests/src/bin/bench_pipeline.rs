@@ -1,13 +1,28 @@
-//! `bench-pipeline [PAGES] [LATENCY_MS] [CONCURRENCY]`: pages per minute through the whole PagePerfect workflow
-//! (crawl, segment and embed, keyword clustering, gap analysis, draft) on a preloaded cluster,
-//! against a loopback site and a loopback OpenAI-compatible model server that both answer after
-//! LATENCY_MS (default 1,000 pages, 20 ms), with every stage's concurrency set to CONCURRENCY
-//! (default: as installed, 1). Each page has 28 days of Search Console rows for eight queries in
-//! four topics, most of which the page lacks. Prints one line per 10% and a summary.
+//! `bench-pipeline MODE PAGES LATENCY_MS`: the whole PagePerfect workflow (crawl, segment and
+//! embed, keyword clustering, gap analysis, draft) on a preloaded cluster, against a loopback site
+//! and a loopback OpenAI-compatible model server that both answer after LATENCY_MS. Each page has
+//! 28 days of Search Console rows for eight queries in four topics, most of which the page lacks.
+//! Stages run with concurrency `BENCH_CONCURRENCY` (default 4) and one owner may have
+//! `BENCH_JOBS_PER_OWNER` (default 8) jobs in progress, as a user tunes them for a bulk run.
+//!
+//! - `throughput`: pages per minute, beside the baseline of the same HTTP calls (replayed from
+//!   what the servers received) made one after another with no database: what a script or edge
+//!   function doing one page at a time would reach at best.
+//! - `memory`: the pipeline workers' private resident memory (RssAnon), sampled every second; it
+//!   must stay flat: the row compares the peak of the whole run with the peak until the first
+//!   tenth of the pages had completed (stages run breadth-first, so that is well into the run).
+//!
+//! Prints progress and a summary; with `BENCH_CSV` set, appends its row to that file
+//! (scripts/bench.sh's results format).
 
+use pageperfect_it::bench_csv::{self, Better, Row};
 use pageperfect_it::model_server::{self, ModelServer};
-use pageperfect_it::site::{Route, Site};
+use pageperfect_it::site::{Received, Route, Site};
 use pageperfect_it::Cluster;
+use postgres::Client;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const TOPICS: [(&str, &str); 4] = [
@@ -29,11 +44,54 @@ fn page(n: usize) -> String {
     )
 }
 
+/// Appends one row to `BENCH_CSV`, if set.
+fn record(case: &str, unit: &str, better: Better, pageperfect: f64, baseline_name: &str, baseline: f64) {
+    let Ok(path) = std::env::var("BENCH_CSV") else { return };
+    let row = Row::new("pipeline", case, unit, better, pageperfect, baseline_name, baseline);
+    bench_csv::append(Path::new(&path), &[row]).unwrap_or_else(|e| panic!("{path}: {e}"));
+}
+
+fn setting(name: &str, default: i32) -> i32 {
+    std::env::var(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
+}
+
+/// Kilobytes of private resident memory of process `pid`.
+fn rss_anon_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("RssAnon:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RssAnon for process {pid}"))
+}
+
+fn pipeline_worker_pids(client: &mut Client) -> Vec<i32> {
+    client.query("SELECT pid FROM pageperfect.workers WHERE kind = 'pipeline' ORDER BY worker_name", &[]).unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// Sends one request and reads the whole answer (the test servers close every connection).
+fn replay(address: &str, request: &Received) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    let head = format!(
+        "{} {} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        request.method,
+        request.path,
+        request.body.len()
+    );
+    stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&request.body)).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "replayed {} {}: {}", request.method, request.path, String::from_utf8_lossy(&answer[..answer.len().min(200)]));
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let pages: usize = args.next().map_or(1_000, |a| a.parse().expect("PAGES must be a number"));
-    let latency = Duration::from_millis(args.next().map_or(20, |a| a.parse().expect("LATENCY_MS must be a number")));
-    let concurrency: Option<i32> = args.next().map(|a| a.parse().expect("CONCURRENCY must be a number"));
+    let usage = "usage: bench-pipeline throughput|memory PAGES LATENCY_MS";
+    let mode = args.next().expect(usage);
+    let pages: usize = args.next().expect(usage).parse().expect("PAGES must be a number");
+    let latency = Duration::from_millis(args.next().expect(usage).parse().expect("LATENCY_MS must be a number"));
+    assert!(matches!(mode.as_str(), "throughput" | "memory"), "{usage}");
+    let (concurrency, jobs_per_owner) = (setting("BENCH_CONCURRENCY", 4), setting("BENCH_JOBS_PER_OWNER", 8));
 
     let site = Site::with_handler(move |request| {
         let route = match request.path.as_str() {
@@ -57,9 +115,8 @@ fn main() {
     let cluster = Cluster::start("bench-pipeline", true, &settings.iter().map(String::as_str).collect::<Vec<_>>());
     let mut client = cluster.connect();
     client.batch_execute("CREATE EXTENSION pageperfect").unwrap();
-    if let Some(concurrency) = concurrency {
-        client.execute("UPDATE pageperfect.stage_config SET concurrency = $1", &[&concurrency]).unwrap();
-    }
+    client.execute("UPDATE pageperfect.stage_config SET concurrency = $1", &[&concurrency]).unwrap();
+    client.execute("UPDATE pageperfect.parameters SET value = to_jsonb($1::int) WHERE name = 'max_jobs_per_owner'", &[&jobs_per_owner]).unwrap();
     client
         .execute(
             "INSERT INTO pageperfect.gsc_page_query_daily (date, site, page, query, clicks, impressions, position)
@@ -72,10 +129,16 @@ fn main() {
             &[&site.url("/page/"), &(pages as i32)],
         )
         .unwrap();
+    let workers = pipeline_worker_pids(&mut client);
+    let memory = || -> u64 { workers.iter().map(|&pid| rss_anon_kb(pid)).sum() };
+    println!("pipeline workers' private memory before the run: {} kB", memory());
 
     let started = Instant::now();
     client.execute("SELECT count(pageperfect.run_workflow($1 || n)) FROM generate_series(0, $2 - 1) n", &[&site.url("/page/"), &(pages as i32)]).unwrap();
+    // (seconds into the run, kB) every second.
+    let mut samples: Vec<(f64, u64)> = Vec::new();
     let mut reported = 0;
+    let mut first_tenth_done_at = f64::MAX;
     let (completed, dead) = loop {
         let row = client
             .query_one(
@@ -85,9 +148,14 @@ fn main() {
             .unwrap();
         let (completed, dead): (i64, i64) = (row.get(0), row.get(1));
         let done = (completed + dead) as usize;
+        let seconds = started.elapsed().as_secs_f64();
+        if samples.last().is_none_or(|(at, _)| seconds - at >= 1.0) {
+            samples.push((seconds, memory()));
+        }
         if done * 10 / pages > reported {
             reported = done * 10 / pages;
-            println!("{:>6.1} s  {done} of {pages} pages done", started.elapsed().as_secs_f64());
+            first_tenth_done_at = first_tenth_done_at.min(seconds);
+            println!("{seconds:>6.1} s  {done} of {pages} pages done; pipeline workers' private memory {} kB", samples.last().unwrap().1);
         }
         if done == pages {
             break (completed, dead);
@@ -95,14 +163,15 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(pipeline_worker_pids(&mut client), workers, "a pipeline worker restarted during the run");
     let drafts: i64 = client.query_one("SELECT count(*) FROM pageperfect.rewrite_drafts WHERE provider = 'openai'", &[]).unwrap().get(0);
+    let rate = pages as f64 * 60.0 / elapsed;
     println!(
-        "pipeline: {pages} pages in {elapsed:.1} s = {:.0} pages/minute ({completed} completed, {dead} dead, {drafts} drafts; \
-         site and model server answering after {} ms; stage concurrency {})",
-        pages as f64 * 60.0 / elapsed,
+        "pipeline: {pages} pages in {elapsed:.1} s = {rate:.0} pages/minute ({completed} completed, {dead} dead, {drafts} drafts; \
+         site and model server answering after {} ms; stage concurrency {concurrency}, {jobs_per_owner} jobs per owner)",
         latency.as_millis(),
-        concurrency.map_or("as installed".to_string(), |c| c.to_string()),
     );
+    assert_eq!((completed, dead), (pages as i64, 0), "every page must complete");
     for row in client
         .query(
             "SELECT stage, attempts, round(latency_p50_ms::numeric)::text, round(latency_p95_ms::numeric)::text
@@ -114,4 +183,36 @@ fn main() {
         let (stage, attempts, p50, p95): (String, i64, Option<String>, Option<String>) = (row.get(0), row.get(1), row.get(2), row.get(3));
         println!("  {stage:<20} {attempts:>6} attempts  p50 {:>5} ms  p95 {:>5} ms", p50.unwrap_or_default(), p95.unwrap_or_default());
     }
+
+    if mode == "memory" {
+        let peak = |until: f64| samples.iter().filter(|(at, _)| *at <= until).map(|(_, kb)| *kb).max().unwrap_or(0) as f64 / 1024.0;
+        let (first_tenth, whole) = (peak(first_tenth_done_at), peak(f64::MAX));
+        println!("memory: peak {first_tenth:.1} MB until a tenth of the pages completed, {whole:.1} MB over the whole run ({} samples)", samples.len());
+        record(&format!("peak memory over {pages} pages"), "MB", Better::Lower, whole, "peak until a tenth completed", first_tenth);
+        return;
+    }
+    // The baseline: every request the servers received, again, one at a time, with no database.
+    let site_address = site.base.trim_start_matches("http://").to_string();
+    let model_address = models.site.base.trim_start_matches("http://").to_string();
+    let crawled: Vec<Received> = site
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|path| Received { method: "GET".into(), path: path.clone(), headers: Default::default(), body: vec![] })
+        .collect();
+    let modelled: Vec<Received> = [model_server::EMBEDDINGS, model_server::CHAT].iter().flat_map(|e| models.requests(e)).collect();
+    let started = Instant::now();
+    for request in &crawled {
+        replay(&site_address, request);
+    }
+    for request in &modelled {
+        replay(&model_address, request);
+    }
+    let baseline = pages as f64 * 60.0 / started.elapsed().as_secs_f64();
+    println!(
+        "baseline: the same {} requests one at a time, no database: {baseline:.0} pages/minute",
+        crawled.len() + modelled.len()
+    );
+    record(&format!("{pages} pages at {} ms", latency.as_millis()), "pages/min", Better::Higher, rate, "HTTP calls one page at a time", baseline);
 }
