@@ -25,7 +25,7 @@
 #   BENCH_SECONDS       queue: seconds per side and cell (default 5)
 #   BENCH_BACKLOG       queue: messages waiting in each queue throughout (default 10000)
 #   BENCH_PAGES         pipeline: pages of the throughput run (default 1000)
-#   BENCH_MEMORY_PAGES  pipeline: pages of the memory run (default 10000; 0 skips it)
+#   BENCH_MEMORY_PAGES  pipeline: pages of the memory run (default 3000; 10000 for the full check; 0 skips it)
 #   BENCH_PORT          port of the cluster (default: a free one)
 #
 # Uses the installed extension: `make bench` installs a release build first. Every figure lands in
@@ -38,7 +38,7 @@ BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan pipeline}"
 BENCH_SECONDS="${BENCH_SECONDS:-5}"
 BENCH_BACKLOG="${BENCH_BACKLOG:-10000}"
 BENCH_PAGES="${BENCH_PAGES:-1000}"
-BENCH_MEMORY_PAGES="${BENCH_MEMORY_PAGES:-10000}"
+BENCH_MEMORY_PAGES="${BENCH_MEMORY_PAGES:-3000}"
 BENCH_PORT="${BENCH_PORT:-$(free_port)}"
 dir="$WORK/bench"
 results="$dir/results.csv"
