@@ -45,9 +45,9 @@ fn page(n: usize) -> String {
 }
 
 /// Appends one row to `BENCH_CSV`, if set.
-fn record(case: &str, unit: &str, better: Better, pageperfect: f64, baseline_name: &str, baseline: f64) {
+fn record(benchmark: &str, case: &str, unit: &str, better: Better, pageperfect: f64, baseline_name: &str, baseline: f64) {
     let Ok(path) = std::env::var("BENCH_CSV") else { return };
-    let row = Row::new("pipeline", case, unit, better, pageperfect, baseline_name, baseline);
+    let row = Row::new(benchmark, case, unit, better, pageperfect, baseline_name, baseline);
     bench_csv::append(Path::new(&path), &[row]).unwrap_or_else(|e| panic!("{path}: {e}"));
 }
 
@@ -188,7 +188,7 @@ fn main() {
         let peak = |until: f64| samples.iter().filter(|(at, _)| *at <= until).map(|(_, kb)| *kb).max().unwrap_or(0) as f64 / 1024.0;
         let (first_tenth, whole) = (peak(first_tenth_done_at), peak(f64::MAX));
         println!("memory: peak {first_tenth:.1} MB until a tenth of the pages completed, {whole:.1} MB over the whole run ({} samples)", samples.len());
-        record(&format!("peak memory over {pages} pages"), "MB", Better::Lower, whole, "peak until a tenth completed", first_tenth);
+        record("pipeline_memory", &format!("peak over {pages} pages"), "MB", Better::Lower, whole, "peak until a tenth completed", first_tenth);
         return;
     }
     // The baseline: every request the servers received, again, one at a time, with no database.
@@ -214,5 +214,5 @@ fn main() {
         "baseline: the same {} requests one at a time, no database: {baseline:.0} pages/minute",
         crawled.len() + modelled.len()
     );
-    record(&format!("{pages} pages at {} ms", latency.as_millis()), "pages/min", Better::Higher, rate, "HTTP calls one page at a time", baseline);
+    record("pipeline", &format!("{pages} pages at {} ms", latency.as_millis()), "pages/min", Better::Higher, rate, "HTTP calls one page at a time", baseline);
 }
