@@ -7,8 +7,31 @@ use pageperfect_it::site::{Received, Route, Site};
 use pageperfect_it::{count, kill, wait_for, Cluster};
 use postgres::Client;
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
+
+/// Stops process `pid` with SIGSTOP at a moment it holds no lock that others need. Stopped inside
+/// a lock manager critical section (releasing its locks at commit, say), it would freeze the
+/// whole cluster, new connections included; so a fresh connection must answer within 2 s, or the
+/// process is continued and stopped again a moment later.
+fn stop_holding_no_lock(cluster: &Cluster, pid: i32) {
+    for _ in 0..20 {
+        kill(pid, "STOP");
+        let (answered, answer) = mpsc::channel();
+        let port = cluster.port;
+        std::thread::spawn(move || {
+            let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+            let ok = Client::connect(&conninfo, postgres::NoTls).and_then(|mut c| c.simple_query("SELECT count(*) FROM pageperfect.jobs")).is_ok();
+            let _ = answered.send(ok);
+        });
+        if answer.recv_timeout(Duration::from_secs(2)) == Ok(true) {
+            return;
+        }
+        kill(pid, "CONT");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("process {pid} could not be stopped without freezing the cluster");
+}
 
 fn monitor(client: &mut Client) -> Value {
     let summary: String = client.query_one("SELECT pageperfect.trigger_monitoring()::text", &[]).unwrap().get(0);
@@ -44,7 +67,7 @@ fn each_new_alert_is_posted_once_and_resolved_when_its_condition_clears() {
         }
     });
     let webhook = format!("pageperfect.alert_webhook_url = '{}'", hook.url("/hooks/alerts"));
-    let (_cluster, mut client) = Cluster::with_extension("monitor", &[&webhook, "pageperfect.pipeline_workers = 2"]);
+    let (cluster, mut client) = Cluster::with_extension("monitor", &[&webhook, "pageperfect.pipeline_workers = 2"]);
     client.batch_execute("UPDATE pageperfect.stage_config SET retry_delay_seconds = 1 WHERE stage = 'notify_alert'").unwrap();
     wait_for(Duration::from_secs(20), "the workers to be healthy", || {
         (count(&mut client, "SELECT count(*) FROM pageperfect.worker_health() WHERE status <> 'healthy'") == 0).then_some(())
@@ -80,7 +103,7 @@ fn each_new_alert_is_posted_once_and_resolved_when_its_condition_clears() {
         .query_one("SELECT pid FROM pageperfect.workers WHERE worker_name = 'pipeline_worker_2'", &[])
         .unwrap()
         .get(0);
-    kill(pid, "STOP");
+    stop_holding_no_lock(&cluster, pid);
     wait_for(Duration::from_secs(20), "the stopped worker to look stalled", || {
         (count(&mut client, "SELECT count(*) FROM pageperfect.worker_health() WHERE component = 'pipeline_worker_2' AND status = 'stalled'") == 1)
             .then_some(())
