@@ -152,3 +152,24 @@ impl Site {
         self.requests.lock().unwrap().iter().filter(|p| *p == path).count()
     }
 }
+
+const TOPICS: [(&str, &str); 4] = [
+    ("French press", "Use a coarse grind and pour water just off the boil over the grounds, then plunge slowly."),
+    ("Pour-over", "Rinse the paper filter, bloom the coffee for forty seconds and pour in slow spirals."),
+    ("Cold brew", "Steep coarse coffee in cold water for twelve to eighteen hours, then strain it twice."),
+    ("Espresso", "Dose eighteen grams, yield thirty-six grams and aim for a shot time of twenty-eight seconds."),
+];
+
+/// Page `n` of a coffee-guide site: one of four topics, with navigation, headings, paragraphs, a
+/// list and a footer, as real pages have (the benchmark's and the soak's site).
+pub fn guide_page(n: usize) -> String {
+    let (topic, body) = TOPICS[n % TOPICS.len()];
+    format!(
+        "<!doctype html><html><head><title>{topic} guide #{n}</title></head><body>\
+         <nav><a href='/'>Home</a> <a href='/shop'>Shop</a></nav><main><h1>{topic} guide #{n}</h1>\
+         <p>{body}</p><h2>Equipment</h2><p>A scale, a grinder and a kettle make every {topic} brew repeatable.</p>\
+         <h2>Troubleshooting</h2><p>Sour coffee means under-extraction: grind finer. Bitter coffee means over-extraction: grind coarser.</p>\
+         <ul><li>Weigh the coffee and the water.</li><li>Time every brew.</li></ul></main>\
+         <footer>Copyright 2026</footer></body></html>"
+    )
+}

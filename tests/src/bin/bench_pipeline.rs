@@ -17,32 +17,13 @@
 
 use pageperfect_it::bench_csv::{self, Better, Row};
 use pageperfect_it::model_server::{self, ModelServer};
-use pageperfect_it::site::{Received, Route, Site};
+use pageperfect_it::site::{guide_page, Received, Route, Site};
 use pageperfect_it::Cluster;
 use postgres::Client;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-const TOPICS: [(&str, &str); 4] = [
-    ("French press", "Use a coarse grind and pour water just off the boil over the grounds, then plunge slowly."),
-    ("Pour-over", "Rinse the paper filter, bloom the coffee for forty seconds and pour in slow spirals."),
-    ("Cold brew", "Steep coarse coffee in cold water for twelve to eighteen hours, then strain it twice."),
-    ("Espresso", "Dose eighteen grams, yield thirty-six grams and aim for a shot time of twenty-eight seconds."),
-];
-
-fn page(n: usize) -> String {
-    let (topic, body) = TOPICS[n % TOPICS.len()];
-    format!(
-        "<!doctype html><html><head><title>{topic} guide #{n}</title></head><body>\
-         <nav><a href='/'>Home</a> <a href='/shop'>Shop</a></nav><main><h1>{topic} guide #{n}</h1>\
-         <p>{body}</p><h2>Equipment</h2><p>A scale, a grinder and a kettle make every {topic} brew repeatable.</p>\
-         <h2>Troubleshooting</h2><p>Sour coffee means under-extraction: grind finer. Bitter coffee means over-extraction: grind coarser.</p>\
-         <ul><li>Weigh the coffee and the water.</li><li>Time every brew.</li></ul></main>\
-         <footer>Copyright 2026</footer></body></html>"
-    )
-}
 
 /// Appends one row to `BENCH_CSV`, if set.
 fn record(benchmark: &str, case: &str, unit: &str, better: Better, pageperfect: f64, baseline_name: &str, baseline: f64) {
@@ -97,7 +78,7 @@ fn main() {
         let route = match request.path.as_str() {
             "/robots.txt" => Route::status(200, "text/plain", "User-agent: *\nAllow: /\n"),
             path => match path.strip_prefix("/page/").and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) => Route::html(&page(n)),
+                Some(n) => Route::html(&guide_page(n)),
                 None => Route::status(404, "text/plain", "not found"),
             },
         };

@@ -41,7 +41,7 @@
 //! count catches them: that run must fail).
 
 use pageperfect_it::model_server::{self, Fault, ModelServer};
-use pageperfect_it::site::{Route, Site};
+use pageperfect_it::site::{guide_page, Route, Site};
 use pageperfect_it::Cluster;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
@@ -238,25 +238,6 @@ fn nap(total: Duration, stop: &AtomicBool) -> bool {
 
 // --- the web site and the HTTP target --------------------------------------------------------------
 
-const TOPICS: [(&str, &str); 4] = [
-    ("French press", "Use a coarse grind and pour water just off the boil over the grounds, then plunge slowly."),
-    ("Pour-over", "Rinse the paper filter, bloom the coffee for forty seconds and pour in slow spirals."),
-    ("Cold brew", "Steep coarse coffee in cold water for twelve to eighteen hours, then strain it twice."),
-    ("Espresso", "Dose eighteen grams, yield thirty-six grams and aim for a shot time of twenty-eight seconds."),
-];
-
-fn page_html(n: usize) -> String {
-    let (topic, body) = TOPICS[n % TOPICS.len()];
-    format!(
-        "<!doctype html><html><head><title>{topic} guide #{n}</title></head><body>\
-         <nav><a href='/'>Home</a> <a href='/shop'>Shop</a></nav><main><h1>{topic} guide #{n}</h1>\
-         <p>{body}</p><h2>Equipment</h2><p>A scale, a grinder and a kettle make every {topic} brew repeatable.</p>\
-         <h2>Troubleshooting</h2><p>Sour coffee means under-extraction: grind finer. Bitter coffee means over-extraction: grind coarser.</p>\
-         <ul><li>Weigh the coffee and the water.</li><li>Time every brew.</li></ul></main>\
-         <footer>Copyright 2026</footer></body></html>"
-    )
-}
-
 /// Pages /p/0 … /p/23: n % 8 == 1 answers 500 on every third fetch, n % 8 == 2 after 1.5 s,
 /// /p/23 is a 404; robots.txt allows everything.
 fn web_site() -> Site {
@@ -274,8 +255,8 @@ fn web_site() -> Site {
         match request.path.strip_prefix("/p/").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) if n < PAGES && n != MISSING_PAGE => match n % 8 {
                 1 if times % 3 == 1 => Route::status(500, "text/plain", "try again"),
-                2 => Route::html(&page_html(n)).delayed(Duration::from_millis(1500)),
-                _ => Route::html(&page_html(n)),
+                2 => Route::html(&guide_page(n)).delayed(Duration::from_millis(1500)),
+                _ => Route::html(&guide_page(n)),
             },
             _ => Route::status(404, "text/plain", "not found"),
         }
