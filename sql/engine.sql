@@ -55,6 +55,18 @@ BEGIN
 END
 $$;
 
+-- Refuses anything but an absolute http:// or https:// URL; p_use ends the message ("crawled",
+-- "requested"). Jobs and durable HTTP requests both check their URL with it.
+CREATE FUNCTION pageperfect.check_http_url(p_url text, p_use text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_url IS NULL OR p_url !~* '^https?://[^/?#\s]+' THEN
+        RAISE EXCEPTION 'invalid URL "%": only absolute http:// and https:// URLs can be %', p_url, p_use
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 -- Creates a job owned by p_owner that runs p_stages (NULL: the default pipeline) in order,
 -- minus p_skip_steps, and queues its first stage.
 CREATE FUNCTION pageperfect.create_job(p_owner name, p_url text, p_stages text[], p_options jsonb,
@@ -67,10 +79,7 @@ DECLARE
         ARRAY(SELECT c.stage FROM pageperfect.stage_config c WHERE c.position IS NOT NULL ORDER BY c.position));
     unknown text;
 BEGIN
-    IF p_url IS NULL OR p_url !~* '^https?://[^/?#\s]+' THEN
-        RAISE EXCEPTION 'invalid URL "%": only absolute http:// and https:// URLs can be crawled', p_url
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM pageperfect.check_http_url(p_url, 'crawled');
     SELECT s INTO unknown FROM pg_catalog.unnest(stages || coalesce(p_skip_steps, '{}')) s
      WHERE NOT EXISTS (SELECT FROM pageperfect.stage_config c WHERE c.stage = s) LIMIT 1;
     IF pg_catalog.cardinality(stages) = 0 THEN

@@ -17,10 +17,7 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     id bigint;
 BEGIN
-    IF p_url IS NULL OR p_url !~* '^https?://[^/?#\s]+' THEN
-        RAISE EXCEPTION 'invalid URL "%": only absolute http:// and https:// URLs can be requested', p_url
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM pageperfect.check_http_url(p_url, 'requested');
     IF pg_catalog.jsonb_typeof(coalesce(p_params, '{}')) <> 'object' OR pg_catalog.jsonb_typeof(coalesce(p_headers, '{}')) <> 'object'
        OR EXISTS (SELECT FROM pg_catalog.jsonb_each(coalesce(p_params, '{}') || coalesce(p_headers, '{}')) e
                    WHERE pg_catalog.jsonb_typeof(e.value) <> 'string') THEN

@@ -5,7 +5,7 @@
 //! workers deliver (`delivery`).
 
 pgrx::extension_sql_file!("../../sql/http.sql", name = "http_schema");
-pgrx::extension_sql_file!("../../sql/http_api.sql", name = "http_api", requires = ["http_schema", pageperfect::wake_pipeline_workers]);
+pgrx::extension_sql_file!("../../sql/http_api.sql", name = "http_api", requires = ["http_schema", "engine", pageperfect::wake_pipeline_workers]);
 
 pub mod client;
 pub mod delivery;
