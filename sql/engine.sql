@@ -99,8 +99,8 @@ BEGIN
     VALUES (p_url, p_owner, coalesce(p_priority, 0), coalesce(p_skip_steps, '{}'), coalesce(p_force_update, false),
             coalesce(p_options, '{}'))
     RETURNING id INTO job;
-    INSERT INTO pageperfect.job_stages (job_id, stage, position, status, max_attempts, retry_delay_seconds)
-    SELECT job, u.stage, u.position,
+    INSERT INTO pageperfect.job_stages (job_id, stage, position, priority, status, max_attempts, retry_delay_seconds)
+    SELECT job, u.stage, u.position, coalesce(p_priority, 0),
            CASE WHEN u.stage = ANY (coalesce(p_skip_steps, '{}')) THEN 'skipped' ELSE 'pending' END,
            c.max_attempts, c.retry_delay_seconds
       FROM pg_catalog.unnest(stages) WITH ORDINALITY AS u (stage, position)
@@ -114,12 +114,19 @@ BEGIN
 END
 $$;
 
--- Visible pipeline messages whose stage can be claimed, in dequeue order, with the load their
--- stage and owner have now. The worker picks among them under the limits (src/queue/claim.rs).
+-- Visible pipeline messages whose stage can be claimed, with the load their stage and owner have
+-- now; the worker picks among them under the limits (src/queue/claim.rs). Each stage offers its
+-- own oldest messages, so that a stage at its limit with a long backlog does not hide the work
+-- of the stages after it; stages and owners at their limit offer none. Work furthest along its
+-- job comes first (after priority), so jobs finish in the order they came instead of every job
+-- waiting until the first stage of all of them has run.
 CREATE FUNCTION pageperfect.claim_candidates(p_lookahead int)
 RETURNS TABLE (msg_id bigint, job_id uuid, stage text, owner name,
                stage_busy bigint, stage_limit int, owner_busy bigint, owner_limit int)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- PL/pgSQL rather than SQL: the plan is made once per worker, not at every claim.
+    RETURN QUERY
     WITH stage_load AS (
         SELECT s.stage, count(*) AS busy FROM pageperfect.job_stages s WHERE s.status = 'processing' GROUP BY s.stage
     ), owner_load AS (
@@ -128,19 +135,27 @@ LANGUAGE sql STABLE AS $$
         SELECT coalesce((SELECT (p.value #>> '{}')::int FROM pageperfect.parameters p
                           WHERE p.name = 'max_jobs_per_owner'), 2) AS max_jobs
     )
-    SELECT m.msg_id, s.job_id, s.stage, j.owner,
-           coalesce(sl.busy, 0), c.concurrency, coalesce(ol.busy, 0), per_owner.max_jobs
-      FROM pageperfect.queue_messages m
-      JOIN pageperfect.job_stages s ON s.msg_id = m.msg_id
-      JOIN pageperfect.jobs j ON j.id = s.job_id
-      JOIN pageperfect.stage_config c ON c.stage = s.stage
-      LEFT JOIN stage_load sl ON sl.stage = s.stage
-      LEFT JOIN owner_load ol ON ol.owner = j.owner
-      CROSS JOIN per_owner
-     WHERE m.queue_name = 'pageperfect_pipeline' AND m.vt <= pg_catalog.clock_timestamp()
-       AND s.status IN ('queued', 'failed')
-     ORDER BY m.priority DESC, m.msg_id
-     LIMIT p_lookahead
+    SELECT ready.msg_id, ready.job_id, c.stage, ready.owner,
+           coalesce(sl.busy, 0), c.concurrency, ready.owner_busy, per_owner.max_jobs
+      FROM pageperfect.stage_config c
+      LEFT JOIN stage_load sl ON sl.stage = c.stage
+     CROSS JOIN per_owner
+     CROSS JOIN LATERAL (
+        -- As many as the stage has free slots: an owner at its limit offers nothing, so one
+        -- that reaches it during this claim is the only way a slot stays free until the next.
+        SELECT m.msg_id, s.priority, s.job_id, s.position, j.owner, coalesce(ol.busy, 0) AS owner_busy
+          FROM pageperfect.job_stages s
+          JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
+          JOIN pageperfect.jobs j ON j.id = s.job_id
+          LEFT JOIN owner_load ol ON ol.owner = j.owner
+         WHERE s.stage = c.stage AND s.status IN ('queued', 'failed') AND m.vt <= pg_catalog.clock_timestamp()
+           AND coalesce(ol.busy, 0) < per_owner.max_jobs
+         ORDER BY s.priority DESC, s.msg_id
+         LIMIT greatest(least(c.concurrency - coalesce(sl.busy, 0), p_lookahead), 0)
+     ) ready
+     ORDER BY ready.priority DESC, ready.position DESC, ready.msg_id
+     LIMIT p_lookahead;
+END
 $$;
 
 -- Claims the stages behind these messages for the calling backend and starts their attempt.
@@ -445,14 +460,14 @@ BEGIN
 END
 $$;
 
--- When the next delayed pipeline message becomes visible (NULL: none waits), so an idle worker
--- knows how long it may sleep.
+-- When the next retry becomes visible (NULL: none waits), so that a worker knows how long it may
+-- sleep. Only a failed stage's message waits hidden; visible work that the limits held back is
+-- claimed when a slot frees, and every recorded attempt wakes the workers.
 CREATE FUNCTION pageperfect.next_pipeline_wakeup()
 RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    SELECT min(m.vt) FROM pageperfect.queue_messages m
-      JOIN pageperfect.job_stages s ON s.msg_id = m.msg_id AND s.status IN ('queued', 'failed')
-     WHERE m.queue_name = 'pageperfect_pipeline'
+    SELECT min(m.vt) FROM pageperfect.job_stages s JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
+     WHERE s.status = 'failed' AND m.vt > pg_catalog.clock_timestamp()
 $$;
 
 DO $$

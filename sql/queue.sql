@@ -94,6 +94,8 @@ CREATE TABLE pageperfect.job_stages (
     stage                 text NOT NULL REFERENCES pageperfect.stage_config (stage),
     -- Order within the job: the job runs its stages by position.
     position              int NOT NULL,
+    -- The job's priority, kept here so that claims read each stage's work in order from one index.
+    priority              int NOT NULL DEFAULT 0,
     -- pending: not reached yet; queued: its message waits; processing: a worker runs it;
     -- failed: the last attempt failed and a retry is due at next_attempt_at.
     status                text NOT NULL DEFAULT 'pending'
@@ -119,6 +121,9 @@ CREATE UNIQUE INDEX job_stages_position_idx ON pageperfect.job_stages (job_id, p
 CREATE INDEX job_stages_processing_idx ON pageperfect.job_stages (stage) WHERE status = 'processing';
 -- Claims find a stage by the message that stands for it.
 CREATE INDEX job_stages_msg_idx ON pageperfect.job_stages (msg_id) WHERE msg_id IS NOT NULL;
+-- Each stage's claimable work in claim order (claim_candidates), and the retries that wait.
+CREATE INDEX job_stages_ready_idx ON pageperfect.job_stages (stage, priority DESC, msg_id) WHERE status IN ('queued', 'failed');
+CREATE INDEX job_stages_retry_idx ON pageperfect.job_stages (msg_id) WHERE status = 'failed';
 
 CREATE TABLE pageperfect.payloads (
     job_id     uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,

@@ -192,8 +192,8 @@ SELECT stage, position, status, max_attempts, retry_delay_seconds FROM pageperfe
 -- Job D: one stage.
 SELECT pageperfect.enqueue_job('https://d.example/', ARRAY['test_sleep']) AS job_d \gset
 
--- Candidates: visible pipeline messages of claimable stages, highest priority first, then oldest,
--- with the load of their stage and owner.
+-- Candidates: visible pipeline messages of claimable stages, highest priority first, then the work
+-- furthest along its job, then the oldest, with the load of their stage and owner.
 SELECT j.url, c.stage, c.msg_id = s.msg_id AS stage_msg, c.owner = current_user AS mine,
        c.stage_busy, c.stage_limit, c.owner_busy, c.owner_limit
   FROM pageperfect.claim_candidates(10) WITH ORDINALITY AS c
@@ -227,6 +227,12 @@ SELECT count(*) AS claimed_again FROM pageperfect.claim_stages(ARRAY[:a_sleep_ms
 SELECT j.url, c.stage, c.stage_busy, c.owner_busy
   FROM pageperfect.claim_candidates(10) WITH ORDINALITY AS c JOIN pageperfect.jobs j ON j.id = c.job_id
  ORDER BY c.ordinality;
+-- A stage at its limit offers nothing, so its backlog hides no other stage's work even when the
+-- lookahead is short.
+UPDATE pageperfect.stage_config SET concurrency = 1 WHERE stage = 'test_sleep';
+SELECT j.url, c.stage, c.stage_busy, c.stage_limit
+  FROM pageperfect.claim_candidates(1) AS c JOIN pageperfect.jobs j ON j.id = c.job_id;
+UPDATE pageperfect.stage_config SET concurrency = 8 WHERE stage = 'test_sleep';
 
 -- Reports for another attempt, stage or job are stale and change nothing.
 SELECT pageperfect.complete_stage(:'job_a', 'test_sleep', 2, '{}') AS wrong_attempt,
@@ -268,7 +274,12 @@ SELECT count(*) AS a_candidates FROM pageperfect.claim_candidates(10) WHERE job_
 -- The backoff elapses (simulated): the failed stage is a candidate again, and attempt 2 fails
 -- without a Retry-After: backoff 1 s · 2^1 plus jitter.
 UPDATE pageperfect.queue_messages SET vt = now() WHERE msg_id = :a_flaky_msg;
-SELECT stage FROM pageperfect.claim_candidates(10) WHERE job_id = :'job_a';
+-- Job A's second stage comes before the first stages of jobs queued before it reached it.
+SELECT j.url, c.stage, s.position
+  FROM pageperfect.claim_candidates(10) WITH ORDINALITY AS c
+  JOIN pageperfect.jobs j ON j.id = c.job_id
+  JOIN pageperfect.job_stages s ON s.job_id = c.job_id AND s.stage = c.stage
+ ORDER BY c.ordinality;
 SELECT stage, attempt FROM pageperfect.claim_stages(ARRAY[:a_flaky_msg]);
 SELECT pageperfect.fail_stage(:'job_a', 'test_flaky', 2, 'HTTP 502', false, NULL) AS outcome;
 SELECT (data ->> 'delay_seconds')::float8 BETWEEN 2 AND 2.5 AS delay_2_to_2_5s, data -> 'retry_after_seconds' AS retry_after

@@ -18,7 +18,7 @@ pub struct Candidate {
     pub owner_limit: i64,
 }
 
-/// The messages to claim, taking candidates in their (dequeue) order and passing over those
+/// The messages to claim, taking candidates in the order `claim_candidates` gives and passing over those
 /// whose stage or owner is at its limit, so that one busy owner or stage does not hold up
 /// the work of others behind it.
 pub fn choose(candidates: &[Candidate], capacity: usize) -> Vec<i64> {

@@ -241,13 +241,15 @@ impl Processor {
                     &[work.job_id.as_str().into(), work.stage.as_str().into(), work.attempt.into(), pgrx::JsonB(payload).into()],
                 )
                 .map_err(|e| StageError::retryable(e.to_string()))?;
-                // A stage slot is free and the next stage may be queued: every worker looks.
+                // A stage slot is free and the next stage may be queued: every worker looks
+                // (a failure below frees a slot too).
                 wake_at_commit(Wake::PipelineWorkers);
                 Ok(result.unwrap_or_default())
             }))
         });
         let result = completed.or_else(|error| {
             in_transaction(|| {
+                wake_at_commit(Wake::PipelineWorkers);
                 Spi::get_one_with_args::<String>(
                     "SELECT pageperfect.fail_stage($1::uuid, $2, $3, $4, $5, $6)",
                     &[

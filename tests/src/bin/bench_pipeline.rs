@@ -10,7 +10,7 @@
 //!   function doing one page at a time would reach at best.
 //! - `memory`: the pipeline workers' private resident memory (RssAnon), sampled every second; it
 //!   must stay flat: the row compares the peak of the whole run with the peak until the first
-//!   tenth of the pages had completed (stages run breadth-first, so that is well into the run).
+//!   tenth of the pages had completed.
 //!
 //! Prints progress and a summary; with `BENCH_CSV` set, appends its row to that file
 //! (scripts/bench.sh's results format).
