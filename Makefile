@@ -34,12 +34,12 @@ demo-stop:
 	bash -c 'source scripts/common.sh; demo_stop "$$WORK/demo"'
 
 # Stops our clusters first, as make test does: never install over a library that a running
-# server has loaded. scripts/bench.sh starts its own cluster and stops it when it ends.
+# server has loaded. scripts/bench.sh --install builds and installs a release build, then starts
+# its own cluster and stops it when it ends.
 bench:
 	SETUP_BENCH=1 bash scripts/setup.sh
 	bash -c 'source scripts/common.sh; for dir in "$$WORK"/*/; do cluster_stop "$$dir"; done'
-	$(CARGO_PGRX) install --release $(SUDO_FLAG) --pg-config "$(PG_CONFIG)"
-	bash scripts/bench.sh
+	bash scripts/bench.sh --install
 
 soak:
 	bash scripts/soak.sh --minutes $(or $(SOAK_MINUTES),30)

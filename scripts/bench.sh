@@ -25,20 +25,25 @@
 #   BENCH_SECONDS       queue: seconds per side and cell (default 5)
 #   BENCH_BACKLOG       queue: messages waiting in each queue throughout (default 10000)
 #   BENCH_PAGES         pipeline: pages of the throughput run (default 1000)
-#   BENCH_MEMORY_PAGES  pipeline: pages of the memory run (default 3000; 10000 for the full check; 0 skips it)
+#   BENCH_MEMORY_PAGES  pipeline: pages of the memory run (default 10000; 0 skips it)
 #   BENCH_PORT          port of the cluster (default: a free one)
 #
-# Uses the installed extension: `make bench` installs a release build first. Every figure lands in
+# The scheduler's rounds are due at the start of three consecutive minutes; the queue, CTR and
+# DBSCAN benchmarks run in the seconds between them, never while a round is due or running.
+#
+# Uses the installed extension; `scripts/bench.sh --install` (what `make bench` runs) first builds
+# and installs a release build, and builds the benchmark binaries beside it. Every figure lands in
 # $WORK/bench/results.csv (benchmark,case,unit,better,pageperfect,baseline_name,baseline,ratio;
 # ratio > 1 means pageperfect is ahead). The cluster is stopped and removed on exit.
 set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/common.sh"
+cd "$REPO"
 BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan pipeline}"
 BENCH_SECONDS="${BENCH_SECONDS:-5}"
 BENCH_BACKLOG="${BENCH_BACKLOG:-10000}"
 BENCH_PAGES="${BENCH_PAGES:-1000}"
-BENCH_MEMORY_PAGES="${BENCH_MEMORY_PAGES:-3000}"
+BENCH_MEMORY_PAGES="${BENCH_MEMORY_PAGES:-10000}"
 BENCH_PORT="${BENCH_PORT:-$(free_port)}"
 dir="$WORK/bench"
 results="$dir/results.csv"
@@ -64,10 +69,20 @@ record() {
 }
 
 cluster_stop "$dir" # one left running by an earlier run that was killed
-# The binaries: the pipeline's driver and loopback servers, the DBSCAN kernels, the chart.
-step "building the benchmark binaries (release)"
-cargo build --release --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-chart
-bin="$REPO/target/release"
+# The binaries: the pipeline's driver and loopback servers, the DBSCAN kernels, the chart. Their
+# own target directory, so that they build beside `cargo pgrx install` (which holds target/).
+export CARGO_TARGET_DIR="$REPO/target/bench"
+build_binaries() { cargo build --release --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-chart; }
+if [ "${1:-}" = --install ]; then
+    step "building and installing pageperfect (release), and the benchmark binaries beside it"
+    build_binaries & binaries=$!
+    CARGO_TARGET_DIR="$REPO/target" cargo pgrx install --release --pg-config "$PG_CONFIG" $([ "$(id -u)" = 0 ] || echo --sudo)
+    wait "$binaries"
+else
+    step "building the benchmark binaries (release)"
+    build_binaries
+fi
+bin="$CARGO_TARGET_DIR/release"
 
 step "starting a cluster with pageperfect and pg_cron preloaded in $dir (port $BENCH_PORT)"
 # Durability as in production (fsync on, full_page_writes on), except synchronous_commit = off:
@@ -98,6 +113,68 @@ settings:  fsync on, synchronous_commit off, shared_buffers 256MB
 
 EOM
 echo "benchmark,case,unit,better,pageperfect,baseline_name,baseline,ratio" >"$results"
+
+# --- scheduler -------------------------------------------------------------------------------
+
+# Rounds of 100, 1,000 and 1 jobs due at the start of consecutive minutes, both sides at the same
+# minute (so they share the machine alike), the first at least 20 s away. The single job comes
+# last, so that it meets pageperfect's runners connected, as in steady state (each pg_cron run
+# opens a new connection whatever the order). The other benchmarks run between the rounds.
+round_jobs=(); round_due=(); round_done=()
+if wants scheduler; then
+    first_due="$(psql_in postgres -Atc "SELECT extract(epoch FROM date_trunc('minute', now() + interval '80 seconds'))::bigint")"
+    step "scheduler: 100, 1,000 and 1 jobs due at once, pageperfect and pg_cron, from $(date -u -d "@$first_due" +%H:%M) UTC"
+    for jobs in 100 1000 1; do
+        due=$((first_due + 60 * ${#round_jobs[@]}))
+        round_jobs+=("$jobs"); round_due+=("$due"); round_done+=(0)
+        for side in pageperfect:postgres pg_cron:pgcron; do
+            psql_in "${side#*:}" -v jobs="$jobs" -v side="${side%:*}" -v minute="$(date -u -d "@$due" +%-M)" \
+                -v hour="$(date -u -d "@$due" +%-H)" -f "$REPO/bench/scheduler/schedule.sql" >/dev/null
+        done
+    done
+fi
+
+# collect_round I: waits until both sides ran all jobs of round I (or 55 s after its due time)
+# and records its lag.
+collect_round() {
+    local i="$1" jobs="${round_jobs[$1]}" due="${round_due[$1]}" due_text pp pc label
+    local pp_runs pp_p50 pp_p99 pp_max pc_runs pc_p50 pc_p99 pc_max
+    due_text="$(date -u -d "@$due" '+%Y-%m-%d %H:%M:%S+00')"
+    while :; do
+        if [ "$(date +%s)" -ge "$due" ]; then
+            pp="$(psql_in postgres -Atc "SELECT count(*) FROM bench_lag WHERE jobs = $jobs")"
+            pc="$(psql_in pgcron -Atc "SELECT count(*) FROM bench_lag WHERE jobs = $jobs")"
+            { [ "$pp" = "$jobs" ] && [ "$pc" = "$jobs" ]; } || [ "$(date +%s)" -ge $((due + 55)) ] && break
+        fi
+        sleep 1
+    done
+    IFS=, read -r pp_runs pp_p50 pp_p99 pp_max < <(psql_in postgres -At -v jobs="$jobs" -v due="$due_text" -f "$REPO/bench/scheduler/lag.sql")
+    IFS=, read -r pc_runs pc_p50 pc_p99 pc_max < <(psql_in pgcron -At -v jobs="$jobs" -v due="$due_text" -f "$REPO/bench/scheduler/lag.sql")
+    [ "$pp_runs" = "$jobs" ] || echo "warning: pageperfect ran $pp_runs of $jobs jobs within 55 s" >&2
+    [ "$pc_runs" = "$jobs" ] || echo "warning: pg_cron ran $pc_runs of $jobs jobs within 55 s" >&2
+    label="$jobs job$([ "$jobs" = 1 ] || echo s)"
+    record scheduler "$label p50" "ms lag" lower "$pp_p50" pg_cron "$pc_p50"
+    record scheduler "$label p99" "ms lag" lower "$pp_p99" pg_cron "$pc_p99"
+    record scheduler "$label max" "ms lag" lower "$pp_max" pg_cron "$pc_max"
+    step "scheduler: $label due at $(date -u -d "@$due" +%H:%M): pageperfect ran $pp_runs, pg_cron ran $pc_runs"
+    round_done[i]=1
+}
+
+# between_rounds SECONDS CMD...: runs CMD, which takes up to about SECONDS, once no round is due
+# before it would end (waiting out the rounds in the way), and says so if a round fell due anyway.
+between_rounds() {
+    local seconds="$1" i; shift
+    for i in "${!round_jobs[@]}"; do
+        [ "${round_done[$i]}" = 0 ] && [ $((round_due[i] - $(date +%s))) -lt $((seconds + 3)) ] && collect_round "$i"
+    done
+    "$@"
+    for i in "${!round_jobs[@]}"; do
+        if [ "${round_done[$i]}" = 0 ] && [ "$(date +%s)" -ge "${round_due[$i]}" ]; then
+            echo "warning: '$*' took longer than $seconds s and ran into the scheduler round due at" \
+                 "$(date -u -d "@${round_due[$i]}" +%H:%M): that round's lag is not comparable" >&2
+        fi
+    done
+}
 
 # --- queue -----------------------------------------------------------------------------------
 
@@ -132,60 +209,24 @@ queue_run() {
     echo "$tps"
 }
 
+# queue_cell BATCH CLIENTS: pageperfect then the baseline, one row.
+queue_cell() {
+    local batch="$1" clients="$2" pp_tps sl_tps
+    pp_tps="$(queue_run pageperfect "$batch" "$clients")"
+    sl_tps="$(queue_run skiplocked "$batch" "$clients")"
+    record queue "batch $batch / $clients client$([ "$clients" = 1 ] || echo s)" msg/s higher \
+        "$(awk -v t="$pp_tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }')" "SKIP LOCKED" \
+        "$(awk -v t="$sl_tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }')"
+}
+
 if wants queue; then
     step "queue: batches 1, 10, 100 x clients 1, 4; pageperfect then SKIP LOCKED, ${BENCH_SECONDS}s each"
     psql_in postgres -v backlog="$BENCH_BACKLOG" -f "$REPO/bench/queue/setup.sql" >/dev/null
     for batch in 1 10 100; do
         for clients in 1 4; do
-            pp_tps="$(queue_run pageperfect "$batch" "$clients")"
-            sl_tps="$(queue_run skiplocked "$batch" "$clients")"
-            record queue "batch $batch / $clients client$([ "$clients" = 1 ] || echo s)" msg/s higher \
-                "$(awk -v t="$pp_tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }')" "SKIP LOCKED" \
-                "$(awk -v t="$sl_tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }')"
+            between_rounds $((2 * BENCH_SECONDS + 8)) queue_cell "$batch" "$clients"
         done
     done
-fi
-
-# --- scheduler -------------------------------------------------------------------------------
-
-if wants scheduler; then
-    # Rounds of 100, 1,000 and 1 jobs in consecutive minutes, both sides due at the same minute (so
-    # they share the machine alike), starting with the first minute at least 20 s away. The single
-    # job comes last, so that it meets pageperfect's runners connected, as in steady state (each
-    # pg_cron run opens a new connection whatever the order).
-    first_due="$(psql_in postgres -Atc "SELECT extract(epoch FROM date_trunc('minute', now() + interval '80 seconds'))::bigint")"
-    step "scheduler: 100, 1,000 and 1 jobs due at once, pageperfect and pg_cron, from $(date -u -d "@$first_due" +%H:%M) UTC"
-    round=0
-    for jobs in 100 1000 1; do
-        due=$((first_due + 60 * round)); round=$((round + 1))
-        for side in pageperfect:postgres pg_cron:pgcron; do
-            psql_in "${side#*:}" -v jobs="$jobs" -v side="${side%:*}" -v minute="$(date -u -d "@$due" +%-M)" \
-                -v hour="$(date -u -d "@$due" +%-H)" -f "$REPO/bench/scheduler/schedule.sql" >/dev/null
-        done
-    done
-    round=0
-    for jobs in 100 1000 1; do
-        due=$((first_due + 60 * round)); round=$((round + 1))
-        due_text="$(date -u -d "@$due" '+%Y-%m-%d %H:%M:%S+00')"
-        # Each round ends when both sides ran all their jobs, or 55 s after the due time.
-        while :; do
-            pp="$(psql_in postgres -Atc "SELECT count(*) FROM bench_lag WHERE jobs = $jobs")"
-            pc="$(psql_in pgcron -Atc "SELECT count(*) FROM bench_lag WHERE jobs = $jobs")"
-            { [ "$pp" = "$jobs" ] && [ "$pc" = "$jobs" ]; } || [ "$(date +%s)" -ge $((due + 55)) ] && break
-            sleep 1
-        done
-        IFS=, read -r pp_runs pp_p50 pp_p99 pp_max < <(psql_in postgres -At -v jobs="$jobs" -v due="$due_text" -f "$REPO/bench/scheduler/lag.sql")
-        IFS=, read -r pc_runs pc_p50 pc_p99 pc_max < <(psql_in pgcron -At -v jobs="$jobs" -v due="$due_text" -f "$REPO/bench/scheduler/lag.sql")
-        [ "$pp_runs" = "$jobs" ] || echo "warning: pageperfect ran $pp_runs of $jobs jobs within 55 s" >&2
-        [ "$pc_runs" = "$jobs" ] || echo "warning: pg_cron ran $pc_runs of $jobs jobs within 55 s" >&2
-        label="$jobs job$([ "$jobs" = 1 ] || echo s)"
-        record scheduler "$label p50" "ms lag" lower "$pp_p50" pg_cron "$pc_p50"
-        record scheduler "$label p99" "ms lag" lower "$pp_p99" pg_cron "$pc_p99"
-        record scheduler "$label max" "ms lag" lower "$pp_max" pg_cron "$pc_max"
-        echo "    $jobs jobs: pageperfect ran $pp_runs, pg_cron ran $pc_runs" >&2
-    done
-    psql_in postgres -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'bench-%'" >/dev/null
-    psql_in pgcron -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'bench-%'" >/dev/null
 fi
 
 # --- CTR fit ---------------------------------------------------------------------------------
@@ -197,11 +238,15 @@ best_ms() {
     done | sort -g | head -1
 }
 
-if wants ctr_fit; then
-    step "ctr_fit: 1,000,000 Search Console rows, recalibrate_ctr() and a plain-SQL logit regression"
-    psql_in postgres -v rows=1000000 -f "$REPO/bench/ctr/setup.sql" >/dev/null
+ctr_fit_row() {
     record ctr_fit "1M rows" ms lower "$(best_ms postgres "$REPO/bench/ctr/pageperfect.sql")" \
         "SQL least squares" "$(best_ms postgres "$REPO/bench/ctr/baseline.sql")"
+}
+
+if wants ctr_fit; then
+    step "ctr_fit: 1,000,000 Search Console rows, recalibrate_ctr() and a plain-SQL logit regression"
+    between_rounds 20 psql_in postgres -v rows=1000000 -f "$REPO/bench/ctr/setup.sql" -o /dev/null
+    between_rounds 30 ctr_fit_row
     psql_in postgres -c "TRUNCATE pageperfect.gsc_page_query_daily" >/dev/null
 fi
 
@@ -209,7 +254,18 @@ fi
 
 if wants dbscan; then
     step "dbscan: n = 2,000, 5,000, 10,000 x 384 dimensions, tiled kernel and naive O(n^2)"
-    BENCH_CSV="$results" "$bin/bench-dbscan"
+    # Seconds each size takes here (naive search ~45 s at 10,000), with room for a slower machine.
+    for size_seconds in 2000:10 5000:25 10000:70; do
+        between_rounds "${size_seconds#*:}" env BENCH_CSV="$results" "$bin/bench-dbscan" "${size_seconds%:*}"
+    done
+fi
+
+if wants scheduler; then
+    for i in "${!round_jobs[@]}"; do
+        [ "${round_done[$i]}" = 1 ] || collect_round "$i"
+    done
+    psql_in postgres -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'bench-%'" >/dev/null
+    psql_in pgcron -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'bench-%'" >/dev/null
 fi
 
 # --- pipeline --------------------------------------------------------------------------------

@@ -116,10 +116,11 @@ $$;
 
 -- Visible pipeline messages whose stage can be claimed, with the load their stage and owner have
 -- now; the worker picks among them under the limits (src/queue/claim.rs). Each stage offers its
--- own oldest messages, so that a stage at its limit with a long backlog does not hide the work
--- of the stages after it; stages and owners at their limit offer none. Work furthest along its
--- job comes first (after priority), so jobs finish in the order they came instead of every job
--- waiting until the first stage of all of them has run.
+-- own: of its first p_lookahead ready messages, as many as it has free slots, passing over owners
+-- at their limit. So a stage at its limit with a long backlog does not hide the work of the
+-- stages after it, and a claim reads a bounded number of rows however long the backlog. Work
+-- furthest along its job comes first (after priority), so jobs finish in the order they came
+-- instead of every job waiting until the first stage of all of them has run.
 CREATE FUNCTION pageperfect.claim_candidates(p_lookahead int)
 RETURNS TABLE (msg_id bigint, job_id uuid, stage text, owner name,
                stage_busy bigint, stage_limit int, owner_busy bigint, owner_limit int)
@@ -141,17 +142,19 @@ BEGIN
       LEFT JOIN stage_load sl ON sl.stage = c.stage
      CROSS JOIN per_owner
      CROSS JOIN LATERAL (
-        -- As many as the stage has free slots: an owner at its limit offers nothing, so one
-        -- that reaches it during this claim is the only way a slot stays free until the next.
-        SELECT m.msg_id, s.priority, s.job_id, s.position, j.owner, coalesce(ol.busy, 0) AS owner_busy
-          FROM pageperfect.job_stages s
-          JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
-          JOIN pageperfect.jobs j ON j.id = s.job_id
-          LEFT JOIN owner_load ol ON ol.owner = j.owner
-         WHERE s.stage = c.stage AND s.status IN ('queued', 'failed') AND m.vt <= pg_catalog.clock_timestamp()
-           AND coalesce(ol.busy, 0) < per_owner.max_jobs
-         ORDER BY s.priority DESC, s.msg_id
-         LIMIT greatest(least(c.concurrency - coalesce(sl.busy, 0), p_lookahead), 0)
+        SELECT first.*, coalesce(ol.busy, 0) AS owner_busy
+          FROM (SELECT m.msg_id, s.priority, s.job_id, s.position, j.owner
+                  FROM pageperfect.job_stages s
+                  JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
+                  JOIN pageperfect.jobs j ON j.id = s.job_id
+                 WHERE s.stage = c.stage AND s.status IN ('queued', 'failed') AND m.vt <= pg_catalog.clock_timestamp()
+                   AND coalesce(sl.busy, 0) < c.concurrency
+                 ORDER BY s.priority DESC, s.msg_id
+                 LIMIT p_lookahead) first
+          LEFT JOIN owner_load ol ON ol.owner = first.owner
+         WHERE coalesce(ol.busy, 0) < per_owner.max_jobs
+         ORDER BY first.priority DESC, first.msg_id
+         LIMIT greatest(c.concurrency - coalesce(sl.busy, 0), 0)
      ) ready
      ORDER BY ready.priority DESC, ready.position DESC, ready.msg_id
      LIMIT p_lookahead;

@@ -107,6 +107,12 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     let database = config::string(&config::DATABASE_NAME).unwrap_or_else(|| "postgres".to_string());
     // A missing database is a FATAL here; the postmaster retries after RESTART_DELAY.
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // Only pageperfect's own short statements run here. JIT compiling one costs more than it ever
+    // runs, and a plan misjudged as expensive (say, before autovacuum has analysed a bulk load)
+    // would be compiled again at every execution: 10,000 queued pages slowed to a crawl so.
+    unsafe {
+        pg_sys::SetConfigOption(c"jit".as_ptr(), c"off".as_ptr(), pg_sys::GucContext::PGC_USERSET, pg_sys::GucSource::PGC_S_SESSION)
+    };
     log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
 
     let mut duty: Box<dyn Duty> = match role {

@@ -22,8 +22,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// How many claimable messages a claim looks at, in dequeue order.
-const LOOKAHEAD: i64 = 256;
+/// How many ready messages of each stage a claim looks at (see claim_candidates).
+const LOOKAHEAD: i64 = 64;
 /// Claims also happen without a wake-up this often: work another worker freed, clock drift.
 const CLAIM_POLL: Duration = Duration::from_secs(1);
 /// How often the worker returns work of dead backends to the queue (and fails overdue work).

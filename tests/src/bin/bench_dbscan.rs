@@ -2,7 +2,8 @@
 //! `dbscan_cosine_naive` (every pair one at a time in f64), on the same synthetic embeddings of
 //! 2,000, 5,000 and 10,000 vectors × 384 dimensions, with the stage's eps 0.3 and min_points 2.
 //! Exits non-zero if the two label any vector differently. Prints a table and, with `BENCH_CSV`
-//! set, appends one row per size to that file (see `pageperfect_it::bench_csv`).
+//! set, appends one row per size to that file (see `pageperfect_it::bench_csv`). Sizes given as
+//! arguments (`bench-dbscan 5000`) run instead of the three.
 //!
 //! Run a release build: `cargo run --release -p pageperfect-it --bin bench-dbscan` (about a
 //! minute on 2 cores, most of it the naive search at n = 10,000).
@@ -35,6 +36,8 @@ const BASELINE_NAME: &str = "naive O(n^2)";
 type Dbscan = fn(&[f32], usize, f64, usize) -> Result<Vec<i32>, DbscanError>;
 
 fn main() {
+    let sizes: Vec<usize> = std::env::args().skip(1).map(|n| n.parse().expect("sizes are numbers of vectors")).collect();
+    let sizes = if sizes.is_empty() { SIZES.to_vec() } else { sizes };
     let csv = std::env::var_os("BENCH_CSV");
     println!("DBSCAN over cosine distance, eps {EPS}, min_points {MIN_POINTS}: fastest of up to {MAX_RUNS} runs");
     println!();
@@ -43,7 +46,7 @@ fn main() {
         "n", "dims", "clusters", "noise", "pageperfect ms", "naive O(n^2) ms", "ratio"
     );
     println!("{}", "-".repeat(79));
-    for n in SIZES {
+    for n in sizes {
         let data = synthetic_embeddings(n);
         let (labels, fast) = fastest_run(dbscan_cosine, &data);
         let (naive_labels, naive) = fastest_run(dbscan_cosine_naive, &data);
