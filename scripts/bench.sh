@@ -54,9 +54,15 @@ psql_in() { "$(bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_PO
 PGBENCH=("$(bindir)/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared)
 wants() { [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
+# bench-pipeline starts its clusters under $WORK too; one it could not stop (it was killed) would
+# go on taking a core from whatever runs next.
+export PAGEPERFECT_WORK="$WORK"
 finish() {
     cluster_stop "$dir"
     rm -rf "$dir/data"
+    for left in "$WORK"/it-bench-pipeline-*/; do
+        if [ -d "$left" ]; then cluster_stop "$left"; fi
+    done
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
@@ -72,17 +78,17 @@ cluster_stop "$dir" # one left running by an earlier run that was killed
 # The binaries: the pipeline's driver and loopback servers, the DBSCAN kernels, the chart. Their
 # own target directory, so that they build beside `cargo pgrx install` (which holds target/).
 export CARGO_TARGET_DIR="$REPO/target/bench"
-build_binaries() { cargo build --release --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-chart; }
+build_binaries() { cargo build --profile bench-bins --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-chart; }
 if [ "${1:-}" = --install ]; then
     step "building and installing pageperfect (release), and the benchmark binaries beside it"
     build_binaries & binaries=$!
     CARGO_TARGET_DIR="$REPO/target" cargo pgrx install --release --pg-config "$PG_CONFIG" $([ "$(id -u)" = 0 ] || echo --sudo)
     wait "$binaries"
 else
-    step "building the benchmark binaries (release)"
+    step "building the benchmark binaries"
     build_binaries
 fi
-bin="$CARGO_TARGET_DIR/release"
+bin="$CARGO_TARGET_DIR/bench-bins"
 
 step "starting a cluster with pageperfect and pg_cron preloaded in $dir (port $BENCH_PORT)"
 # Durability as in production (fsync on, full_page_writes on), except synchronous_commit = off:
@@ -176,6 +182,37 @@ between_rounds() {
     done
 }
 
+# --- DBSCAN ----------------------------------------------------------------------------------
+
+if wants dbscan; then
+    step "dbscan: n = 2,000, 5,000, 10,000 x 384 dimensions, tiled kernel and naive O(n^2)"
+    # Seconds each size takes here (naive search ~45 s at 10,000), with some room.
+    for size_seconds in 2000:10 5000:25 10000:55; do
+        between_rounds "${size_seconds#*:}" env BENCH_CSV="$results" "$bin/bench-dbscan" "${size_seconds%:*}"
+    done
+fi
+
+# --- CTR fit ---------------------------------------------------------------------------------
+
+# best_ms DATABASE FILE: the fastest of three runs of FILE, in milliseconds.
+best_ms() {
+    for _ in 1 2 3; do
+        psql_in "$1" -c '\timing on' -f "$2" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
+    done | sort -g | head -1
+}
+
+ctr_fit_row() {
+    record ctr_fit "1M rows" ms lower "$(best_ms postgres "$REPO/bench/ctr/pageperfect.sql")" \
+        "SQL least squares" "$(best_ms postgres "$REPO/bench/ctr/baseline.sql")"
+}
+
+if wants ctr_fit; then
+    step "ctr_fit: 1,000,000 Search Console rows, recalibrate_ctr() and a plain-SQL logit regression"
+    between_rounds 20 psql_in postgres -v rows=1000000 -f "$REPO/bench/ctr/setup.sql" -o /dev/null
+    between_rounds 30 ctr_fit_row
+    psql_in postgres -c "TRUNCATE pageperfect.gsc_page_query_daily" >/dev/null
+fi
+
 # --- queue -----------------------------------------------------------------------------------
 
 queue_length() { # SIDE
@@ -221,42 +258,11 @@ queue_cell() {
 
 if wants queue; then
     step "queue: batches 1, 10, 100 x clients 1, 4; pageperfect then SKIP LOCKED, ${BENCH_SECONDS}s each"
-    psql_in postgres -v backlog="$BENCH_BACKLOG" -f "$REPO/bench/queue/setup.sql" >/dev/null
+    between_rounds 5 psql_in postgres -v backlog="$BENCH_BACKLOG" -f "$REPO/bench/queue/setup.sql" -o /dev/null
     for batch in 1 10 100; do
         for clients in 1 4; do
             between_rounds $((2 * BENCH_SECONDS + 8)) queue_cell "$batch" "$clients"
         done
-    done
-fi
-
-# --- CTR fit ---------------------------------------------------------------------------------
-
-# best_ms DATABASE FILE: the fastest of three runs of FILE, in milliseconds.
-best_ms() {
-    for _ in 1 2 3; do
-        psql_in "$1" -c '\timing on' -f "$2" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
-    done | sort -g | head -1
-}
-
-ctr_fit_row() {
-    record ctr_fit "1M rows" ms lower "$(best_ms postgres "$REPO/bench/ctr/pageperfect.sql")" \
-        "SQL least squares" "$(best_ms postgres "$REPO/bench/ctr/baseline.sql")"
-}
-
-if wants ctr_fit; then
-    step "ctr_fit: 1,000,000 Search Console rows, recalibrate_ctr() and a plain-SQL logit regression"
-    between_rounds 20 psql_in postgres -v rows=1000000 -f "$REPO/bench/ctr/setup.sql" -o /dev/null
-    between_rounds 30 ctr_fit_row
-    psql_in postgres -c "TRUNCATE pageperfect.gsc_page_query_daily" >/dev/null
-fi
-
-# --- DBSCAN ----------------------------------------------------------------------------------
-
-if wants dbscan; then
-    step "dbscan: n = 2,000, 5,000, 10,000 x 384 dimensions, tiled kernel and naive O(n^2)"
-    # Seconds each size takes here (naive search ~45 s at 10,000), with room for a slower machine.
-    for size_seconds in 2000:10 5000:25 10000:70; do
-        between_rounds "${size_seconds#*:}" env BENCH_CSV="$results" "$bin/bench-dbscan" "${size_seconds%:*}"
     done
 fi
 
