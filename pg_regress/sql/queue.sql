@@ -233,6 +233,11 @@ UPDATE pageperfect.stage_config SET concurrency = 1 WHERE stage = 'test_sleep';
 SELECT j.url, c.stage, c.stage_busy, c.stage_limit
   FROM pageperfect.claim_candidates(1) AS c JOIN pageperfect.jobs j ON j.id = c.job_id;
 UPDATE pageperfect.stage_config SET concurrency = 8 WHERE stage = 'test_sleep';
+-- An owner at its limit offers nothing either (here: one job at a time, and A's is running).
+SELECT value AS owner_limit_was FROM pageperfect.parameters WHERE name = 'max_jobs_per_owner' \gset
+UPDATE pageperfect.parameters SET value = '1' WHERE name = 'max_jobs_per_owner';
+SELECT count(*) AS candidates_at_owner_limit FROM pageperfect.claim_candidates(10);
+UPDATE pageperfect.parameters SET value = :'owner_limit_was' WHERE name = 'max_jobs_per_owner';
 
 -- Reports for another attempt, stage or job are stale and change nothing.
 SELECT pageperfect.complete_stage(:'job_a', 'test_sleep', 2, '{}') AS wrong_attempt,
@@ -410,6 +415,11 @@ SELECT stage, attempts, succeeded, failed, round(success_rate::numeric, 3) AS su
 SELECT top_errors FROM pageperfect.execution_insights() WHERE stage = 'test_flaky';
 -- The next pipeline message to become visible is C's retry.
 SELECT pageperfect.next_pipeline_wakeup() = vt AS wakes_for_c FROM pageperfect.queue_messages WHERE msg_id = :c_msg;
+-- Work that is visible already is no reason to wake: a worker claims it when a slot frees.
+SELECT pageperfect.enqueue_job('https://e.example/', ARRAY['test_sleep']) AS job_e \gset
+SELECT pageperfect.next_pipeline_wakeup() = vt AS still_wakes_for_c FROM pageperfect.queue_messages WHERE msg_id = :c_msg;
+DELETE FROM pageperfect.queue_messages WHERE msg_id = (SELECT msg_id FROM pageperfect.job_stages WHERE job_id = :'job_e');
+DELETE FROM pageperfect.jobs WHERE id = :'job_e';
 
 -- A plain (non-job) dead letter goes back to its queue.
 SELECT pageperfect.create_queue('letters');
