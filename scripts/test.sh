@@ -12,9 +12,13 @@ mkdir -p "$WORK"
 [ "$(id -u)" = 0 ] && chown "$PG_USER" "$WORK"
 
 passed=0; failed=0; failures=()
+# Free disk beside each step: a build that runs out of it fails in the linker with a bare
+# "Bus error", and this line says why.
+disk() { echo "disk free: $(df -h --output=avail "$REPO" | tail -1 | tr -d ' '), target: $(du -sh "$REPO/target" 2>/dev/null | cut -f1)"; }
+
 suite() { # NAME COMMAND...
     local name="$1"; shift
-    step "$name"
+    step "$name ($(disk))"
     if "$@"; then passed=$((passed + 1)); echo "ok   $name"
     else failed=$((failed + 1)); failures+=("$name"); echo "FAIL $name"; return 1; fi
 }
@@ -61,7 +65,7 @@ if suite "install into $("$PG_CONFIG" --pkglibdir)" install_extension; then
     suite "pg_regress" regress
     suite "integration (tests/)" integration
 fi
-step "done in $((SECONDS - t0)) s"
+step "done in $((SECONDS - t0)) s ($(disk))"
 [ ${#failures[@]} = 0 ] || echo "failed suites: ${failures[*]}"
 echo "suites: $passed passed, $failed failed"
 [ "$failed" = 0 ]
