@@ -12,8 +12,10 @@ use std::time::Duration;
 
 /// Stops process `pid` with SIGSTOP at a moment it holds no lock that others need. Stopped inside
 /// a lock manager critical section (releasing its locks at commit, say), it would freeze the
-/// whole cluster, new connections included; so a fresh connection must answer within 2 s, or the
-/// process is continued and stopped again a moment later.
+/// whole cluster, new connections included; stopped inside a transaction (a claim holds the
+/// claim advisory lock), it would stall the other workers too. So a fresh connection must see,
+/// within 2 s, that the process holds no lock at all (it is between transactions), or the process
+/// is continued and stopped again a moment later.
 fn stop_holding_no_lock(cluster: &Cluster, pid: i32) {
     for _ in 0..20 {
         kill(pid, "STOP");
@@ -21,7 +23,10 @@ fn stop_holding_no_lock(cluster: &Cluster, pid: i32) {
         let port = cluster.port;
         std::thread::spawn(move || {
             let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
-            let ok = Client::connect(&conninfo, postgres::NoTls).and_then(|mut c| c.simple_query("SELECT count(*) FROM pageperfect.jobs")).is_ok();
+            let held = Client::connect(&conninfo, postgres::NoTls)
+                .and_then(|mut c| c.query_one("SELECT count(*) FROM pg_locks WHERE pid = $1", &[&pid]))
+                .map(|row| row.get::<_, i64>(0));
+            let ok = matches!(held, Ok(0));
             let _ = answered.send(ok);
         });
         if answer.recv_timeout(Duration::from_secs(2)) == Ok(true) {
