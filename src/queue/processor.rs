@@ -94,6 +94,13 @@ pub struct Processor {
     next_http_claim: Instant,
 }
 
+/// Claims and sweeps wait 1 s at most for the claim lock (`lock_claims`), then retry at the next
+/// poll: a frozen holder must not freeze every worker with it (their heartbeats would go stale
+/// and their HTTP requests wait too).
+fn bound_claim_lock_wait() -> Result<(), String> {
+    Spi::run("SET LOCAL lock_timeout = '1s'").map_err(|e| e.to_string())
+}
+
 /// Runtime threads must never run a Postgres signal handler (it would touch Postgres from a
 /// thread that is not the backend's), so they block every signal.
 fn block_signals() {
@@ -138,7 +145,11 @@ impl Processor {
     fn sweep(&mut self) {
         self.next_sweep = Instant::now() + SWEEP_INTERVAL;
         let sql = "SELECT pageperfect.sweep_stages() || jsonb_build_object('requeued_http_requests', pageperfect.requeue_orphaned_http_requests())";
-        match in_transaction(|| query_json::<serde_json::Value>(sql, None)) {
+        let swept = in_transaction(|| {
+            bound_claim_lock_wait()?;
+            query_json::<serde_json::Value>(sql, None)
+        });
+        match swept {
             Ok(swept) if swept.as_object().is_some_and(|o| o.values().any(|n| n.as_i64() != Some(0))) => {
                 log!("pageperfect pipeline: swept stuck work: {swept}");
                 self.next_claim = Instant::now();
@@ -152,6 +163,7 @@ impl Processor {
     /// Claims up to `free` stages and returns them with the time the next delayed one is due.
     fn claim(&self, free: usize) -> Result<Claimed, String> {
         in_transaction(|| {
+            bound_claim_lock_wait()?;
             Spi::run("SELECT pageperfect.lock_claims()").map_err(|e| e.to_string())?;
             let candidates: Vec<Candidate> = query_json(
                 "SELECT coalesce(jsonb_agg(c), '[]') FROM pageperfect.claim_candidates($1::int) c",

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 /// Stops process `pid` with SIGSTOP at a moment it holds no lock that others need. Stopped inside
 /// a lock manager critical section (releasing its locks at commit, say), it would freeze the
-/// whole cluster, new connections included; stopped inside a transaction (a claim holds the
-/// claim advisory lock), it would stall the other workers too. So a fresh connection must see,
-/// within 2 s, that the process holds no lock at all (it is between transactions), or the process
-/// is continued and stopped again a moment later.
+/// whole cluster, new connections included; stopped inside a transaction, its row and claim
+/// locks would hold up the other worker, which the test expects to post the alert. So a fresh
+/// connection must see, within 2 s, that the process holds no lock at all (it is between
+/// transactions), or the process is continued and stopped again a moment later.
 fn stop_holding_no_lock(cluster: &Cluster, pid: i32) {
     for _ in 0..20 {
         kill(pid, "STOP");

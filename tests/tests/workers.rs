@@ -1,7 +1,7 @@
 //! The background workers against a real preloaded cluster: heartbeats, crash restart,
 //! SIGTERM, SIGHUP, and the extension installed without the preload.
 
-use pageperfect_it::{cpu_ticks, kill, wait_for, Cluster};
+use pageperfect_it::{count, cpu_ticks, kill, wait_for, Cluster};
 use postgres::Client;
 use std::time::Duration;
 
@@ -172,5 +172,33 @@ fn a_crash_of_the_whole_cluster_brings_the_workers_back() {
     let mut client = cluster.reconnect(Duration::from_secs(10));
     wait_for(Duration::from_secs(15), "every worker healthy after an immediate stop and start", || {
         all_healthy(&mut client).then_some(())
+    });
+}
+
+#[test]
+fn a_session_holding_the_claim_lock_delays_claims_but_stalls_no_worker() {
+    let (cluster, mut client) = started_cluster("claim-lock", &["log_min_messages = warning"]);
+    // Stands for a frozen worker caught inside a claim: the claim lock held, nothing happening.
+    let mut holder = cluster.connect();
+    holder.batch_execute("BEGIN; SELECT pageperfect.lock_claims();").unwrap();
+    let job: String = client
+        .query_one("SELECT pageperfect.enqueue_job('https://example.com/held', ARRAY['test_sleep'])::text", &[])
+        .unwrap()
+        .get(0);
+    let status = |client: &mut Client| -> String {
+        client.query_one("SELECT status FROM pageperfect.jobs WHERE id = $1::text::uuid", &[&job]).unwrap().get(0)
+    };
+    // Past the 5 s after which a silent worker counts as stalled, every worker still heartbeats.
+    for _ in 0..16 {
+        std::thread::sleep(Duration::from_millis(500));
+        let stalled = count(&mut client, "SELECT count(*) FROM pageperfect.worker_health() WHERE status <> 'healthy'");
+        assert_eq!(stalled, 0, "{:?}", health(&mut client));
+        assert_eq!(status(&mut client), "queued", "claimed while the claim lock was held");
+    }
+    let log = cluster.log();
+    assert!(log.contains("claiming work failed (will retry): canceling statement due to lock timeout"), "{log}");
+    holder.batch_execute("COMMIT").unwrap();
+    wait_for(Duration::from_secs(10), "the job claimed and completed once the lock is free", || {
+        (status(&mut client) == "completed").then_some(())
     });
 }
