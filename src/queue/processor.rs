@@ -94,9 +94,9 @@ pub struct Processor {
     next_http_claim: Instant,
 }
 
-/// Claims and sweeps wait 1 s at most for the claim lock (`lock_claims`), then retry at the next
-/// poll: a frozen holder must not freeze every worker with it (their heartbeats would go stale
-/// and their HTTP requests wait too).
+/// Claims and sweeps wait 1 s at most for a lock (the claim lock, `lock_claims`, above all), then
+/// retry at the next poll: a frozen holder must not freeze every worker with it (their
+/// heartbeats would go stale and their HTTP requests wait too).
 fn bound_claim_lock_wait() -> Result<(), String> {
     Spi::run("SET LOCAL lock_timeout = '1s'").map_err(|e| e.to_string())
 }
