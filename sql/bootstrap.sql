@@ -29,6 +29,7 @@ INSERT INTO pageperfect.parameters (name, value, description) VALUES
     ('logs_retention_days',        '14',    'cleanup deletes sweeper/cleanup logs, health checks and resolved alerts older than this'),
     ('metrics_retention_days',     '30',    'cleanup deletes metrics_data older than this'),
     ('http_response_ttl_seconds',  '21600', 'cleanup deletes http_responses older than this (pg_net default: 6 hours)'),
+    ('http_max_in_flight_per_owner', '24',  'durable HTTP requests one owner may have in flight at once (of pipeline_workers x http_concurrency slots)'),
     ('alert_failure_rate',         '0.2',   'monitoring alerts when the failure rate of the last hour is above this'),
     ('stuck_after_minutes',        '30',    'monitoring alerts on work processing for longer than this'),
     ('ctr_alpha',                  '-0.51', 'CTR curve intercept: ctr(p) = 1 / (1 + exp(-(alpha + beta * p)))'),

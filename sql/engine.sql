@@ -11,7 +11,7 @@
 --
 -- These functions are internal: only superusers (the workers) run them. Users call
 -- enqueue_job / run_workflow and retry_dead_letter (src/queue/api.rs), and the read-only
--- reports at the end of this file.
+-- reports at the end of this file (finalize.sql grants what roles may call).
 
 CREATE FUNCTION pageperfect.log_job_event(p_job uuid, p_stage text, p_event text, p_message text, p_data jsonb DEFAULT NULL)
 RETURNS void
@@ -417,7 +417,6 @@ BEGIN
     RETURN (swept ->> 'requeued_orphans')::int + (swept ->> 'failed_overdue')::int;
 END
 $$;
-REVOKE ALL ON FUNCTION pageperfect.reset_stuck_jobs(interval) FROM PUBLIC;
 
 -- Puts a dead letter back: a pipeline stage gets a fresh set of attempts; a plain message is
 -- sent to its queue again. Returns the new message's id.
@@ -437,7 +436,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     IF letter.job_id IS NULL THEN
-        msg := pageperfect.push_messages(pageperfect.queue_must_exist(letter.queue), ARRAY[letter.message], 0, 0);
+        msg := pageperfect.push_messages(pageperfect.queue_must_allow(letter.queue, CURRENT_USER), ARRAY[letter.message], 0, 0);
     ELSE
         PERFORM pageperfect.lock_claims();
         IF NOT EXISTS (SELECT FROM pageperfect.job_stages s
@@ -471,23 +470,6 @@ RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
     SELECT min(m.vt) FROM pageperfect.job_stages s JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
      WHERE s.status = 'failed' AND m.vt > pg_catalog.clock_timestamp()
-$$;
-
-DO $$
-DECLARE
-    f text;
-BEGIN
-    FOREACH f IN ARRAY ARRAY['log_job_event(uuid, text, text, text, jsonb)',
-                             'queue_next_stage(uuid)', 'create_job(name, text, text[], jsonb, int, text[], boolean)',
-                             'claim_candidates(int)', 'claim_stages(bigint[])', 'held_attempt(uuid, text, int)',
-                             'complete_stage(uuid, text, int, jsonb)', 'dead_letter_stage(pageperfect.job_stages, text, text)',
-                             'record_failure(pageperfect.job_stages, text, boolean, float8)',
-                             'fail_stage(uuid, text, int, text, boolean, float8)', 'requeue_orphaned_stages()',
-                             'fail_overdue_stages(interval)', 'sweep_stages(interval)', 'lock_claims()',
-                             'requeue_dead_letter(bigint)', 'next_pipeline_wakeup()'] LOOP
-        EXECUTE 'REVOKE ALL ON FUNCTION pageperfect.' || f || ' FROM PUBLIC';
-    END LOOP;
-END
 $$;
 
 -- Reports. They run as the caller: pageperfect_user sees its own jobs only.
@@ -545,5 +527,3 @@ LANGUAGE sql STABLE AS $$
      ORDER BY g.total, g.stage
 $$;
 
-GRANT EXECUTE ON FUNCTION pageperfect.processor_status(), pageperfect.execution_insights(timestamptz, timestamptz)
-    TO pageperfect_user;

@@ -28,19 +28,41 @@ CREATE FUNCTION pageperfect_cron_staging.alter_job(job_id bigint, schedule text 
         active boolean DEFAULT NULL) RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'alter_job_wrapper';
 -- As in pg_cron, an administrator decides who may run jobs in other databases or alter them.
+-- Roles read run history but do not delete it: a DELETE holding a running job's row would stall
+-- the scheduler's update of it (cleanup deletes old runs).
 REVOKE ALL ON FUNCTION pageperfect_cron_staging.alter_job(bigint, text, text, text, text, boolean),
-    pageperfect_cron_staging.schedule_in_database(text, text, text, text, text, boolean),
-    pageperfect.alter_job(bigint, text, text, text, text, boolean),
-    pageperfect.schedule_in_database(text, text, text, text, text, boolean) FROM PUBLIC;
-
--- Writing Search Console data, the CTR curve, credentials and cron secrets is for administrators.
-REVOKE ALL ON FUNCTION pageperfect.import_gsc_csv(text, text), pageperfect.recalibrate_ctr(int),
-    pageperfect.refresh_gsc_keywords(text), pageperfect.set_cron_secret(text, text),
-    pageperfect.ingest_gsc(date, text[]), pageperfect.set_gsc_credentials(text) FROM PUBLIC;
-
-GRANT SELECT ON pageperfect_cron_staging.job TO PUBLIC;
-GRANT SELECT, DELETE ON pageperfect_cron_staging.job_run_details TO PUBLIC;
+    pageperfect_cron_staging.schedule_in_database(text, text, text, text, text, boolean) FROM PUBLIC;
+GRANT SELECT ON pageperfect_cron_staging.job, pageperfect_cron_staging.job_run_details TO PUBLIC;
 GRANT USAGE ON SCHEMA pageperfect_cron_staging TO pageperfect_user;
+
+-- What a role may run: only superusers run a pageperfect.* function not named here (the
+-- engine's transitions, the trigger_* jobs, Search Console writes, secrets, alter_job, …).
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pageperfect FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- cron
+    pageperfect.schedule(text, text), pageperfect.schedule(text, text, text),
+    pageperfect.unschedule(bigint), pageperfect.unschedule(text),
+    pageperfect.alter_job_policy(text, interval, int, interval, boolean), pageperfect.run_job_now(text),
+    pageperfect.toggle_cron_job(text, boolean), pageperfect.next_runs(text, timestamptz, int),
+    pageperfect.validate_schedule(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
+    pageperfect.get_scheduler_health(), pageperfect.worker_health(),
+    -- queues
+    pageperfect.create_queue(text), pageperfect.send(text, jsonb, int), pageperfect.send_batch(text, jsonb[], int),
+    pageperfect.read(text, int, int), pageperfect.read_with_poll(text, int, int, int, int), pageperfect.pop(text, int),
+    pageperfect.delete(text, bigint), pageperfect.delete(text, bigint[]),
+    pageperfect.archive(text, bigint), pageperfect.archive(text, bigint[]), pageperfect.set_vt(text, bigint, int),
+    pageperfect.purge_queue(text), pageperfect.drop_queue(text), pageperfect.metrics(text),
+    pageperfect.metrics_all(), pageperfect.list_queues(), pageperfect.queue_must_allow(text, name),
+    -- jobs and the pipeline
+    pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean), pageperfect.retry_dead_letter(bigint),
+    pageperfect.run_workflow(text, text[], boolean, int), pageperfect.process_urls(int, interval),
+    pageperfect.processor_status(), pageperfect.execution_insights(timestamptz, timestamptz),
+    pageperfect.dbscan_cosine(real[], int, float8, int), pageperfect.expected_ctr(float8),
+    -- durable HTTP
+    pageperfect.http_get(text, jsonb, jsonb, int), pageperfect.http_post(text, jsonb, jsonb, jsonb, int),
+    pageperfect.http_delete(text, jsonb, jsonb, int, jsonb), pageperfect.http_collect_response(bigint, boolean),
+    pageperfect.queue_http_request(text, text, jsonb, jsonb, bytea, int)
+TO pageperfect_user;
 
 CREATE FUNCTION pageperfect.adopt_compat_schema(staging text, target text)
 RETURNS void LANGUAGE plpgsql AS $$
@@ -61,3 +83,23 @@ SELECT pageperfect.adopt_compat_schema('pageperfect_net_staging', 'net');
 
 DROP FUNCTION pageperfect.adopt_compat_schema(text, text);
 DROP FUNCTION pageperfect.scope_rows_to_parent(text[], text, text);
+
+-- Every function of the extension resolves names through pg_catalog and pg_temp only (pg_temp
+-- last, and never for functions or operators), whoever calls it with whatever search_path: a
+-- caller's schemas cannot plant an operator, function or type into them.
+DO $$
+DECLARE
+    routine regprocedure;
+BEGIN
+    FOR routine IN
+        SELECT p.oid FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+                                     AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e'
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pageperfect'
+         WHERE p.prokind IN ('f', 'p')
+           AND NOT EXISTS (SELECT FROM pg_catalog.unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER ROUTINE %s SET search_path = pg_catalog, pg_temp', routine);
+    END LOOP;
+END
+$$;

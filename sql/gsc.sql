@@ -31,7 +31,7 @@ CREATE INDEX gsc_keywords_page_idx ON pageperfect.gsc_keywords (page);
 
 -- One row per site and day that ingest_gsc fetched: how many rows it wrote, or why it failed.
 CREATE TABLE pageperfect.gsc_ingestions (
-    id            bigserial PRIMARY KEY,
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_id        uuid,
     for_date      date NOT NULL,
     site          text NOT NULL,
@@ -45,7 +45,7 @@ CREATE INDEX gsc_ingestions_date_idx ON pageperfect.gsc_ingestions (for_date, si
 
 -- Every recalibrate_ctr() fit, so the history of the curve can be seen.
 CREATE TABLE pageperfect.ctr_fits (
-    id             bigserial PRIMARY KEY,
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     fitted_at      timestamptz NOT NULL DEFAULT now(),
     lookback_days  int NOT NULL,
     alpha          float8 NOT NULL,

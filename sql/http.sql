@@ -2,7 +2,7 @@
 -- Both tables are logged: a request survives crashes until its response or final failure lands.
 
 CREATE TABLE pageperfect.http_requests (
-    id                    bigserial PRIMARY KEY,
+    id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     method                text NOT NULL CHECK (method IN ('GET', 'POST', 'DELETE')),
     url                   text NOT NULL,
     params                jsonb NOT NULL DEFAULT '{}',
@@ -15,9 +15,13 @@ CREATE TABLE pageperfect.http_requests (
     claimed_pid           int,
     claimed_backend_start timestamptz,
     owner                 name NOT NULL DEFAULT CURRENT_USER,
+    -- Sent through the SSRF guard (requests of non-superusers unless http_allow_private is on).
+    guarded               boolean NOT NULL DEFAULT true,
     created               timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX http_requests_due_idx ON pageperfect.http_requests (next_attempt_at) WHERE status = 'pending';
+-- The per-owner limit of requests in flight counts these.
+CREATE INDEX http_requests_in_flight_idx ON pageperfect.http_requests (owner) WHERE status = 'in_flight';
 
 CREATE TABLE pageperfect.http_responses (
     id           bigint PRIMARY KEY REFERENCES pageperfect.http_requests (id) ON DELETE CASCADE,

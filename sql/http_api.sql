@@ -8,10 +8,12 @@ CREATE TYPE pageperfect.http_response AS (status_code int, headers jsonb, body t
 CREATE TYPE pageperfect.http_response_result AS (status pageperfect.request_status, message text,
                                                  response pageperfect.http_response);
 
--- The one way in: checks the arguments as pg_net would, stores the request, and wakes the
--- pipeline workers at commit.
-CREATE FUNCTION pageperfect.queue_http_request(p_method text, p_url text, p_params jsonb, p_headers jsonb,
-                                               p_body bytea, p_timeout_milliseconds int)
+-- The one way in (called as the owner by queue_http_request, src/http/api.rs, which knows the
+-- caller): checks the arguments as pg_net would, stores p_owner's request, and wakes the
+-- pipeline workers at commit. A p_guarded request passes the SSRF guard when it is sent.
+CREATE FUNCTION pageperfect.store_http_request(p_owner name, p_guarded boolean, p_method text, p_url text,
+                                               p_params jsonb, p_headers jsonb, p_body bytea,
+                                               p_timeout_milliseconds int)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -28,8 +30,9 @@ BEGIN
         RAISE EXCEPTION 'timeout_milliseconds must be at least 1 (got %)', coalesce(p_timeout_milliseconds::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO pageperfect.http_requests (method, url, params, headers, body, timeout_milliseconds)
-    VALUES (p_method, p_url, coalesce(p_params, '{}'), coalesce(p_headers, '{}'), p_body, p_timeout_milliseconds)
+    INSERT INTO pageperfect.http_requests (method, url, params, headers, body, timeout_milliseconds, owner, guarded)
+    VALUES (p_method, p_url, coalesce(p_params, '{}'), coalesce(p_headers, '{}'), p_body, p_timeout_milliseconds,
+            p_owner, p_guarded)
     RETURNING http_requests.id INTO id;
     PERFORM pageperfect.wake_pipeline_workers();
     RETURN id;
@@ -105,9 +108,6 @@ LANGUAGE sql VOLATILE AS $$
     SELECT count(*)::int FROM orphaned
 $$;
 
-REVOKE ALL ON FUNCTION pageperfect.requeue_orphaned_http_requests() FROM PUBLIC;
-GRANT INSERT ON pageperfect.http_requests TO pageperfect_user;
-GRANT USAGE ON SEQUENCE pageperfect.http_requests_id_seq TO pageperfect_user;
 
 -- pg_net's names, built in a staging schema that finalize.sql renames to `net` when no such
 -- schema exists (pg_net not installed).

@@ -14,7 +14,7 @@ CREATE UNLOGGED TABLE pageperfect.workers (
 );
 
 CREATE TABLE pageperfect.monitoring_alerts (
-    id          bigserial PRIMARY KEY,
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     alert_key   text NOT NULL,
     alert_type  text NOT NULL,
     severity    text NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
@@ -31,7 +31,7 @@ CREATE TABLE pageperfect.monitoring_alerts (
 CREATE UNIQUE INDEX monitoring_alerts_open_key ON pageperfect.monitoring_alerts (alert_key) WHERE status = 'open';
 
 CREATE TABLE pageperfect.metrics_data (
-    id           bigserial PRIMARY KEY,
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     metric_name  text NOT NULL,
     value        float8,
     labels       jsonb NOT NULL DEFAULT '{}',
@@ -40,7 +40,7 @@ CREATE TABLE pageperfect.metrics_data (
 CREATE INDEX metrics_data_name_idx ON pageperfect.metrics_data (metric_name, collected_at);
 
 CREATE TABLE pageperfect.health_checks (
-    id               bigserial PRIMARY KEY,
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     component        text NOT NULL,
     status           text NOT NULL CHECK (status IN ('healthy', 'degraded', 'down')),
     response_time_ms float8,
@@ -51,7 +51,7 @@ CREATE INDEX health_checks_component_idx ON pageperfect.health_checks (component
 
 -- What each trigger_sweeper() run returned to the queue or failed.
 CREATE TABLE pageperfect.sweeper_logs (
-    id               bigserial PRIMARY KEY,
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ran_at           timestamptz NOT NULL DEFAULT now(),
     -- Stages whose worker died, put back in the queue.
     stages_requeued  int NOT NULL DEFAULT 0,
@@ -64,7 +64,7 @@ CREATE TABLE pageperfect.sweeper_logs (
 
 -- One row per table and trigger_cleanup() run: how many rows it deleted, and the retention.
 CREATE TABLE pageperfect.cleanup_logs (
-    id             bigserial PRIMARY KEY,
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ran_at         timestamptz NOT NULL DEFAULT now(),
     table_name     text NOT NULL,
     deleted_count  bigint NOT NULL DEFAULT 0,
@@ -95,4 +95,3 @@ AS $$
      ORDER BY e.ordinal
 $$;
 
-GRANT EXECUTE ON FUNCTION pageperfect.worker_health() TO pageperfect_user;

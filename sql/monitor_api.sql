@@ -369,15 +369,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
-DO $$
-DECLARE
-    f text;
-BEGIN
-    FOREACH f IN ARRAY ARRAY['trigger_content_automation(int, interval)', 'trigger_sweeper()', 'current_alert_conditions()',
-                             'trigger_monitoring()', 'trigger_metrics_collection(interval)', 'trigger_health_checks()',
-                             'record_health(text, text, timestamptz, jsonb)', 'trigger_cleanup()', 'initialize_scheduler()'] LOOP
-        EXECUTE 'REVOKE ALL ON FUNCTION pageperfect.' || f || ' FROM PUBLIC';
-    END LOOP;
-END
-$$;

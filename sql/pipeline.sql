@@ -4,7 +4,7 @@
 -- cleanup of old jobs.
 
 CREATE TABLE pageperfect.pages (
-    id             bigserial PRIMARY KEY,
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     url            text NOT NULL CHECK (url ~* '^https?://'),
     owner          name NOT NULL DEFAULT CURRENT_USER,
     final_url      text,
@@ -30,7 +30,7 @@ CREATE TABLE pageperfect.robots_cache (
 );
 
 CREATE TABLE pageperfect.page_embeddings (
-    id         bigserial PRIMARY KEY,
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     page_id    bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
     job_id     uuid,
     position   int NOT NULL,
@@ -57,7 +57,7 @@ CREATE TABLE pageperfect.embedding_cache (
 );
 
 CREATE TABLE pageperfect.keyword_clusters (
-    id          bigserial PRIMARY KEY,
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     page_id     bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
     job_id      uuid,
     label       int NOT NULL CHECK (label >= 0),
@@ -74,7 +74,7 @@ CREATE TABLE pageperfect.keyword_clusters (
 CREATE INDEX keyword_clusters_page_idx ON pageperfect.keyword_clusters (page_id);
 
 CREATE TABLE pageperfect.rewrite_recommendations (
-    id                    bigserial PRIMARY KEY,
+    id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     page_id               bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
     job_id                uuid,
     cluster_id            bigint NOT NULL REFERENCES pageperfect.keyword_clusters (id) ON DELETE CASCADE,
@@ -91,7 +91,7 @@ CREATE TABLE pageperfect.rewrite_recommendations (
 CREATE INDEX rewrite_recommendations_page_idx ON pageperfect.rewrite_recommendations (page_id, rank);
 
 CREATE TABLE pageperfect.rewrite_drafts (
-    id                bigserial PRIMARY KEY,
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     page_id           bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
     job_id            uuid,
     recommendation_id bigint REFERENCES pageperfect.rewrite_recommendations (id) ON DELETE SET NULL,

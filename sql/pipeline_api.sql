@@ -32,6 +32,3 @@ LANGUAGE sql VOLATILE AS $$
     )
     SELECT count(pageperfect.run_workflow(due.url))::int FROM due
 $$;
-
-GRANT EXECUTE ON FUNCTION pageperfect.run_workflow(text, text[], boolean, int),
-                          pageperfect.process_urls(int, interval) TO pageperfect_user;

@@ -6,14 +6,15 @@
 CREATE TABLE pageperfect.queues (
     -- Names starting with `pageperfect_` are pageperfect's own queues (see queue_api.sql).
     queue_name text PRIMARY KEY,
+    -- The role that created it: it and its members (and superusers) use the queue.
+    owner      name NOT NULL DEFAULT CURRENT_USER,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE SEQUENCE pageperfect.queue_messages_msg_id_seq;
 -- Reads update vt and read_ct only, neither indexed, so with free space on the page they are
 -- HOT updates that touch no index.
 CREATE TABLE pageperfect.queue_messages (
-    msg_id      bigint PRIMARY KEY DEFAULT nextval('pageperfect.queue_messages_msg_id_seq'),
+    msg_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     queue_name  text NOT NULL,
     read_ct     int NOT NULL DEFAULT 0,
     enqueued_at timestamptz NOT NULL DEFAULT now(),
@@ -21,7 +22,6 @@ CREATE TABLE pageperfect.queue_messages (
     priority    int NOT NULL DEFAULT 0,
     message     jsonb NOT NULL
 ) WITH (fillfactor = 70);
-ALTER SEQUENCE pageperfect.queue_messages_msg_id_seq OWNED BY pageperfect.queue_messages.msg_id;
 -- The dequeue order: highest priority first, then oldest; invisible messages are filtered.
 CREATE INDEX queue_messages_dequeue_idx ON pageperfect.queue_messages (queue_name, priority DESC, msg_id);
 
@@ -134,7 +134,7 @@ CREATE TABLE pageperfect.payloads (
 );
 
 CREATE TABLE pageperfect.job_events (
-    id         bigserial PRIMARY KEY,
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_id     uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,
     stage      text,
     event      text NOT NULL,
@@ -150,7 +150,7 @@ CREATE VIEW pageperfect.processing_events WITH (security_invoker = true) AS
     SELECT * FROM pageperfect.job_events;
 
 CREATE TABLE pageperfect.dead_letters (
-    id            bigserial PRIMARY KEY,
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     queue         text,
     msg_id        bigint,
     job_id        uuid REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,

@@ -1,9 +1,11 @@
 -- queue API: pgmq's functions, names and results on pageperfect's queue tables.
 --
--- Every function checks that the queue exists (a clear error instead of an empty result), runs
--- as the caller, and touches one queue's rows through the dequeue index. Queues whose names
--- start with `pageperfect_` belong to pageperfect itself: row-level security hides them from
--- every role but superusers, so to the API they do not exist.
+-- A queue belongs to the role that created it: it, its members and superusers use it; to
+-- everyone else it does not exist. Roles have no write privilege on the queue tables: the
+-- pgmq-named functions (src/queue/gate.rs) take their caller and run the `*_for(caller, …)`
+-- functions below as the owner, which check that the caller may use the queue. Every function
+-- touches one queue's rows through the dequeue index. Queues whose names start with
+-- `pageperfect_` belong to pageperfect itself.
 
 CREATE TYPE pageperfect.message_record AS (
     msg_id      bigint,
@@ -23,16 +25,16 @@ CREATE TYPE pageperfect.queue_metrics AS (
     queue_visible_length bigint
 );
 
--- The queue's name when it exists (and the caller may see it); otherwise an error. The hot
--- paths below do their work first and call this only when nothing was found, so a good call
--- pays for no extra lookup.
-CREATE FUNCTION pageperfect.queue_must_exist(queue_name text) RETURNS text
+-- The queue's name when it exists and p_caller may use it (its owner, a member of its owner,
+-- a superuser); otherwise the error a missing queue gives, so other roles' queues stay unseen.
+CREATE FUNCTION pageperfect.queue_must_allow(queue_name text, p_caller name) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF queue_name IS NULL THEN
         RAISE EXCEPTION 'queue name must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NOT EXISTS (SELECT FROM pageperfect.queues q WHERE q.queue_name = queue_must_exist.queue_name) THEN
+    IF NOT EXISTS (SELECT FROM pageperfect.queues q
+                    WHERE q.queue_name = queue_must_allow.queue_name AND pg_catalog.pg_has_role(p_caller, q.owner, 'USAGE')) THEN
         RAISE EXCEPTION 'queue "%" does not exist', queue_name
             USING ERRCODE = 'undefined_object', HINT = 'Create it with pageperfect.create_queue().';
     END IF;
@@ -50,8 +52,8 @@ BEGIN
 END
 $$;
 
--- Idempotent, as pgmq.create.
-CREATE FUNCTION pageperfect.create_queue(queue_name text) RETURNS void
+-- Idempotent, as pgmq.create; a name another role's queue has is refused.
+CREATE FUNCTION pageperfect.create_queue_for(p_caller name, queue_name text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF queue_name IS NULL OR queue_name !~ '^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$' THEN
@@ -63,8 +65,13 @@ BEGIN
         RAISE EXCEPTION 'queue names starting with "pageperfect_" are reserved for pageperfect'
             USING ERRCODE = 'reserved_name';
     END IF;
-    INSERT INTO pageperfect.queues AS q (queue_name) VALUES (create_queue.queue_name)
+    INSERT INTO pageperfect.queues AS q (queue_name, owner) VALUES (create_queue_for.queue_name, p_caller)
         ON CONFLICT DO NOTHING;
+    IF NOT EXISTS (SELECT FROM pageperfect.queues q
+                    WHERE q.queue_name = create_queue_for.queue_name AND pg_catalog.pg_has_role(p_caller, q.owner, 'USAGE')) THEN
+        RAISE EXCEPTION 'queue "%" already exists and belongs to another role', queue_name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
 END
 $$;
 
@@ -90,7 +97,7 @@ $$;
 
 -- Checks a send and holds the queue until commit: the lock is shared with concurrent senders and
 -- taken exclusively by drop_queue, so no message lands in a queue that is being dropped.
-CREATE FUNCTION pageperfect.check_send(queue_name text, messages jsonb[], delay_seconds int)
+CREATE FUNCTION pageperfect.check_send(p_caller name, queue_name text, messages jsonb[], delay_seconds int)
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -101,28 +108,26 @@ BEGIN
         RAISE EXCEPTION 'a message must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM pg_catalog.pg_advisory_xact_lock_shared(1885957734, pg_catalog.hashtext(queue_name));
-    IF NOT EXISTS (SELECT FROM pageperfect.queues q WHERE q.queue_name = check_send.queue_name) THEN
-        PERFORM pageperfect.queue_must_exist(queue_name);
-    END IF;
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
 END
 $$;
 
-CREATE FUNCTION pageperfect.send_batch(queue_name text, messages jsonb[], delay_seconds int DEFAULT 0)
+CREATE FUNCTION pageperfect.send_batch_for(p_caller name, queue_name text, messages jsonb[], delay_seconds int)
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pageperfect.check_send(queue_name, messages, delay_seconds);
+    PERFORM pageperfect.check_send(p_caller, queue_name, messages, delay_seconds);
     RETURN QUERY SELECT pageperfect.push_messages(queue_name, messages, delay_seconds, 0);
 END
 $$;
 
 -- send_batch of one, without its set-returning call: each level of those costs more than the
 -- INSERT itself.
-CREATE FUNCTION pageperfect.send(queue_name text, message jsonb, delay_seconds int DEFAULT 0)
+CREATE FUNCTION pageperfect.send_for(p_caller name, queue_name text, message jsonb, delay_seconds int)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pageperfect.check_send(queue_name, ARRAY[message], delay_seconds);
+    PERFORM pageperfect.check_send(p_caller, queue_name, ARRAY[message], delay_seconds);
     RETURN (SELECT pageperfect.push_messages(queue_name, ARRAY[message], delay_seconds, 0));
 END
 $$;
@@ -135,7 +140,7 @@ $$;
 -- so it is planned once per session. A LIMIT qty query would be planned anew on every call
 -- (its generic plan is costed for a tenth of the queue and never chosen), which costs more
 -- than the read itself; for large reads that cost is shared by many messages.
-CREATE FUNCTION pageperfect.read(queue_name text, vt int, qty int)
+CREATE FUNCTION pageperfect.read_for(p_caller name, queue_name text, vt int, qty int)
 RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -143,6 +148,7 @@ DECLARE
     next_id bigint;
     taken int := 0;
 BEGIN
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
     IF vt IS NULL OR vt < 0 THEN
         PERFORM pageperfect.check_seconds('vt', vt);
     END IF;
@@ -153,7 +159,7 @@ BEGIN
     IF qty <= 10 THEN
         OPEN visible FOR
             SELECT m.msg_id FROM pageperfect.queue_messages m
-             WHERE m.queue_name = read.queue_name AND m.vt <= pg_catalog.clock_timestamp()
+             WHERE m.queue_name = read_for.queue_name AND m.vt <= pg_catalog.clock_timestamp()
              ORDER BY m.priority DESC, m.msg_id
                FOR UPDATE SKIP LOCKED;
         LOOP
@@ -161,7 +167,7 @@ BEGIN
             EXIT WHEN NOT FOUND;
             RETURN QUERY
                 UPDATE pageperfect.queue_messages m
-                   SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => read.vt),
+                   SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => read_for.vt),
                        read_ct = m.read_ct + 1
                  WHERE m.msg_id = next_id
                 RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message;
@@ -169,33 +175,25 @@ BEGIN
             EXIT WHEN taken >= qty;
         END LOOP;
         CLOSE visible;
-        IF taken > 0 THEN
-            RETURN;
-        END IF;
     ELSE
         RETURN QUERY
             WITH taken AS (
                 SELECT m.msg_id
                   FROM pageperfect.queue_messages m
-                 WHERE m.queue_name = read.queue_name AND m.vt <= pg_catalog.clock_timestamp()
+                 WHERE m.queue_name = read_for.queue_name AND m.vt <= pg_catalog.clock_timestamp()
                  ORDER BY m.priority DESC, m.msg_id
                  LIMIT qty
                    FOR UPDATE SKIP LOCKED
             ), updated AS (
                 UPDATE pageperfect.queue_messages m
-                   SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => read.vt),
+                   SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => read_for.vt),
                        read_ct = m.read_ct + 1
                   FROM taken
                  WHERE m.msg_id = taken.msg_id
                 RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
             )
             SELECT * FROM updated ORDER BY msg_id;
-        IF FOUND THEN
-            RETURN;
-        END IF;
     END IF;
-    -- Nothing to read: say so if the queue does not exist.
-    PERFORM pageperfect.queue_must_exist(queue_name);
 END
 $$;
 
@@ -222,10 +220,11 @@ END
 $$;
 
 -- Reads and deletes at once: the message is gone whether or not the caller's work succeeds.
-CREATE FUNCTION pageperfect.pop(queue_name text, qty int DEFAULT 1)
+CREATE FUNCTION pageperfect.pop_for(p_caller name, queue_name text, qty int)
 RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
     IF qty IS NULL OR qty < 1 THEN
         RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
@@ -234,7 +233,7 @@ BEGIN
         WITH taken AS (
             SELECT m.msg_id
               FROM pageperfect.queue_messages m
-             WHERE m.queue_name = pop.queue_name AND m.vt <= pg_catalog.clock_timestamp()
+             WHERE m.queue_name = pop_for.queue_name AND m.vt <= pg_catalog.clock_timestamp()
              ORDER BY m.priority DESC, m.msg_id
              LIMIT qty
                FOR UPDATE SKIP LOCKED
@@ -244,84 +243,72 @@ BEGIN
             RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
         )
         SELECT * FROM deleted ORDER BY msg_id;
-    IF NOT FOUND THEN
-        PERFORM pageperfect.queue_must_exist(queue_name);
-    END IF;
 END
 $$;
 
-CREATE FUNCTION pageperfect.delete(queue_name text, msg_ids bigint[])
+CREATE FUNCTION pageperfect.delete_batch_for(p_caller name, queue_name text, msg_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
     RETURN QUERY
         DELETE FROM pageperfect.queue_messages m
-         WHERE m.msg_id = ANY (msg_ids) AND m.queue_name = delete.queue_name
+         WHERE m.msg_id = ANY (msg_ids) AND m.queue_name = delete_batch_for.queue_name
         RETURNING m.msg_id;
-    IF NOT FOUND THEN
-        PERFORM pageperfect.queue_must_exist(queue_name);
-    END IF;
 END
 $$;
 
 -- delete() of one, without the set-returning call (it cost five times the DELETE).
-CREATE FUNCTION pageperfect.delete(queue_name text, msg_id bigint)
+CREATE FUNCTION pageperfect.delete_for(p_caller name, queue_name text, msg_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM pageperfect.queue_messages m WHERE m.msg_id = delete.msg_id AND m.queue_name = delete.queue_name;
-    IF FOUND THEN
-        RETURN true;
-    END IF;
-    PERFORM pageperfect.queue_must_exist(queue_name);
-    RETURN false;
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
+    DELETE FROM pageperfect.queue_messages m WHERE m.msg_id = delete_for.msg_id AND m.queue_name = delete_for.queue_name;
+    RETURN FOUND;
 END
 $$;
 
 -- Moves messages to queue_archive (kept until purge or drop), as pgmq.archive.
-CREATE FUNCTION pageperfect.archive(queue_name text, msg_ids bigint[])
+CREATE FUNCTION pageperfect.archive_batch_for(p_caller name, queue_name text, msg_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
     RETURN QUERY
         WITH moved AS (
             DELETE FROM pageperfect.queue_messages m
-             WHERE m.msg_id = ANY (msg_ids) AND m.queue_name = archive.queue_name
+             WHERE m.msg_id = ANY (msg_ids) AND m.queue_name = archive_batch_for.queue_name
             RETURNING m.*
         )
         INSERT INTO pageperfect.queue_archive (msg_id, queue_name, read_ct, enqueued_at, vt, priority, message)
         SELECT moved.msg_id, moved.queue_name, moved.read_ct, moved.enqueued_at, moved.vt, moved.priority, moved.message
           FROM moved
         RETURNING queue_archive.msg_id;
-    IF NOT FOUND THEN
-        PERFORM pageperfect.queue_must_exist(queue_name);
-    END IF;
 END
 $$;
 
-CREATE FUNCTION pageperfect.archive(queue_name text, msg_id bigint)
+CREATE FUNCTION pageperfect.archive_for(p_caller name, queue_name text, msg_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN EXISTS (SELECT FROM pageperfect.archive(queue_name, ARRAY[msg_id]));
+    RETURN EXISTS (SELECT FROM pageperfect.archive_batch_for(p_caller, queue_name, ARRAY[msg_id]));
 END
 $$;
 
 -- Makes a message invisible for vt seconds from now (0: visible at once); returns it, or no row
 -- when it does not exist.
-CREATE FUNCTION pageperfect.set_vt(queue_name text, msg_id bigint, vt int)
+CREATE FUNCTION pageperfect.set_vt_for(p_caller name, queue_name text, msg_id bigint, vt int)
 RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pageperfect.check_seconds('vt', vt);
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
     RETURN QUERY
         UPDATE pageperfect.queue_messages m
-           SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => set_vt.vt)
-         WHERE m.msg_id = set_vt.msg_id AND m.queue_name = set_vt.queue_name
+           SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => set_vt_for.vt)
+         WHERE m.msg_id = set_vt_for.msg_id AND m.queue_name = set_vt_for.queue_name
         RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message;
-    IF NOT FOUND THEN
-        PERFORM pageperfect.queue_must_exist(queue_name);
-    END IF;
 END
 $$;
 
@@ -331,7 +318,7 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     result pageperfect.queue_metrics;
 BEGIN
-    PERFORM pageperfect.queue_must_exist(queue_name);
+    PERFORM pageperfect.queue_must_allow(queue_name, CURRENT_USER);
     SELECT metrics.queue_name,
            count(*),
            extract(epoch FROM pg_catalog.clock_timestamp() - max(m.enqueued_at))::int,
@@ -360,48 +347,52 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Deletes every message of the queue (not its archive); returns how many.
-CREATE FUNCTION pageperfect.purge_queue(queue_name text)
+CREATE FUNCTION pageperfect.purge_queue_for(p_caller name, queue_name text)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     purged bigint;
 BEGIN
-    PERFORM pageperfect.queue_must_exist(queue_name);
-    DELETE FROM pageperfect.queue_messages m WHERE m.queue_name = purge_queue.queue_name;
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
+    DELETE FROM pageperfect.queue_messages m WHERE m.queue_name = purge_queue_for.queue_name;
     GET DIAGNOSTICS purged = ROW_COUNT;
     RETURN purged;
 END
 $$;
 
 -- Drops the queue with its messages, archive and counters; false when there was no such queue.
-CREATE FUNCTION pageperfect.drop_queue(queue_name text)
+CREATE FUNCTION pageperfect.drop_queue_for(p_caller name, queue_name text)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(1885957734, pg_catalog.hashtext(queue_name));
-    DELETE FROM pageperfect.queues q WHERE q.queue_name = drop_queue.queue_name;
+    DELETE FROM pageperfect.queues q
+     WHERE q.queue_name = drop_queue_for.queue_name AND pg_catalog.pg_has_role(p_caller, q.owner, 'USAGE');
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    DELETE FROM pageperfect.queue_messages m WHERE m.queue_name = drop_queue.queue_name;
-    DELETE FROM pageperfect.queue_archive a WHERE a.queue_name = drop_queue.queue_name;
-    DELETE FROM pageperfect.queue_sent_counts c WHERE c.queue_name = drop_queue.queue_name;
+    DELETE FROM pageperfect.queue_messages m WHERE m.queue_name = drop_queue_for.queue_name;
+    DELETE FROM pageperfect.queue_archive a WHERE a.queue_name = drop_queue_for.queue_name;
+    DELETE FROM pageperfect.queue_sent_counts c WHERE c.queue_name = drop_queue_for.queue_name;
     RETURN true;
 END
 $$;
 
--- pageperfect_user uses queues through these functions and the tables, like pgmq's users; the
--- pipeline's own queue stays hidden.
+-- Roles read the queues they may use (and their messages) directly, and change them only
+-- through the functions.
+ALTER TABLE pageperfect.queues ENABLE ROW LEVEL SECURITY;
+CREATE POLICY queues_owner ON pageperfect.queues USING (pg_catalog.pg_has_role(CURRENT_USER, owner, 'USAGE'));
 DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['queues', 'queue_messages', 'queue_archive', 'queue_sent_counts'] LOOP
+    FOREACH t IN ARRAY ARRAY['queue_messages', 'queue_archive', 'queue_sent_counts'] LOOP
         EXECUTE format('ALTER TABLE pageperfect.%I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format($p$CREATE POLICY %I ON pageperfect.%I USING (queue_name NOT LIKE 'pageperfect\_%%')$p$,
-                       t || '_not_internal', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON pageperfect.%I TO pageperfect_user', t);
+        EXECUTE format('CREATE POLICY %I ON pageperfect.%I USING
+                            (EXISTS (SELECT FROM pageperfect.queues q WHERE q.queue_name = %I.queue_name))',
+                       t || '_owner', t, t);
     END LOOP;
 END
 $$;
-GRANT USAGE ON SEQUENCE pageperfect.queue_messages_msg_id_seq TO pageperfect_user;
+GRANT SELECT ON pageperfect.queues, pageperfect.queue_messages, pageperfect.queue_archive,
+                pageperfect.queue_sent_counts TO pageperfect_user;

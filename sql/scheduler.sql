@@ -1,7 +1,7 @@
 -- scheduler: cron jobs and their runs (pg_cron's cron.job and cron.job_run_details, plus policy).
 
 CREATE TABLE pageperfect.job (
-    jobid         bigserial PRIMARY KEY,
+    jobid         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     schedule      text NOT NULL,
     command       text NOT NULL,
     nodename      text NOT NULL DEFAULT 'localhost',
@@ -21,7 +21,7 @@ CREATE TABLE pageperfect.job (
 
 -- No foreign key to job: like pg_cron, the history outlives unschedule.
 CREATE TABLE pageperfect.job_run_details (
-    runid          bigserial PRIMARY KEY,
+    runid          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     jobid          bigint NOT NULL,
     job_pid        int,
     database       text,
@@ -54,5 +54,5 @@ CREATE POLICY job_owner ON pageperfect.job USING (username = CURRENT_USER);
 ALTER TABLE pageperfect.job_run_details ENABLE ROW LEVEL SECURITY;
 CREATE POLICY job_run_details_owner ON pageperfect.job_run_details USING (username = CURRENT_USER);
 GRANT SELECT ON pageperfect.job TO PUBLIC;
-GRANT SELECT, DELETE ON pageperfect.job_run_details TO PUBLIC;
+GRANT SELECT ON pageperfect.job_run_details TO PUBLIC;
 GRANT SELECT ON pageperfect.task_schedule TO PUBLIC;

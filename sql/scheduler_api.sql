@@ -70,5 +70,3 @@ AS $$
     SELECT h.component, h.status, h.last_heartbeat, NULL, NULL, NULL
       FROM pageperfect.worker_health() h
 $$;
-GRANT EXECUTE ON FUNCTION pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
-    pageperfect.get_scheduler_health() TO pageperfect_user;

@@ -4,7 +4,8 @@
 //! per role, and in `postgresql.conf`) unless changing them needs a restart (`database_name`,
 //! `pipeline_workers`, and `max_running_jobs`, which sizes shared memory as pg_cron's does).
 //! Secrets (`api_key`, `crawl_api_key`) are superuser-only: other roles can
-//! neither read them with `SHOW`/`current_setting()` nor see them in `pg_settings`.
+//! neither read them with `SHOW`/`current_setting()` nor see them in `pg_settings`, and they are
+//! refused per database, per role and per function, whose values every role can read.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
@@ -60,6 +61,7 @@ pub static CRAWL_USER_AGENT: GucSetting<Option<CString>> =
 pub static CRAWL_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(15_000);
 pub static CRAWL_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(5 * 1024 * 1024);
 pub static CRAWL_ALLOW_PRIVATE: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static HTTP_ALLOW_PRIVATE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static CRAWL_PROVIDER: GucSetting<CrawlProvider> = GucSetting::<CrawlProvider>::new(CrawlProvider::Direct);
 pub static CRAWL_API_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CRAWL_API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -126,7 +128,24 @@ pub fn define_gucs(preloading: bool) {
         (c"pageperfect.gsc_token_url", c"OAuth token endpoint overriding the service account's token_uri.", &GSC_TOKEN_URL, Superuser),
     ];
     for (name, description, setting, scope) in strings.into_iter().filter(|g| wanted(g.3)) {
-        GucRegistry::define_string_guc(name, description, c"", setting, scope.context(), scope.flags());
+        let check_hook: pg_sys::GucStringCheckHook = match scope {
+            Secret => Some(refuse_stored_secret),
+            Restart | Superuser => None,
+        };
+        // SAFETY: the hook is #[pg_guard]ed and only reads its arguments.
+        unsafe {
+            GucRegistry::define_string_guc_with_hooks(
+                name,
+                description,
+                c"",
+                setting,
+                scope.context(),
+                scope.flags(),
+                check_hook,
+                None,
+                None,
+            )
+        };
     }
 
     let ints: [IntGuc; 7] = [
@@ -142,14 +161,13 @@ pub fn define_gucs(preloading: bool) {
         GucRegistry::define_int_guc(name, description, c"", setting, min, max, scope.context(), scope.flags());
     }
 
-    GucRegistry::define_bool_guc(
-        c"pageperfect.crawl_allow_private",
-        c"Let the crawler fetch loopback, private and link-local addresses (off: SSRF guard).",
-        c"",
-        &CRAWL_ALLOW_PRIVATE,
-        Superuser.context(),
-        Superuser.flags(),
-    );
+    let bools: [(&CStr, &CStr, &GucSetting<bool>); 2] = [
+        (c"pageperfect.crawl_allow_private", c"Let the crawler fetch loopback, private and link-local addresses (off: SSRF guard).", &CRAWL_ALLOW_PRIVATE),
+        (c"pageperfect.http_allow_private", c"Let non-superusers' net.http_* requests reach loopback, private and link-local addresses (off: SSRF guard).", &HTTP_ALLOW_PRIVATE),
+    ];
+    for (name, description, setting) in bools {
+        GucRegistry::define_bool_guc(name, description, c"", setting, Superuser.context(), Superuser.flags());
+    }
     GucRegistry::define_enum_guc(
         c"pageperfect.embedding_provider",
         c"Embedding provider: local (built in, no network) or openai (any OpenAI-compatible server).",
@@ -174,6 +192,37 @@ pub fn define_gucs(preloading: bool) {
         Superuser.context(),
         Superuser.flags(),
     );
+}
+
+/// Whether a secret setting may come from `source`. `ALTER DATABASE/ROLE … SET` (validated
+/// with `PGC_S_TEST`, applied at login as `PGC_S_DATABASE`/`USER`/`DATABASE_USER`) stores the
+/// value in `pg_db_role_setting`, and `CREATE FUNCTION … SET` in `pg_proc`, both readable by
+/// every role; the server's configuration, the command line, the environment and a
+/// superuser's own session are not.
+pub fn secret_source_allowed(source: pg_sys::GucSource::Type) -> bool {
+    use pg_sys::GucSource::*;
+    !matches!(source, PGC_S_TEST | PGC_S_DATABASE | PGC_S_USER | PGC_S_DATABASE_USER)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn refuse_stored_secret(
+    _newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    if secret_source_allowed(source) {
+        return true;
+    }
+    unsafe {
+        pg_sys::GUC_check_errmsg_string =
+            pg_sys::pstrdup(c"pageperfect's secret settings cannot be set per database, per role or per function".as_ptr());
+        pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(
+            c"Such values are stored in catalogs that every role can read (pg_db_role_setting, pg_proc).".as_ptr(),
+        );
+        pg_sys::GUC_check_errhint_string =
+            pg_sys::pstrdup(c"Set it in postgresql.conf or with ALTER SYSTEM, then SELECT pg_reload_conf().".as_ptr());
+    }
+    false
 }
 
 /// A numeric run-time parameter from `pageperfect.parameters`, or `default` when unset (SPI).

@@ -43,27 +43,60 @@ pub(crate) fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
     ereport!(ERROR, code, message.into());
 }
 
+/// The only search_path under which SQL runs with raised rights (`as_owner`, the workers,
+/// `SECURITY DEFINER` and every function the extension creates): the caller's schemas could
+/// otherwise plant operators, functions or types that the raised code would run. `pg_temp` is
+/// named last so that temporary objects never shadow catalog ones.
+pub const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
+
 /// Runs `body` as the bootstrap superuser (RLS and table privileges then allow the write the
-/// caller's checks permitted). An error rolls the identity back with the transaction.
+/// caller's checks permitted), with `search_path` pinned to [`SAFE_SEARCH_PATH`], as a
+/// `SECURITY DEFINER ... SET search_path` function would. Both are restored on return; an
+/// error restores them with the (sub)transaction it aborts.
 pub(crate) fn as_owner<R>(body: impl FnOnce() -> R) -> R {
     let mut user = pg_sys::Oid::INVALID;
     let mut context = 0;
-    unsafe {
+    let guc_level = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        let level = pg_sys::NewGUCNestLevel();
+        pin_search_path(pg_sys::GucAction::GUC_ACTION_SAVE);
         pg_sys::SetUserIdAndSecContext(
             pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
             context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
-    }
+        level
+    };
     let result = body();
-    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    unsafe {
+        pg_sys::AtEOXact_GUC(true, guc_level);
+        pg_sys::SetUserIdAndSecContext(user, context);
+    }
     result
 }
 
+/// Sets `search_path` to [`SAFE_SEARCH_PATH`]: for the session (`GUC_ACTION_SET`, the workers
+/// right after connecting) or until the current GUC nest level ends (`GUC_ACTION_SAVE`).
+pub(crate) fn pin_search_path(action: pg_sys::GucAction::Type) {
+    unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            SAFE_SEARCH_PATH.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+}
 
-/// The role the calling SQL runs as (`CURRENT_USER`).
+/// The role the calling SQL runs as (`CURRENT_USER`): the caller of a function that runs as
+/// its caller, before `as_owner` changes it.
 pub(crate) fn current_user() -> String {
-    Spi::get_one::<String>("SELECT CURRENT_USER::text").ok().flatten().unwrap_or_default()
+    unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[allow(non_snake_case)]

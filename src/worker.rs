@@ -113,6 +113,9 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     unsafe {
         pg_sys::SetConfigOption(c"jit".as_ptr(), c"off".as_ptr(), pg_sys::GucContext::PGC_USERSET, pg_sys::GucSource::PGC_S_SESSION)
     };
+    // The workers run as superuser: a database owner's `ALTER DATABASE … SET search_path` or a
+    // planted `public.count(uuid)` must not capture their queries.
+    crate::pin_search_path(pg_sys::GucAction::GUC_ACTION_SET);
     log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
 
     let mut duty: Box<dyn Duty> = match role {

@@ -287,6 +287,7 @@ impl HttpClient {
 
     /// Refuses what this client never fetches: other schemes, no host, or a literal address the
     /// guard blocks. Host names are checked by the resolver, on what they resolve to.
+    /// (`blocked_literal_host` makes the same judgement on a URL before it is queued.)
     fn check_url(&self, url: Url) -> Result<Url, HttpError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HttpError::InvalidUrl(format!("{url}: only http and https are fetched")));
@@ -476,6 +477,22 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
+/// Why the SSRF guard will refuse `url` whatever its name resolves to: its host is a literal
+/// address the guard blocks, or `localhost` (and names under it), which resolve to loopback by
+/// definition. `None` for anything else, including URLs that do not parse (their own check
+/// reports those); names are judged when they are resolved.
+pub fn blocked_literal_host(url: &str) -> Option<String> {
+    let parsed = Url::parse(url).ok()?;
+    match parsed.host()? {
+        Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            (name == "localhost" || name.ends_with(".localhost")).then(|| format!("{name} is a loopback name"))
+        }
+        Host::Ipv4(address) => private_reason(IpAddr::V4(address)).map(|reason| format!("{address} is a {reason} address")),
+        Host::Ipv6(address) => private_reason(IpAddr::V6(address)).map(|reason| format!("{address} is a {reason} address")),
+    }
+}
+
 /// Whether the SSRF guard refuses `address` unless private addresses are allowed: loopback,
 /// private, link-local (cloud metadata), unspecified, shared (CGNAT), broadcast, multicast,
 /// documentation and reserved ranges; IPv4 inside IPv6 (mapped, NAT64) is judged as IPv4.
@@ -514,6 +531,11 @@ fn ipv6_reason(address: Ipv6Addr) -> Option<&'static str> {
         [0, 0, 0, 0, 0, 0, _, _] => "reserved",
         [first, ..] if first & 0xfe00 == 0xfc00 => "private",
         [first, ..] if first & 0xffc0 == 0xfe80 => "link-local",
+        // Deprecated, but still routed inside some networks.
+        [first, ..] if first & 0xffc0 == 0xfec0 => "site-local",
+        // 6to4 and local-use NAT64 carry an IPv4 address that a relay or translator reaches.
+        [0x2002, ..] => "6to4",
+        [0x64, 0xff9b, 1, ..] => "local-use NAT64",
         [first, ..] if first & 0xff00 == 0xff00 => "multicast",
         [0x2001, 0x0db8, ..] => "documentation",
         _ => return None,
@@ -521,10 +543,13 @@ fn ipv6_reason(address: Ipv6Addr) -> Option<&'static str> {
     Some(reason)
 }
 
-/// The IPv4 address that an IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::a.b.c.d) address reaches.
+/// The IPv4 address that an IPv4-mapped (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d)
+/// or NAT64 (64:ff9b::a.b.c.d) address reaches.
 fn embedded_ipv4(address: Ipv6Addr) -> Option<Ipv4Addr> {
     match address.segments() {
-        [0, 0, 0, 0, 0, 0xffff, high, low] | [0x64, 0xff9b, 0, 0, 0, 0, high, low] => {
+        [0, 0, 0, 0, 0, 0xffff, high, low]
+        | [0, 0, 0, 0, 0xffff, 0, high, low]
+        | [0x64, 0xff9b, 0, 0, 0, 0, high, low] => {
             Some(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)))
         }
         _ => None,
@@ -1018,6 +1043,12 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "2002:c0a8:101::1",
+            "2002:808:808::1",
+            "64:ff9b:1::a9fe:a9fe",
+            "fec0::1",
         ];
         let allowed = [
             "8.8.8.8",
@@ -1031,12 +1062,31 @@ mod tests {
             "2001:4860:4860::8888",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "::ffff:0:808:808",
         ];
         for address in refused {
             assert!(is_private(address.parse().unwrap()), "{address} should be refused");
         }
         for address in allowed {
             assert!(!is_private(address.parse().unwrap()), "{address} should be allowed");
+        }
+    }
+
+    #[test]
+    fn urls_to_blocked_literal_hosts_are_named_before_they_are_queued() {
+        let blocked = [
+            ("http://127.0.0.1:8080/x", "127.0.0.1 is a loopback address"),
+            ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+            ("http://[::1]/", "::1 is a loopback address"),
+            ("http://[::ffff:0:a9fe:a9fe]/", "::ffff:0:a9fe:a9fe is a link-local address"),
+            ("http://localhost:5432/", "localhost is a loopback name"),
+            ("http://API.LOCALHOST./", "api.localhost is a loopback name"),
+        ];
+        for (url, reason) in blocked {
+            assert_eq!(blocked_literal_host(url).as_deref(), Some(reason), "{url}");
+        }
+        for url in ["https://example.com/", "http://8.8.8.8/", "http://localhost.example.com/", "not a url"] {
+            assert_eq!(blocked_literal_host(url), None, "{url}");
         }
     }
 

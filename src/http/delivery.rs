@@ -33,6 +33,8 @@ pub struct Claimed {
     body: Option<String>,
     timeout_milliseconds: u64,
     pub attempts: i32,
+    /// Sent through the SSRF guard (see `queue_http_request`).
+    guarded: bool,
 }
 
 /// What became of one attempt.
@@ -70,11 +72,26 @@ pub fn judge(result: &Result<Response, HttpError>, attempt: i32, jitter: f64) ->
     Verdict::Retry(backoff::stage_retry_delay(FIRST_RETRY_DELAY, attempt, retry_after, jitter))
 }
 
-/// The client all of a worker's requests share (one connection pool). Requests come from the
-/// database's own users, as with pg_net: loopback and private addresses are allowed, and
-/// redirects are returned as responses, as libcurl does by default.
-pub fn client() -> Result<HttpClient, HttpError> {
-    HttpClient::new(HttpConfig { max_bytes: MAX_RESPONSE_BYTES, max_redirects: 0, allow_private: true, ..HttpConfig::default() })
+/// The clients a worker's requests share (a connection pool each): superusers' requests (and
+/// everyone's when `http_allow_private` is on) may reach loopback and private addresses, as
+/// with pg_net; the others go through the SSRF guard. Redirects are returned as responses, as
+/// libcurl does by default.
+#[derive(Clone)]
+pub struct Clients {
+    open: HttpClient,
+    guarded: HttpClient,
+}
+
+impl Clients {
+    pub fn new() -> Result<Clients, HttpError> {
+        let config = |allow_private| HttpConfig { max_bytes: MAX_RESPONSE_BYTES, max_redirects: 0, allow_private, ..HttpConfig::default() };
+        Ok(Clients { open: HttpClient::new(config(true))?, guarded: HttpClient::new(config(false))? })
+    }
+
+    /// The client that sends `request`.
+    pub fn for_request(&self, request: &Claimed) -> HttpClient {
+        if request.guarded { self.guarded.clone() } else { self.open.clone() }
+    }
 }
 
 impl Claimed {
@@ -111,7 +128,9 @@ fn decode_bytea_hex(text: &str) -> Result<Vec<u8>, HttpError> {
 }
 
 /// Claims up to `limit` due requests for this backend (main thread, its own transaction), and
-/// returns them with the seconds until the next later one is due.
+/// returns them with the seconds until the next later one is due. An owner gets at most
+/// `http_max_in_flight_per_owner` requests in flight across all workers, so that one role's
+/// burst cannot hold every delivery slot (the oldest 1,000 due requests are considered).
 pub fn claim(limit: usize) -> Result<(Vec<Claimed>, Option<f64>), String> {
     #[derive(Deserialize)]
     struct Claim {
@@ -120,16 +139,30 @@ pub fn claim(limit: usize) -> Result<(Vec<Claimed>, Option<f64>), String> {
     }
     let claim: Claim = in_transaction(|| {
         query_json(
-            "WITH due AS (
+            "WITH per_owner AS (
+                 SELECT coalesce((SELECT (p.value #>> '{}')::int FROM pageperfect.parameters p
+                                   WHERE p.name = 'http_max_in_flight_per_owner'), 24) AS max_in_flight
+             ), busy AS (
+                 SELECT r.owner, count(*) AS n FROM pageperfect.http_requests r WHERE r.status = 'in_flight' GROUP BY r.owner
+             ), candidates AS (
+                 SELECT oldest.id, oldest.owner,
+                        row_number() OVER (PARTITION BY oldest.owner ORDER BY oldest.next_attempt_at, oldest.id) AS n
+                   FROM (SELECT r.id, r.owner, r.next_attempt_at FROM pageperfect.http_requests r
+                          WHERE r.status = 'pending' AND r.next_attempt_at <= clock_timestamp()
+                          ORDER BY r.next_attempt_at, r.id LIMIT 1000) oldest
+             ), due AS (
                  SELECT r.id FROM pageperfect.http_requests r
-                  WHERE r.status = 'pending' AND r.next_attempt_at <= clock_timestamp()
-                  ORDER BY r.next_attempt_at, r.id LIMIT ($1 #>> '{}')::int FOR UPDATE SKIP LOCKED
+                   JOIN candidates c ON c.id = r.id
+                   LEFT JOIN busy b ON b.owner = c.owner
+                  CROSS JOIN per_owner
+                  WHERE r.status = 'pending' AND c.n + coalesce(b.n, 0) <= per_owner.max_in_flight
+                  ORDER BY r.next_attempt_at, r.id LIMIT ($1 #>> '{}')::int FOR UPDATE OF r SKIP LOCKED
              ), claimed AS (
                  UPDATE pageperfect.http_requests r
                     SET status = 'in_flight', attempts = r.attempts + 1, claimed_pid = pg_backend_pid(),
                         claimed_backend_start = (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())
                    FROM due WHERE r.id = due.id
-                 RETURNING r.id, r.method, r.url, r.params, r.headers, r.body, r.timeout_milliseconds, r.attempts
+                 RETURNING r.id, r.method, r.url, r.params, r.headers, r.body, r.timeout_milliseconds, r.attempts, r.guarded
              )
              SELECT jsonb_build_object(
                  'requests', (SELECT coalesce(jsonb_agg(c ORDER BY c.id), '[]') FROM claimed c),

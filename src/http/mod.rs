@@ -1,12 +1,18 @@
 //! The HTTP layer owns every outgoing request: the client shared by the stages (timeouts, size
 //! caps, redirects, the SSRF guard, retryable vs permanent failures) and the durable,
 //! pg_net-compatible request queue (`http_requests`, `http_responses`; `http_get`, `http_post`,
-//! `http_delete`, `http_collect_response` in schemas `pageperfect` and `net`) that the pipeline
-//! workers deliver (`delivery`).
+//! `http_delete`, `http_collect_response` in schemas `pageperfect` and `net`), whose requests
+//! enter through one gate (`api`: owner, SSRF guard, time limit) and that the pipeline workers
+//! deliver (`delivery`).
 
 pgrx::extension_sql_file!("../../sql/http.sql", name = "http_schema");
-pgrx::extension_sql_file!("../../sql/http_api.sql", name = "http_api", requires = ["http_schema", "engine", pageperfect::wake_pipeline_workers]);
+pgrx::extension_sql_file!(
+    "../../sql/http_api.sql",
+    name = "http_api",
+    requires = ["http_schema", "engine", pageperfect::wake_pipeline_workers, api::pageperfect::queue_http_request]
+);
 
+mod api;
 pub mod client;
 pub mod delivery;
 

@@ -86,7 +86,7 @@ mod tests {
                  (1, 'succeeded', now() - interval '40 days', now() - interval '40 days'),
                  (1, 'running', now() - interval '40 days', NULL),
                  (1, 'failed', now() - interval '1 day', now() - interval '1 day');
-             INSERT INTO pageperfect.http_requests (id, method, url, timeout_milliseconds, status) VALUES
+             INSERT INTO pageperfect.http_requests (id, method, url, timeout_milliseconds, status) OVERRIDING SYSTEM VALUE VALUES
                  (1, 'GET', 'https://example.com/a', 1000, 'done'), (2, 'GET', 'https://example.com/b', 1000, 'done');
              INSERT INTO pageperfect.http_responses (id, status_code, created) VALUES
                  (1, 200, now() - interval '7 hours'), (2, 200, now() - interval '5 hours')",

@@ -59,11 +59,12 @@ impl ScraperApi {
     }
 
     /// The HTTP settings of calls to the API: the crawler's, except that the endpoint may be on a
-    /// private network (a superuser configured it; the pages themselves are fetched by the API)
-    /// and that a call may take the time the API needs.
+    /// private network (a superuser configured it; the pages themselves are fetched by the API),
+    /// that a call may take the time the API needs, and that no redirect is followed: a redirect
+    /// would carry the key in its URL, and the guard is off for these calls.
     pub fn http_config() -> HttpConfig {
         let crawler = crawl_http_config();
-        HttpConfig { allow_private: true, timeout: crawler.timeout.max(MIN_TIMEOUT), ..crawler }
+        HttpConfig { allow_private: true, timeout: crawler.timeout.max(MIN_TIMEOUT), max_redirects: 0, ..crawler }
     }
 
     /// The call that fetches `target` through the API.

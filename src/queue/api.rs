@@ -71,14 +71,3 @@ mod pageperfect {
         stage_retry_delay(base, attempt, retry_after, fastrand::f64()).as_secs_f64()
     }
 }
-
-pgrx::extension_sql!(
-    r#"
-REVOKE ALL ON FUNCTION pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean) TO pageperfect_user;
-REVOKE ALL ON FUNCTION pageperfect.retry_dead_letter(bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pageperfect.retry_dead_letter(bigint) TO pageperfect_user;
-"#,
-    name = "queue_api_grants",
-    requires = [pageperfect::enqueue_job, pageperfect::retry_dead_letter]
-);

@@ -3,9 +3,10 @@
 //! (`jobs`, `job_stages`, `payloads`, `job_events`, `dead_letters`, `stage_config`; state
 //! transitions in `sql/engine.sql`): the stage contract and registry (`stage`), which work a
 //! worker claims under the limits (`claim`), the pipeline worker's loop (`processor`), and the
-//! user functions that need to know their caller (`api`).
+//! user functions that need to know their caller (`api`, and `gate` for the queue functions).
 
 mod api;
+mod gate;
 pub mod claim;
 pub mod processor;
 pub mod stage;

@@ -9,7 +9,6 @@
 use super::claim::{choose, Candidate};
 use super::stage::{self, AnyStage, StageError, Work};
 use crate::config;
-use crate::http::client::HttpClient;
 use crate::http::delivery::{self, Delivered};
 use crate::scheduler::slots::{self, wake_at_commit, Wake};
 use crate::worker::{in_transaction, query_json, try_in_transaction, Duty};
@@ -89,7 +88,7 @@ pub struct Processor {
     next_claim: Instant,
     next_sweep: Instant,
     /// Durable HTTP requests: the shared client, how many are in flight, when to look again.
-    http: HttpClient,
+    http: delivery::Clients,
     http_in_flight: usize,
     next_http_claim: Instant,
 }
@@ -125,7 +124,7 @@ impl Processor {
             .build()
             .unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot start its tokio runtime: {e}"));
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
-        let http = delivery::client().unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot build its HTTP client: {e}"));
+        let http = delivery::Clients::new().unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot build its HTTP client: {e}"));
         let now = Instant::now();
         Processor {
             runtime,
@@ -222,7 +221,7 @@ impl Processor {
                 let due_in = next_due_in.map_or(CLAIM_POLL, |s| Duration::from_secs_f64(s.clamp(0.0, 1.0)));
                 self.next_http_claim = Instant::now() + due_in.min(CLAIM_POLL);
                 for request in claimed {
-                    let (id, attempt, client, finished_tx) = (request.id, request.attempts, self.http.clone(), self.finished_tx.clone());
+                    let (id, attempt, client, finished_tx) = (request.id, request.attempts, self.http.for_request(&request), self.finished_tx.clone());
                     self.http_in_flight += 1;
                     self.runtime.spawn(async move {
                         let result = match request.request() {

@@ -1,0 +1,169 @@
+//! pgmq's queue functions (`create_queue`, `send`, `read`, `delete`, …) as roles call them.
+//!
+//! Roles have no write privilege on the queue tables. Each function here takes its caller (the
+//! role it runs as, known only before any rights are raised) and runs the matching
+//! `*_for(caller, …)` function of `sql/queue_api.sql` as the owner, with a pinned search_path;
+//! that function decides whether the caller may use the queue. Read-only functions (`metrics`,
+//! `list_queues`, `read_with_poll`) stay in SQL and run as the caller under row-level security.
+
+use crate::{as_owner, current_user};
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// One message as pgmq returns it: msg_id, read_ct, enqueued_at, vt, message. (The pg_extern
+/// signatures below spell the columns out: pgrx reads them from the signature itself.)
+type MessageRow = (i64, i32, TimestampWithTimeZone, TimestampWithTimeZone, JsonB);
+
+/// Runs `sql` (a call of a `*_for` function whose `$1` is the caller) as the owner with the
+/// caller and then `args` as its parameters, and maps each row it returns with `row`.
+fn rows_for_caller<T>(
+    sql: &str,
+    args: Vec<DatumWithOid<'_>>,
+    row: impl Fn(pgrx::spi::SpiHeapTupleData) -> Result<T, pgrx::spi::Error>,
+) -> Vec<T> {
+    let mut all_args: Vec<DatumWithOid> = vec![current_user().into()];
+    all_args.extend(args);
+    as_owner(|| {
+        Spi::connect_mut(|client| client.update(sql, None, &all_args)?.map(&row).collect::<Result<Vec<T>, _>>())
+    })
+    .unwrap_or_else(|e| error!("{e}"))
+}
+
+/// The first column of the single row `sql` returns (see `rows_for_caller`).
+fn one_for_caller<T: FromDatum + IntoDatum>(sql: &str, args: Vec<DatumWithOid<'_>>) -> Option<T> {
+    rows_for_caller(sql, args, |row| row.get::<T>(1)).into_iter().next().flatten()
+}
+
+fn message_row(row: pgrx::spi::SpiHeapTupleData) -> Result<MessageRow, pgrx::spi::Error> {
+    let missing = || pgrx::spi::Error::InvalidPosition;
+    Ok((
+        row.get::<i64>(1)?.ok_or_else(missing)?,
+        row.get::<i32>(2)?.ok_or_else(missing)?,
+        row.get::<TimestampWithTimeZone>(3)?.ok_or_else(missing)?,
+        row.get::<TimestampWithTimeZone>(4)?.ok_or_else(missing)?,
+        row.get::<JsonB>(5)?.ok_or_else(missing)?,
+    ))
+}
+
+fn messages_for_caller(sql: &str, args: Vec<DatumWithOid<'_>>) -> TableIterator<'static, MessageRow> {
+    TableIterator::new(rows_for_caller(sql, args, message_row))
+}
+
+fn ids_for_caller(sql: &str, args: Vec<DatumWithOid<'_>>) -> SetOfIterator<'static, i64> {
+    SetOfIterator::new(rows_for_caller(sql, args, |row| row.get::<i64>(1)).into_iter().flatten())
+}
+
+#[pg_schema]
+mod pageperfect {
+    use super::*;
+
+    /// Creates a queue owned by the caller; idempotent, as `pgmq.create`.
+    #[pg_extern(volatile)]
+    fn create_queue(queue_name: Option<&str>) {
+        rows_for_caller("SELECT pageperfect.create_queue_for($1, $2)", vec![queue_name.into()], |_| Ok(()));
+    }
+
+    #[pg_extern(volatile)]
+    fn send(queue_name: Option<&str>, message: Option<JsonB>, delay_seconds: default!(Option<i32>, 0)) -> Option<i64> {
+        one_for_caller(
+            "SELECT pageperfect.send_for($1, $2, $3, $4)",
+            vec![queue_name.into(), message.into(), delay_seconds.into()],
+        )
+    }
+
+    #[pg_extern(volatile)]
+    fn send_batch(
+        queue_name: Option<&str>,
+        messages: Option<Vec<Option<JsonB>>>,
+        delay_seconds: default!(Option<i32>, 0),
+    ) -> SetOfIterator<'static, i64> {
+        ids_for_caller(
+            "SELECT pageperfect.send_batch_for($1, $2, $3, $4)",
+            vec![queue_name.into(), messages.into(), delay_seconds.into()],
+        )
+    }
+
+    /// Up to `qty` visible messages, each invisible to other readers for `vt` seconds.
+    #[pg_extern(volatile)]
+    fn read(queue_name: Option<&str>, vt: Option<i32>, qty: Option<i32>) -> TableIterator<
+        'static,
+        (
+            name!(msg_id, i64),
+            name!(read_ct, i32),
+            name!(enqueued_at, TimestampWithTimeZone),
+            name!(vt, TimestampWithTimeZone),
+            name!(message, JsonB),
+        ),
+    > {
+        messages_for_caller("SELECT * FROM pageperfect.read_for($1, $2, $3, $4)", vec![queue_name.into(), vt.into(), qty.into()])
+    }
+
+    /// Reads and deletes at once: the message is gone whether or not the caller's work succeeds.
+    #[pg_extern(volatile)]
+    fn pop(queue_name: Option<&str>, qty: default!(Option<i32>, 1)) -> TableIterator<
+        'static,
+        (
+            name!(msg_id, i64),
+            name!(read_ct, i32),
+            name!(enqueued_at, TimestampWithTimeZone),
+            name!(vt, TimestampWithTimeZone),
+            name!(message, JsonB),
+        ),
+    > {
+        messages_for_caller("SELECT * FROM pageperfect.pop_for($1, $2, $3)", vec![queue_name.into(), qty.into()])
+    }
+
+    #[pg_extern(volatile, name = "delete")]
+    fn delete_one(queue_name: Option<&str>, msg_id: Option<i64>) -> Option<bool> {
+        one_for_caller("SELECT pageperfect.delete_for($1, $2, $3)", vec![queue_name.into(), msg_id.into()])
+    }
+
+    #[pg_extern(volatile, name = "delete")]
+    fn delete_many(queue_name: Option<&str>, msg_ids: Option<Vec<Option<i64>>>) -> SetOfIterator<'static, i64> {
+        ids_for_caller("SELECT pageperfect.delete_batch_for($1, $2, $3)", vec![queue_name.into(), msg_ids.into()])
+    }
+
+    /// Moves the message to `queue_archive`, as `pgmq.archive`.
+    #[pg_extern(volatile, name = "archive")]
+    fn archive_one(queue_name: Option<&str>, msg_id: Option<i64>) -> Option<bool> {
+        one_for_caller("SELECT pageperfect.archive_for($1, $2, $3)", vec![queue_name.into(), msg_id.into()])
+    }
+
+    #[pg_extern(volatile, name = "archive")]
+    fn archive_many(queue_name: Option<&str>, msg_ids: Option<Vec<Option<i64>>>) -> SetOfIterator<'static, i64> {
+        ids_for_caller("SELECT pageperfect.archive_batch_for($1, $2, $3)", vec![queue_name.into(), msg_ids.into()])
+    }
+
+    /// Makes a message invisible for `vt` seconds from now (0: visible at once); returns it, or
+    /// no row when it does not exist.
+    #[pg_extern(volatile)]
+    fn set_vt(queue_name: Option<&str>, msg_id: Option<i64>, vt: Option<i32>) -> TableIterator<
+        'static,
+        (
+            name!(msg_id, i64),
+            name!(read_ct, i32),
+            name!(enqueued_at, TimestampWithTimeZone),
+            name!(vt, TimestampWithTimeZone),
+            name!(message, JsonB),
+        ),
+    > {
+        messages_for_caller(
+            "SELECT * FROM pageperfect.set_vt_for($1, $2, $3, $4)",
+            vec![queue_name.into(), msg_id.into(), vt.into()],
+        )
+    }
+
+    /// Deletes every message of the queue (not its archive); returns how many.
+    #[pg_extern(volatile)]
+    fn purge_queue(queue_name: Option<&str>) -> Option<i64> {
+        one_for_caller("SELECT pageperfect.purge_queue_for($1, $2)", vec![queue_name.into()])
+    }
+
+    /// Drops the queue with its messages, archive and counters; false when the caller has no
+    /// such queue.
+    #[pg_extern(volatile)]
+    fn drop_queue(queue_name: Option<&str>) -> Option<bool> {
+        one_for_caller("SELECT pageperfect.drop_queue_for($1, $2)", vec![queue_name.into()])
+    }
+}
