@@ -30,6 +30,33 @@ CREATE TABLE pageperfect.gsc_keywords (
 CREATE INDEX gsc_keywords_page_idx ON pageperfect.gsc_keywords (page);
 
 -- One row per site and day that ingest_gsc fetched: how many rows it wrote, or why it failed.
+-- Which roles may use a Search Console property's data (a superuser fills it: the data of a
+-- property is its owner's business). A role sees the rows of its sites (and of its groups'),
+-- and its workflows cluster only those sites' queries; superusers see every site.
+CREATE TABLE pageperfect.gsc_site_owners (
+    site       text NOT NULL,
+    owner      name NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, owner)
+);
+ALTER TABLE pageperfect.gsc_site_owners ENABLE ROW LEVEL SECURITY;
+CREATE POLICY gsc_site_owners_own ON pageperfect.gsc_site_owners
+    USING (pg_catalog.pg_has_role(CURRENT_USER, owner, 'USAGE'));
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['gsc_page_query_daily', 'gsc_keywords'] LOOP
+        EXECUTE format('ALTER TABLE pageperfect.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY %I ON pageperfect.%I USING
+                            (EXISTS (SELECT FROM pageperfect.gsc_site_owners o WHERE o.site = %I.site))',
+                       t || '_site_owner', t, t);
+    END LOOP;
+END
+$$;
+GRANT SELECT ON pageperfect.gsc_site_owners, pageperfect.gsc_page_query_daily, pageperfect.gsc_keywords
+    TO pageperfect_user;
+
 CREATE TABLE pageperfect.gsc_ingestions (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_id        uuid,

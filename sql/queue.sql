@@ -57,15 +57,18 @@ CREATE TABLE pageperfect.stage_config (
     max_attempts        int NOT NULL CHECK (max_attempts >= 1),
     retry_delay_seconds int NOT NULL CHECK (retry_delay_seconds >= 0),
     concurrency         int NOT NULL CHECK (concurrency >= 1),
-    timeout_seconds     int NOT NULL CHECK (timeout_seconds >= 1)
+    timeout_seconds     int NOT NULL CHECK (timeout_seconds >= 1),
+    -- Roles may enqueue it (enqueue_job); the others (alerts, Search Console ingestion) are
+    -- created only by the functions meant for them.
+    user_runnable       boolean NOT NULL DEFAULT false
 );
-INSERT INTO pageperfect.stage_config (stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds) VALUES
-    ('submit_crawl',       1, 3, 5,  1, 120),
-    ('wait_crawl',         2, 2, 5,  1, 300),
-    ('segment_embed',      3, 3, 5,  1, 300),
-    ('keyword_clustering', 4, 2, 5,  1, 300),
-    ('gap_analysis',       5, 2, 5,  1, 120),
-    ('rewrite_draft',      6, 2, 10, 1, 300);
+INSERT INTO pageperfect.stage_config (stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds, user_runnable) VALUES
+    ('submit_crawl',       1, 3, 5,  1, 120, true),
+    ('wait_crawl',         2, 2, 5,  1, 300, true),
+    ('segment_embed',      3, 3, 5,  1, 300, true),
+    ('keyword_clustering', 4, 2, 5,  1, 300, true),
+    ('gap_analysis',       5, 2, 5,  1, 120, true),
+    ('rewrite_draft',      6, 2, 10, 1, 300, true);
 
 CREATE TABLE pageperfect.jobs (
     id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -329,7 +329,7 @@ mod tests {
         let claimed: Claimed = serde_json::from_value(json!({
             "id": 1, "method": "POST", "url": "https://example.com/hook?a=1",
             "params": {"b": "two words"}, "headers": {"Content-Type": "application/json", "X-Key": "k"},
-            "body": "\\x7b7d", "timeout_milliseconds": 2500, "attempts": 1
+            "body": "\\x7b7d", "timeout_milliseconds": 2500, "attempts": 1, "guarded": true
         }))
         .unwrap();
         let request = claimed.request().unwrap();

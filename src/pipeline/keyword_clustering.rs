@@ -91,9 +91,15 @@ impl Stage for KeywordClustering {
         let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
         let queries = Spi::connect(|client| {
             let rows = client.select(
-                "WITH page AS (SELECT url, final_url FROM pageperfect.pages WHERE id = $1),
+                // Only the sites the page's owner may use (gsc_site_owners; superusers: all).
+                "WITH page AS (SELECT p.url, p.final_url, r.oid AS owner, r.rolsuper
+                                 FROM pageperfect.pages p JOIN pg_catalog.pg_roles r ON r.rolname = p.owner
+                                WHERE p.id = $1),
                       rows AS (SELECT d.* FROM pageperfect.gsc_page_query_daily d, page
-                                WHERE d.page IN (page.url, page.final_url))
+                                WHERE d.page IN (page.url, page.final_url)
+                                  AND (page.rolsuper OR EXISTS (
+                                        SELECT FROM pageperfect.gsc_site_owners o JOIN pg_catalog.pg_roles g ON g.rolname = o.owner
+                                         WHERE o.site = d.site AND pg_catalog.pg_has_role(page.owner, g.oid, 'USAGE'))))
                  SELECT query, sum(impressions)::bigint, sum(clicks)::bigint,
                         (sum(position * impressions) / nullif(sum(impressions) FILTER (WHERE position IS NOT NULL), 0))::float8
                    FROM rows WHERE date > (SELECT max(date) FROM rows) - 28

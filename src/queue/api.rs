@@ -10,6 +10,28 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 use std::time::Duration;
 
+/// Raises unless every stage in `stages` may be enqueued by roles (`stage_config.user_runnable`):
+/// a system stage (`notify_alert`, `ingest_gsc`) runs with the service's credentials and reads
+/// what its creator chose, so only the functions meant to create it do. Unknown stages are left
+/// to `create_job`, which names them.
+fn refuse_system_stages(stages: &[String]) {
+    let refused = as_owner(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT c.stage FROM pageperfect.stage_config c WHERE c.stage = ANY ($1) AND NOT c.user_runnable LIMIT 1",
+            &[stages.to_vec().into()],
+        )
+    })
+    .unwrap_or_else(|e| error!("{e}"));
+    if let Some(stage) = refused {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("stage \"{stage}\" cannot be enqueued by roles"),
+            "Only pageperfect's own functions create jobs that run it; enqueue pipeline stages, or call run_workflow()."
+        );
+    }
+}
+
 #[pg_schema]
 mod pageperfect {
     use super::*;
@@ -29,6 +51,9 @@ mod pageperfect {
             invalid_parameter(format!("options must be a JSON object, not {}", options.0));
         }
         let owner = current_user();
+        if !unsafe { pg_sys::superuser() } {
+            refuse_system_stages(stages.as_deref().unwrap_or_default());
+        }
         let job = as_owner(|| {
             Spi::get_one_with_args::<Uuid>(
                 "SELECT pageperfect.create_job($1, $2, $3, $4, $5, $6, $7)",

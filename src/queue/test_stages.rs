@@ -94,10 +94,10 @@ impl Stage for Permanent {
 pgrx::extension_sql!(
     r#"
 -- Test-only stages (built with the test_stages feature). No position: jobs name them.
-INSERT INTO pageperfect.stage_config (stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds) VALUES
-    ('test_sleep',     NULL, 3, 1, 8, 30),
-    ('test_flaky',     NULL, 3, 1, 8, 30),
-    ('test_permanent', NULL, 3, 1, 8, 30);
+INSERT INTO pageperfect.stage_config (stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds, user_runnable) VALUES
+    ('test_sleep',     NULL, 3, 1, 8, 30, true),
+    ('test_flaky',     NULL, 3, 1, 8, 30, true),
+    ('test_permanent', NULL, 3, 1, 8, 30, true);
 "#,
     name = "test_stages",
     requires = ["queue_schema"]

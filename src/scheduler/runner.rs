@@ -157,6 +157,13 @@ fn run_assigned(shared: &Shared, slot: &Slot) {
         pg_sys::debug_query_string = std::ptr::null();
         pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null());
     }
+    // Each run starts from a clean session, as under pg_cron, where each run has a fresh one:
+    // settings, SET ROLE, temporary tables, prepared statements, cursors, LISTEN channels and
+    // session advisory locks of this run do not reach the next.
+    let reset = run_command("DISCARD ALL");
+    if let Err(error) = &reset {
+        warning!("pageperfect job runner: could not reset its session after a run, so it exits: {error}");
+    }
     match &outcome {
         Ok(tag) => slot.set_result(true, tag, now()),
         Err(error) => {
@@ -165,6 +172,10 @@ fn run_assigned(shared: &Shared, slot: &Slot) {
         }
     }
     slot.transition(SlotState::Running, SlotState::Done);
+    if reset.is_err() {
+        // A fresh runner takes the next run; the exit hook hands the slot back.
+        unsafe { pg_sys::proc_exit(0) };
+    }
 }
 
 fn now() -> i64 {
