@@ -35,6 +35,8 @@ INSERT INTO pageperfect.parameters (name, value, description) VALUES
     ('ctr_alpha',                  '-0.51', 'CTR curve intercept: ctr(p) = 1 / (1 + exp(-(alpha + beta * p)))'),
     ('ctr_beta',                   '-0.34', 'CTR curve slope per position'),
     ('ctr_fitted_at',              'null',  'when recalibrate_ctr() last fitted alpha and beta (null: built-in defaults)');
+-- Tunables, no secrets: every role may read them (expected_ctr() does, as its caller).
+GRANT SELECT ON pageperfect.parameters TO pageperfect_user;
 
 -- Credentials (e.g. gsc_credentials, the service-account JSON). No role but a superuser reads them.
 CREATE TABLE pageperfect.secrets (

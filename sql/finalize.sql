@@ -53,6 +53,7 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.archive(text, bigint), pageperfect.archive(text, bigint[]), pageperfect.set_vt(text, bigint, int),
     pageperfect.purge_queue(text), pageperfect.drop_queue(text), pageperfect.metrics(text),
     pageperfect.metrics_all(), pageperfect.list_queues(), pageperfect.queue_must_allow(text, name),
+    pageperfect.check_seconds(text, int),
     -- jobs and the pipeline
     pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean), pageperfect.retry_dead_letter(bigint),
     pageperfect.run_workflow(text, text[], boolean, int), pageperfect.process_urls(int, interval),

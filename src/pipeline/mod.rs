@@ -32,7 +32,7 @@ pgrx::extension_sql_file!("../../sql/pipeline.sql", name = "pipeline_schema");
 pgrx::extension_sql_file!(
     "../../sql/pipeline_api.sql",
     name = "pipeline_api",
-    requires = ["engine", "gsc_schema", "queue_api_grants"]
+    requires = ["engine", "gsc_schema", queue::api::pageperfect::enqueue_job]
 );
 
 /// Most redirects the crawler follows for one page.

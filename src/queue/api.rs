@@ -17,7 +17,7 @@ use std::time::Duration;
 fn refuse_system_stages(stages: &[String]) {
     let refused = as_owner(|| {
         Spi::get_one_with_args::<String>(
-            "SELECT c.stage FROM pageperfect.stage_config c WHERE c.stage = ANY ($1) AND NOT c.user_runnable LIMIT 1",
+            "SELECT (SELECT c.stage FROM pageperfect.stage_config c WHERE c.stage = ANY ($1) AND NOT c.user_runnable LIMIT 1)",
             &[stages.to_vec().into()],
         )
     })

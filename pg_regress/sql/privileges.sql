@@ -1,0 +1,215 @@
+-- A hostile role cannot gain rights it was not given: it plants operators, functions and a
+-- pg_temp domain that would make it superuser if any pageperfect code ran them, then calls every
+-- function a role can execute with its schema first in search_path. It also cannot write the
+-- tables, enqueue system stages, reach private addresses, store secrets, or touch another
+-- tenant's data.
+\set VERBOSITY terse
+CREATE ROLE mallory LOGIN IN ROLE pageperfect_user;
+CREATE ROLE alice LOGIN IN ROLE pageperfect_user;
+CREATE SCHEMA mal AUTHORIZATION mallory;
+GRANT USAGE ON SCHEMA cron, net TO mallory, alice;
+
+-- Every function of the extension has a pinned search_path.
+SELECT p.oid::regprocedure AS unpinned
+  FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pageperfect'
+ WHERE NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false);
+
+-- What a role may execute (anything else is for superusers).
+SELECT p.oid::regprocedure AS executable_by_pageperfect_user
+  FROM pg_proc p
+ WHERE p.pronamespace IN ('pageperfect'::regnamespace, 'cron'::regnamespace, 'net'::regnamespace)
+   AND has_function_privilege('mallory', p.oid, 'EXECUTE')
+ ORDER BY p.oid::regprocedure::text COLLATE "C";
+
+-- Alice's data, made through the API.
+SET ROLE alice;
+SELECT cron.schedule('alice-job', '0 0 * * *', 'SELECT 1') > 0 AS alice_scheduled;
+SELECT pageperfect.create_queue('alice_q');
+SELECT pageperfect.send('alice_q', '{"secret": "alice"}') > 0 AS alice_sent;
+SELECT pageperfect.run_workflow('https://alice.example/') IS NOT NULL AS alice_workflow;
+SELECT net.http_get('https://alice.example/hook') > 0 AS alice_request;
+RESET ROLE;
+INSERT INTO pageperfect.gsc_page_query_daily (date, site, page, query, clicks, impressions, position)
+VALUES (current_date - 1, 'sc-domain:alice.example', 'https://alice.example/', 'alice query', 3, 30, 2.5);
+INSERT INTO pageperfect.gsc_site_owners (site, owner) VALUES ('sc-domain:alice.example', 'alice');
+SELECT jobid AS alice_jobid FROM pageperfect.job WHERE jobname = 'alice-job' \gset
+SELECT id AS alice_request FROM pageperfect.http_requests WHERE owner = 'alice' \gset
+
+SET ROLE mallory;
+-- The traps: each would make mallory superuser if pageperfect code ran it.
+CREATE TABLE mal.ran (what text);
+CREATE FUNCTION mal.trap(what text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO mal.ran VALUES (what);
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE mallory SUPERUSER';
+    END IF;
+END $$;
+CREATE FUNCTION mal.eq_bigint(bigint, bigint) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('= bigint'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR mal.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = mal.eq_bigint);
+CREATE FUNCTION mal.eq_text(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('= text'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR mal.= (LEFTARG = text, RIGHTARG = text, FUNCTION = mal.eq_text);
+CREATE FUNCTION mal.eq_name(name, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('= name'); RETURN $1::text OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR mal.= (LEFTARG = name, RIGHTARG = text, FUNCTION = mal.eq_name);
+CREATE FUNCTION mal.eq_uuid(uuid, uuid) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('= uuid'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR mal.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = mal.eq_uuid);
+CREATE FUNCTION mal.le_timestamptz(timestamptz, timestamptz) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('<= timestamptz'); RETURN $1 OPERATOR(pg_catalog.<=) $2; END $$;
+CREATE OPERATOR mal.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = mal.le_timestamptz);
+CREATE FUNCTION mal.lt_int(int, int) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('< int'); RETURN $1 OPERATOR(pg_catalog.<) $2; END $$;
+CREATE OPERATOR mal.< (LEFTARG = int, RIGHTARG = int, FUNCTION = mal.lt_int);
+CREATE FUNCTION mal.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('now()'); RETURN pg_catalog.now(); END $$;
+CREATE FUNCTION mal.count(uuid) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('count(uuid)'); RETURN 0; END $$;
+CREATE FUNCTION mal.jsonb_build_object(VARIADIC text[]) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('jsonb_build_object'); RETURN '{}'; END $$;
+-- Types named as the ones the extension's code declares, in pg_temp (searched first for types).
+CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (mal.trap('pg_temp.text') IS NULL);
+CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (mal.trap('pg_temp.jsonb') IS NULL);
+CREATE DOMAIN pg_temp.timestamptz AS pg_catalog.timestamptz CHECK (mal.trap('pg_temp.timestamptz') IS NULL);
+CREATE DOMAIN pg_temp.refcursor AS pg_catalog.refcursor CHECK (mal.trap('pg_temp.refcursor') IS NULL);
+SET search_path = mal, pg_temp, pg_catalog;
+
+-- The exploit of the issue, and the same through every function a role can execute.
+SELECT cron.schedule('mjob', '0 0 * * *', 'SELECT 1') AS j \gset
+SELECT cron.unschedule(:j);
+SELECT cron.schedule('mjob', '0 0 * * *', 'SELECT 1') > 0 AS rescheduled;
+SELECT cron.unschedule('mjob');
+SELECT cron.schedule('mjob', '0 0 * * *', 'SELECT 1') > 0 AS rescheduled;
+SELECT * FROM pageperfect.toggle_cron_job('mjob', false);
+SELECT jobid > 0 AS policy_set FROM pageperfect.alter_job_policy('mjob', max_attempts => 2);
+SELECT pageperfect.run_job_now('mjob');
+SELECT count(*) FROM pageperfect.manage_cron_jobs();
+SELECT total_jobs FROM pageperfect.get_cron_job_status();
+SELECT count(*) > 0 AS health FROM pageperfect.get_scheduler_health();
+SELECT count(*) > 0 AS workers FROM pageperfect.worker_health();
+SELECT pageperfect.next_runs('0 0 * * *', '2026-01-01 00:00+00', 2);
+SELECT pageperfect.validate_schedule('* * * * *');
+SELECT pageperfect.create_queue('mal_q');
+SELECT pageperfect.send('mal_q', '{"n": 1}') > 0 AS sent;
+SELECT count(*) FROM pageperfect.send_batch('mal_q', ARRAY['{"n": 2}'::pg_catalog.jsonb, '{"n": 3}']);
+SELECT count(*) FROM pageperfect.read('mal_q', 0, 1);
+SELECT count(*) FROM pageperfect.read('mal_q', 0, 20);
+SELECT count(*) FROM pageperfect.read_with_poll('mal_q', 30, 1, 1, 10);
+SELECT count(*) FROM pageperfect.pop('mal_q');
+SELECT pageperfect.delete('mal_q', (SELECT max(msg_id) FROM pageperfect.queue_messages));
+SELECT count(*) FROM pageperfect.delete('mal_q', ARRAY[0::bigint]);
+SELECT pageperfect.archive('mal_q', 0::bigint);
+SELECT count(*) FROM pageperfect.archive('mal_q', ARRAY[0::bigint]);
+SELECT count(*) FROM pageperfect.set_vt('mal_q', 0, 5);
+SELECT queue_length FROM pageperfect.metrics('mal_q');
+SELECT count(*) FROM pageperfect.metrics_all();
+SELECT queue_name FROM pageperfect.list_queues();
+SELECT pageperfect.purge_queue('mal_q') >= 0 AS purged;
+SELECT pageperfect.drop_queue('mal_q');
+SELECT pageperfect.run_workflow('https://mallory.example/') IS NOT NULL AS workflow;
+SELECT pageperfect.enqueue_job('https://mallory.example/2', ARRAY['submit_crawl']) IS NOT NULL AS job;
+SELECT pageperfect.process_urls() >= 0 AS processed;
+SELECT count(*) > 0 AS stages FROM pageperfect.processor_status();
+SELECT count(*) > 0 AS insights FROM pageperfect.execution_insights();
+SELECT pageperfect.retry_dead_letter(1);
+SELECT pageperfect.dbscan_cosine(ARRAY[1, 0, 1, 0, 0, 1]::real[], 2);
+SELECT round(pageperfect.expected_ctr(1)::numeric, 3) > 0 AS ctr;
+SELECT net.http_get('https://mallory.example/') > 0 AS requested;
+SELECT net.http_post('https://mallory.example/', '{}') > 0 AS posted;
+SELECT net.http_delete('https://mallory.example/') > 0 AS deleted;
+SELECT (net.http_collect_response(1)).status;
+SELECT pageperfect.queue_http_request('GET', 'https://mallory.example/', '{}', '{}', NULL, 1000) > 0 AS queued;
+SELECT pageperfect.queue_must_allow('alice_q', 'alice');
+SELECT cron.unschedule('mjob');
+RESET search_path;
+
+-- Nothing planted ran, and mallory is still no superuser.
+SELECT what FROM mal.ran;
+SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory';
+-- The traps are live: mallory's own query with her path runs one (as herself).
+SET search_path = mal, pg_catalog;
+SELECT 1::bigint = 2::bigint AS control;
+RESET search_path;
+SELECT what AS ran_in_her_own_query FROM mal.ran;
+
+-- Writes go through the API: no table takes a direct write, no sequence an id.
+INSERT INTO pageperfect.queue_messages (queue_name, message) VALUES ('alice_q', '{}');
+INSERT INTO pageperfect.queue_messages (msg_id, queue_name, message) OVERRIDING SYSTEM VALUE VALUES (999999, 'mal_q', '{}');
+INSERT INTO pageperfect.http_requests (method, url, timeout_milliseconds) VALUES ('GET', 'http://127.0.0.1/', 1);
+INSERT INTO pageperfect.jobs (url) VALUES ('https://mallory.example/');
+UPDATE pageperfect.jobs SET status = 'dead';
+DELETE FROM cron.job_run_details;
+SELECT nextval('pageperfect.queue_messages_msg_id_seq');
+BEGIN;
+LOCK TABLE cron.job_run_details IN ACCESS EXCLUSIVE MODE;
+ROLLBACK;
+BEGIN;
+LOCK TABLE pageperfect.queue_messages IN ROW EXCLUSIVE MODE;
+ROLLBACK;
+SELECT msg_id FROM pageperfect.queue_messages FOR UPDATE;
+
+-- Only pipeline stages can be enqueued: an alert or an ingestion runs with the service's rights.
+SELECT pageperfect.enqueue_job('https://hooks.example/', ARRAY['notify_alert']);
+SELECT pageperfect.enqueue_job('https://www.googleapis.com/', ARRAY['ingest_gsc']);
+
+-- The SSRF guard: loopback, link-local (cloud metadata) and private addresses are refused, and
+-- nothing is stored.
+SELECT net.http_get('http://169.254.169.254/latest/meta-data/');
+SELECT net.http_get('http://127.0.0.1:5432/');
+SELECT net.http_post('http://[::ffff:0:7f00:1]/', '{}');
+SELECT net.http_get('http://localhost/');
+SELECT net.http_get('https://mallory.example/', timeout_milliseconds => 3600000);
+SELECT count(*) AS mallory_requests_to_private_addresses FROM pageperfect.http_requests
+ WHERE url ~ '(127\.0\.0\.1|169\.254|localhost|::ffff)';
+
+-- Secrets come only from the server's configuration.
+RESET ROLE;
+ALTER ROLE mallory SET pageperfect.api_key = 'sk-stored-where-everyone-reads';
+ALTER DATABASE pageperfect_regress SET pageperfect.crawl_api_key = 'k';
+CREATE FUNCTION mal.keyed() RETURNS int LANGUAGE sql SET pageperfect.api_key = 'sk-x' AS 'SELECT 1';
+SELECT count(*) AS stored_secret_settings FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%api_key%';
+SET pageperfect.api_key = 'a superuser''s session may';
+RESET pageperfect.api_key;
+
+-- Alice's data stays hers: mallory neither sees nor changes it.
+SET ROLE mallory;
+SELECT count(*) AS alice_jobs_seen FROM pageperfect.jobs WHERE owner = 'alice';
+SELECT count(*) AS alice_cron_jobs_seen FROM cron.job WHERE username = 'alice';
+SELECT count(*) AS alice_messages_seen FROM pageperfect.queue_messages;
+SELECT count(*) AS alice_requests_seen FROM pageperfect.http_requests WHERE owner = 'alice';
+SELECT count(*) AS alice_gsc_rows_seen FROM pageperfect.gsc_page_query_daily;
+SELECT count(*) FROM pageperfect.read('alice_q', 30, 10);
+SELECT pageperfect.send('alice_q', '{"from": "mallory"}');
+SELECT pageperfect.purge_queue('alice_q');
+SELECT pageperfect.drop_queue('alice_q');
+SELECT pageperfect.create_queue('alice_q');
+SELECT * FROM pageperfect.toggle_cron_job('alice-job', false);
+SELECT cron.unschedule('alice-job');
+SELECT cron.unschedule(:alice_jobid);
+SELECT * FROM net.http_collect_response(:alice_request);
+RESET ROLE;
+SELECT count(*) AS alice_messages_left FROM pageperfect.queue_messages WHERE queue_name = 'alice_q';
+SELECT active AS alice_job_active FROM cron.job WHERE jobname = 'alice-job';
+
+-- Alice sees her Search Console rows; mallory's workflow clusters none of them.
+SET ROLE alice;
+SELECT query FROM pageperfect.gsc_page_query_daily;
+SELECT count(*) AS alice_sees_her_messages FROM pageperfect.queue_messages;
+RESET ROLE;
+
+-- Clean up for the files after this one.
+SELECT cron.unschedule(jobid) FROM cron.job WHERE username IN ('alice', 'mallory');
+DELETE FROM pageperfect.jobs WHERE owner IN ('alice', 'mallory');
+DELETE FROM pageperfect.http_requests WHERE owner IN ('alice', 'mallory');
+SELECT pageperfect.drop_queue('alice_q');
+DELETE FROM pageperfect.gsc_site_owners;
+DELETE FROM pageperfect.gsc_page_query_daily WHERE site = 'sc-domain:alice.example';
+DROP DOMAIN pg_temp.text, pg_temp.jsonb, pg_temp.timestamptz, pg_temp.refcursor;
+DROP SCHEMA mal CASCADE;
+ALTER ROLE mallory RESET ALL;
+REVOKE USAGE ON SCHEMA cron, net FROM mallory, alice;
+DROP ROLE mallory;
+DROP ROLE alice;
