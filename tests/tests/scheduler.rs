@@ -86,6 +86,47 @@ fn a_one_second_job_runs_every_second_as_its_owner_and_changes_apply_without_res
 }
 
 #[test]
+fn each_run_starts_from_a_clean_session_in_its_pooled_runner() {
+    let (cluster, mut admin) = started_cluster("clean_session");
+    admin
+        .batch_execute(
+            "CREATE ROLE carol LOGIN; CREATE ROLE helper; GRANT helper TO carol; GRANT USAGE ON SCHEMA cron TO carol;
+             CREATE TABLE seen (pid int, marker text, leftover boolean, advisory_locks bigint, role text);
+             GRANT INSERT ON seen TO carol, helper;",
+        )
+        .unwrap();
+    let mut carol = cluster.connect_to("postgres", "carol");
+    // Each run records what the run before it left, then leaves a setting, a temporary table, a
+    // session advisory lock and a SET ROLE behind.
+    schedule(
+        &mut carol,
+        "leaves-things",
+        "1 seconds",
+        "INSERT INTO seen SELECT pg_backend_pid(), nullif(current_setting('pp.marker', true), ''), to_regclass('pg_temp.leftover') IS NOT NULL,
+                (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), current_user;
+         SET pp.marker = 'left behind'; CREATE TEMP TABLE leftover (); SELECT pg_advisory_lock(42); SET ROLE helper",
+    );
+    let pid = wait_for(Duration::from_secs(15), "three runs in one runner", || {
+        admin
+            .query_opt("SELECT pid FROM seen GROUP BY pid HAVING count(*) >= 3 LIMIT 1", &[])
+            .unwrap()
+            .map(|row| row.get::<_, i32>(0))
+    });
+    let rows = admin.query("SELECT marker, leftover, advisory_locks, role FROM seen WHERE pid = $1", &[&pid]).unwrap();
+    for row in &rows {
+        assert_eq!(row.get::<_, Option<String>>(0), None, "a setting of the run before");
+        assert!(!row.get::<_, bool>(1), "a temporary table of the run before");
+        assert_eq!(row.get::<_, i64>(2), 0, "an advisory lock of the run before");
+        assert_eq!(row.get::<_, String>(3), "carol");
+    }
+    assert_eq!(
+        count(&mut admin, "SELECT count(*) FROM cron.job_run_details WHERE status = 'failed'"),
+        0,
+        "every run succeeded"
+    );
+}
+
+#[test]
 fn failures_are_recorded_with_their_error_and_statements_run_as_under_pg_cron() {
     let (_cluster, mut client) = started_cluster("errors");
     client
