@@ -151,12 +151,16 @@ pub fn claim(limit: usize) -> Result<(Vec<Claimed>, Option<f64>), String> {
                           WHERE r.status = 'pending' AND r.next_attempt_at <= clock_timestamp()
                           ORDER BY r.next_attempt_at, r.id LIMIT 1000) oldest
              ), due AS (
+                 -- Locking rechecks these conditions on the newest version of each row: another
+                 -- worker may have claimed, sent and put back a candidate for its retry since
+                 -- this statement's snapshot, and a request whose retry is not due yet must not
+                 -- be sent (the burst test saw 429s resent at once before the due time was here).
                  SELECT r.id FROM pageperfect.http_requests r
-                   JOIN candidates c ON c.id = r.id
-                   LEFT JOIN busy b ON b.owner = c.owner
-                  CROSS JOIN per_owner
-                  WHERE r.status = 'pending' AND c.n + coalesce(b.n, 0) <= per_owner.max_in_flight
-                  ORDER BY r.next_attempt_at, r.id LIMIT ($1 #>> '{}')::int FOR UPDATE OF r SKIP LOCKED
+                  WHERE r.id = ANY (ARRAY(
+                            SELECT c.id FROM candidates c LEFT JOIN busy b ON b.owner = c.owner CROSS JOIN per_owner
+                             WHERE c.n + coalesce(b.n, 0) <= per_owner.max_in_flight))
+                    AND r.status = 'pending' AND r.next_attempt_at <= clock_timestamp()
+                  ORDER BY r.next_attempt_at, r.id LIMIT ($1 #>> '{}')::int FOR UPDATE SKIP LOCKED
              ), claimed AS (
                  UPDATE pageperfect.http_requests r
                     SET status = 'in_flight', attempts = r.attempts + 1, claimed_pid = pg_backend_pid(),
