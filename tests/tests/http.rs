@@ -2,7 +2,8 @@
 //! only after commit and exactly once, runs unchanged from a cron job, and a burst of 2,000
 //! requests against a loopback server that answers 500, 429 and too slowly ends with every
 //! request answered or failed with its reason — also through kill -9 of the workers and an
-//! immediate stop of the cluster.
+//! immediate stop of the cluster. Roles' requests pass the SSRF guard, and one owner's burst
+//! cannot hold every delivery slot.
 
 use pageperfect_it::site::{Received, Route, Site};
 use pageperfect_it::{count, wait_for, Cluster};
@@ -172,4 +173,77 @@ fn kill_9_of_the_workers_and_an_immediate_stop_lose_no_request() {
     // Only requests in flight at a crash were sent again: at most 16 per worker, two crashes.
     let resent = seen.lock().unwrap().len() - 2000;
     assert!(resent <= 2 * 2 * 16, "{resent} requests were sent twice");
+}
+
+#[test]
+fn roles_requests_pass_the_ssrf_guard_and_one_owner_cannot_hold_every_delivery_slot() {
+    let (site, seen) = server(|path, _| {
+        let route = Route::status(200, "text/plain", path);
+        if path.starts_with("/slow/") { route.delayed(Duration::from_millis(2500)) } else { route }
+    });
+    let (cluster, mut admin) = Cluster::with_extension("http_guard", &["pageperfect.pipeline_workers = 2"]);
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN IN ROLE pageperfect_user; CREATE ROLE bob LOGIN IN ROLE pageperfect_user;
+             GRANT USAGE ON SCHEMA net TO alice, bob;",
+        )
+        .unwrap();
+    let mut alice = cluster.connect_to("postgres", "alice");
+
+    // A role cannot reach the loopback server: a literal address is refused at once...
+    let refused = alice.query_one("SELECT net.http_get($1)", &[&site.url("/literal")]).unwrap_err();
+    assert!(pageperfect_it::db_message(refused).contains("127.0.0.1 is a loopback address"));
+    // ...and a guarded request to a name that resolves to loopback (stored here directly: the
+    // functions refuse the name localhost itself) fails when it is sent, without reaching it.
+    let named = site.url("/named").replace("127.0.0.1", "localhost");
+    admin
+        .execute(
+            "INSERT INTO pageperfect.http_requests (method, url, timeout_milliseconds, owner, guarded)
+             VALUES ('GET', $1, 2000, 'alice', true)",
+            &[&named],
+        )
+        .unwrap();
+    // A superuser's request is not guarded, as with pg_net.
+    admin.query_one("SELECT net.http_get($1)", &[&site.url("/superuser")]).unwrap();
+    wait_for(Duration::from_secs(20), "both requests to end", || (settled(&mut admin) == 2).then_some(()));
+    let error: String = admin
+        .query_one("SELECT r.error_msg FROM pageperfect.http_responses r JOIN pageperfect.http_requests q USING (id) WHERE q.url = $1 AND q.status = 'failed'", &[&named])
+        .unwrap()
+        .get(0);
+    assert!(error.contains("loopback"), "{error}");
+    let paths: Vec<String> = seen.lock().unwrap().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, vec!["/superuser".to_string()]);
+
+    // With private addresses allowed, alice's burst of slow requests (as many as the 2 workers
+    // have slots) holds at most http_max_in_flight_per_owner of them, and bob's request is
+    // answered beside it instead of after her first ones (2.5 s).
+    for statement in [
+        "ALTER SYSTEM SET pageperfect.http_allow_private = on",
+        "SELECT pg_reload_conf()",
+        "UPDATE pageperfect.parameters SET value = '4' WHERE name = 'http_max_in_flight_per_owner'",
+    ] {
+        admin.batch_execute(statement).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut alice = cluster.connect_to("postgres", "alice");
+    let mut bob = cluster.connect_to("postgres", "bob");
+    alice
+        .execute("SELECT net.http_get($1 || i) FROM generate_series(1, 32) i", &[&site.url("/slow/")])
+        .unwrap();
+    let started = Instant::now();
+    bob.query_one("SELECT net.http_get($1)", &[&site.url("/bob")]).unwrap();
+    let in_flight = "SELECT count(*) FROM pageperfect.http_requests WHERE owner = 'alice' AND status = 'in_flight'";
+    let mut most = 0;
+    let bob_answered = wait_for(Duration::from_secs(20), "bob's answer", || {
+        most = most.max(count(&mut admin, in_flight));
+        let done = count(&mut admin, "SELECT count(*) FROM pageperfect.http_requests WHERE owner = 'bob' AND status = 'done'");
+        (done == 1).then(|| started.elapsed())
+    });
+    assert!(bob_answered < Duration::from_secs(2), "bob waited {bob_answered:?} behind alice's burst");
+    wait_for(Duration::from_secs(60), "alice's burst", || {
+        most = most.max(count(&mut admin, in_flight));
+        (count(&mut admin, "SELECT count(*) FROM pageperfect.http_requests WHERE owner = 'alice' AND status = 'done'") == 32).then_some(())
+    });
+    assert!(most <= 4, "alice had {most} requests in flight at once");
+    assert!(most >= 2, "the sampling saw alice's requests in flight ({most})");
 }
