@@ -5,6 +5,7 @@
 //! reason (404, robots.txt, not HTML, 50 MB, too slow, a private address). The `openai` providers
 //! against a loopback OpenAI-compatible server that answers 429, 500, slowly, malformed JSON and 401.
 //! The `scraper_api` crawl provider against a loopback scraping API that checks the options.
+//! Two tenants crawling the same URL: each workflow clusters only its owner's Search Console sites.
 
 use pageperfect_it::model_server::{self, Fault, ModelServer};
 use pageperfect_it::site::{Route, Site};
@@ -139,6 +140,41 @@ fn gaps_are_found_where_the_page_misses_what_its_searchers_ask() {
 }
 
 /// The dead letter of a job: (reason, error).
+#[test]
+fn a_workflow_clusters_only_the_search_console_sites_its_owner_may_use() {
+    let site = Site::start(vec![("/robots.txt", Route::status(404, "text/plain", "")), ("/sourdough.html", Route::html(SOURDOUGH))]);
+    let (cluster, mut admin) = Cluster::with_extension("pipeline_tenants", &["pageperfect.crawl_allow_private = on"]);
+    let sourdough = site.url("/sourdough.html");
+    // The page's queries are in alice's property only.
+    load_queries(&mut admin, &sourdough);
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN IN ROLE pageperfect_user; CREATE ROLE bob LOGIN IN ROLE pageperfect_user;
+             INSERT INTO pageperfect.gsc_site_owners (site, owner) VALUES ('sc-domain:example', 'alice');",
+        )
+        .unwrap();
+    let mut alice = cluster.connect_to("postgres", "alice");
+    let mut bob = cluster.connect_to("postgres", "bob");
+    let alices = run_workflow(&mut alice, &sourdough, &[], false);
+    let bobs = run_workflow(&mut bob, &sourdough, &[], false);
+    assert_eq!(finished(&mut admin, &alices), "completed");
+    assert_eq!(finished(&mut admin, &bobs), "completed");
+
+    let clustered = |client: &mut Client, owner: &str| {
+        count(
+            client,
+            &format!("SELECT count(*) FROM pageperfect.keyword_clusters c JOIN pageperfect.pages p ON p.id = c.page_id WHERE p.owner = '{owner}'"),
+        )
+    };
+    assert_eq!(clustered(&mut admin, "alice"), 2, "alice's page is clustered on her site's queries");
+    assert_eq!(clustered(&mut admin, "bob"), 0, "bob's page of the same URL gets none of alice's queries");
+    // Each sees their own page's results, and only alice the Search Console rows.
+    assert!(count(&mut alice, "SELECT count(*) FROM pageperfect.rewrite_recommendations") > 0);
+    assert_eq!(count(&mut bob, "SELECT count(*) FROM pageperfect.rewrite_recommendations"), 0);
+    assert_eq!(count(&mut bob, "SELECT count(*) FROM pageperfect.gsc_page_query_daily"), 0);
+    assert!(count(&mut alice, "SELECT count(*) FROM pageperfect.gsc_page_query_daily") > 0);
+}
+
 fn dead_letter(client: &mut Client, job: &str) -> (String, String) {
     let row = client.query_one("SELECT reason, error FROM pageperfect.dead_letters WHERE job_id = $1::text::uuid", &[&job]).unwrap();
     (row.get(0), row.get(1))
