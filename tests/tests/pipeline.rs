@@ -380,6 +380,8 @@ fn scraping_api() -> Site {
                 Route::status(500, "text/plain", "Request failed. You will not be charged for this request.")
             }
             "https://js-shop.example/flaky" => Route::html(SOURDOUGH),
+            // An API that redirects: following it would send the key-bearing call elsewhere.
+            "https://js-shop.example/moved" => Route::redirect("/elsewhere"),
             _ => Route::status(404, "text/plain", "not found"),
         }
     })
@@ -436,6 +438,11 @@ fn pages_are_fetched_through_a_scraping_api_with_the_jobs_options_and_its_key_ne
     assert_eq!(status, "dead");
     assert!(dead_letter(&mut client, &job).1.contains("disallowed by its site's robots.txt"));
     assert!(calls("https://js-shop.example/private/report").is_empty());
+
+    // A redirect from the API is not followed.
+    let (_, status) = crawl(&mut client, "https://js-shop.example/moved", "{}");
+    assert_eq!(status, "dead");
+    assert!(!api.requests.lock().unwrap().iter().any(|path| path.starts_with("/elsewhere")), "the redirect was followed");
 
     // A bad option is the job's error, not a call.
     let before = api.requests.lock().unwrap().len();
