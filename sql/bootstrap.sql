@@ -59,8 +59,10 @@ CREATE TABLE pageperfect.cron_secrets (
 REVOKE ALL ON pageperfect.cron_secrets FROM PUBLIC;
 
 -- Install-time helper (dropped by finalize.sql): rows of child tables are visible to a role
--- exactly when it can see the parent row they hang off, whose own policy checks the owner.
-CREATE FUNCTION pageperfect.scope_rows_to_parent(child_tables text[], parent_table text, parent_key text)
+-- (which may read them) exactly when it can see the parent row they hang off (child.parent_key
+-- = parent.parent_column), whose own policy checks the owner.
+CREATE FUNCTION pageperfect.scope_rows_to_parent(child_tables text[], parent_table text, parent_key text,
+                                                 parent_column text DEFAULT 'id')
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     t text;
@@ -68,8 +70,8 @@ BEGIN
     FOREACH t IN ARRAY child_tables LOOP
         EXECUTE format('ALTER TABLE pageperfect.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY %I ON pageperfect.%I USING
-                            (EXISTS (SELECT FROM pageperfect.%I p WHERE p.id = %I.%I))',
-                       t || '_owner', t, parent_table, t, parent_key);
+                            (EXISTS (SELECT FROM pageperfect.%I p WHERE p.%I = %I.%I))',
+                       t || '_owner', t, parent_table, parent_column, t, parent_key);
         EXECUTE format('GRANT SELECT ON pageperfect.%I TO pageperfect_user', t);
     END LOOP;
 END

@@ -83,7 +83,7 @@ SELECT pageperfect.adopt_compat_schema('pageperfect_cron_staging', 'cron');
 SELECT pageperfect.adopt_compat_schema('pageperfect_net_staging', 'net');
 
 DROP FUNCTION pageperfect.adopt_compat_schema(text, text);
-DROP FUNCTION pageperfect.scope_rows_to_parent(text[], text, text);
+DROP FUNCTION pageperfect.scope_rows_to_parent(text[], text, text, text);
 
 -- Every function of the extension resolves names through pg_catalog and pg_temp only (pg_temp
 -- last, and never for functions or operators), whoever calls it with whatever search_path: a

@@ -42,20 +42,8 @@ CREATE TABLE pageperfect.gsc_site_owners (
 ALTER TABLE pageperfect.gsc_site_owners ENABLE ROW LEVEL SECURITY;
 CREATE POLICY gsc_site_owners_own ON pageperfect.gsc_site_owners
     USING (pg_catalog.pg_has_role(CURRENT_USER, owner, 'USAGE'));
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['gsc_page_query_daily', 'gsc_keywords'] LOOP
-        EXECUTE format('ALTER TABLE pageperfect.%I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY %I ON pageperfect.%I USING
-                            (EXISTS (SELECT FROM pageperfect.gsc_site_owners o WHERE o.site = %I.site))',
-                       t || '_site_owner', t, t);
-    END LOOP;
-END
-$$;
-GRANT SELECT ON pageperfect.gsc_site_owners, pageperfect.gsc_page_query_daily, pageperfect.gsc_keywords
-    TO pageperfect_user;
+GRANT SELECT ON pageperfect.gsc_site_owners TO pageperfect_user;
+SELECT pageperfect.scope_rows_to_parent(ARRAY['gsc_page_query_daily', 'gsc_keywords'], 'gsc_site_owners', 'site', 'site');
 
 CREATE TABLE pageperfect.gsc_ingestions (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

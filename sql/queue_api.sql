@@ -382,17 +382,6 @@ $$;
 -- through the functions.
 ALTER TABLE pageperfect.queues ENABLE ROW LEVEL SECURITY;
 CREATE POLICY queues_owner ON pageperfect.queues USING (pg_catalog.pg_has_role(CURRENT_USER, owner, 'USAGE'));
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['queue_messages', 'queue_archive', 'queue_sent_counts'] LOOP
-        EXECUTE format('ALTER TABLE pageperfect.%I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY %I ON pageperfect.%I USING
-                            (EXISTS (SELECT FROM pageperfect.queues q WHERE q.queue_name = %I.queue_name))',
-                       t || '_owner', t, t);
-    END LOOP;
-END
-$$;
-GRANT SELECT ON pageperfect.queues, pageperfect.queue_messages, pageperfect.queue_archive,
-                pageperfect.queue_sent_counts TO pageperfect_user;
+GRANT SELECT ON pageperfect.queues TO pageperfect_user;
+SELECT pageperfect.scope_rows_to_parent(ARRAY['queue_messages', 'queue_archive', 'queue_sent_counts'], 'queues',
+                                        'queue_name', 'queue_name');

@@ -148,6 +148,17 @@ pub fn define_gucs(preloading: bool) {
         };
     }
 
+    // Without the preload a value from the server's configuration sits in a placeholder, which
+    // any role can SHOW, until a session loads this library; only the preload closes that.
+    if !preloading && (string(&API_KEY).is_some() || string(&CRAWL_API_KEY).is_some()) {
+        ereport!(
+            PgLogLevel::WARNING,
+            PgSqlErrorCode::ERRCODE_WARNING,
+            "pageperfect's secret settings are set but pageperfect is not in shared_preload_libraries",
+            "Until a session loads pageperfect, any role can read them with SHOW; preload it (the workers that use them need it anyway)."
+        );
+    }
+
     let ints: [IntGuc; 7] = [
         (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once (each needs a max_worker_processes slot).", &MAX_RUNNING_JOBS, 1, 1024, Restart),
         (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, 64, Restart),

@@ -149,9 +149,12 @@ fn the_worker_count_follows_pipeline_workers_and_workers_wait_for_the_extension(
 
 #[test]
 fn without_the_preload_the_extension_installs_and_health_reports_workers_down() {
-    let cluster = Cluster::start("nopreload", false, &[]);
+    let cluster = Cluster::start("nopreload", false, &["pageperfect.api_key = 'sk-in-a-placeholder'"]);
     let mut client = cluster.connect();
     client.batch_execute("CREATE EXTENSION pageperfect").unwrap();
+    // A secret in the configuration without the preload is readable until the library loads:
+    // loading it says so.
+    assert!(cluster.log().contains("pageperfect's secret settings are set but pageperfect is not in shared_preload_libraries"));
     assert!(workers(&mut client).is_empty());
     assert_eq!(
         health(&mut client),
