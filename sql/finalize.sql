@@ -88,6 +88,12 @@ DROP FUNCTION pageperfect.scope_rows_to_parent(text[], text, text, text);
 -- Every function of the extension resolves names through pg_catalog and pg_temp only (pg_temp
 -- last, and never for functions or operators), whoever calls it with whatever search_path: a
 -- caller's schemas cannot plant an operator, function or type into them.
+--
+-- Except the queue's hot path: these run inside the queue functions' as_owner, whose
+-- search_path is pinned already, or for superusers, and every name, operator and type in them is
+-- schema-qualified instead. A SET clause on each would save and restore the settings once more
+-- per call (and per nested call): batch-1 send/read/delete went from 0.60 to 0.68 of plain SQL
+-- without them. pg_regress/sql/privileges.sql calls each with a hostile search_path.
 DO $$
 DECLARE
     routine regprocedure;
@@ -99,6 +105,14 @@ BEGIN
           JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pageperfect'
          WHERE p.prokind IN ('f', 'p')
            AND NOT EXISTS (SELECT FROM pg_catalog.unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
+           AND p.oid <> ALL (ARRAY[
+                   'pageperfect.queue_must_allow(text, name)', 'pageperfect.check_seconds(text, int)',
+                   'pageperfect.push_messages(text, jsonb[], float8, int)', 'pageperfect.check_send(name, text, jsonb[], int)',
+                   'pageperfect.send_for(name, text, jsonb, int)', 'pageperfect.send_batch_for(name, text, jsonb[], int)',
+                   'pageperfect.read_for(name, text, int, int)', 'pageperfect.pop_for(name, text, int)',
+                   'pageperfect.delete_for(name, text, bigint)', 'pageperfect.delete_batch_for(name, text, bigint[])',
+                   'pageperfect.archive_for(name, text, bigint)', 'pageperfect.archive_batch_for(name, text, bigint[])',
+                   'pageperfect.set_vt_for(name, text, bigint, int)']::pg_catalog.regprocedure[])
     LOOP
         EXECUTE pg_catalog.format('ALTER ROUTINE %s SET search_path = pg_catalog, pg_temp', routine);
     END LOOP;

@@ -34,7 +34,7 @@ BEGIN
         RAISE EXCEPTION 'queue name must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF NOT EXISTS (SELECT FROM pageperfect.queues q
-                    WHERE q.queue_name = queue_must_allow.queue_name AND pg_catalog.pg_has_role(p_caller, q.owner, 'USAGE')) THEN
+                    WHERE q.queue_name OPERATOR(pg_catalog.=) queue_must_allow.queue_name AND pg_catalog.pg_has_role(p_caller, q.owner, 'USAGE')) THEN
         RAISE EXCEPTION 'queue "%" does not exist', queue_name
             USING ERRCODE = 'undefined_object', HINT = 'Create it with pageperfect.create_queue().';
     END IF;
@@ -45,8 +45,8 @@ $$;
 CREATE FUNCTION pageperfect.check_seconds(what text, seconds int) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF seconds IS NULL OR seconds < 0 THEN
-        RAISE EXCEPTION '% must be 0 or more seconds, not %', what, coalesce(seconds::text, 'NULL')
+    IF seconds IS NULL OR seconds OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION '% must be 0 or more seconds, not %', what, coalesce(seconds::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END
@@ -84,14 +84,14 @@ DECLARE
 BEGIN
     RETURN QUERY
         INSERT INTO pageperfect.queue_messages (queue_name, vt, priority, message)
-        SELECT p_queue, pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => p_delay_seconds), p_priority, m
+        SELECT p_queue, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => p_delay_seconds), p_priority, m
           FROM pg_catalog.unnest(p_messages) WITH ORDINALITY AS u (m, n)
          ORDER BY n
         RETURNING msg_id;
     GET DIAGNOSTICS sent = ROW_COUNT;
     INSERT INTO pageperfect.queue_sent_counts AS c (queue_name, stripe, sent)
-    VALUES (p_queue, pg_catalog.pg_backend_pid() % 16, sent)
-    ON CONFLICT (queue_name, stripe) DO UPDATE SET sent = c.sent + excluded.sent;
+    VALUES (p_queue, pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.%) 16, sent)
+    ON CONFLICT (queue_name, stripe) DO UPDATE SET sent = c.sent OPERATOR(pg_catalog.+) excluded.sent;
 END
 $$;
 
@@ -101,10 +101,10 @@ CREATE FUNCTION pageperfect.check_send(p_caller name, queue_name text, messages 
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF delay_seconds IS NULL OR delay_seconds < 0 THEN
+    IF delay_seconds IS NULL OR delay_seconds OPERATOR(pg_catalog.<) 0 THEN
         PERFORM pageperfect.check_seconds('delay_seconds', delay_seconds);
     END IF;
-    IF messages IS NULL OR array_position(messages, NULL) IS NOT NULL THEN
+    IF messages IS NULL OR pg_catalog.array_position(messages, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'a message must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM pg_catalog.pg_advisory_xact_lock_shared(1885957734, pg_catalog.hashtext(queue_name));
@@ -144,22 +144,22 @@ CREATE FUNCTION pageperfect.read_for(p_caller name, queue_name text, vt int, qty
 RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 DECLARE
-    visible refcursor;
+    visible pg_catalog.refcursor;
     next_id bigint;
     taken int := 0;
 BEGIN
     PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
-    IF vt IS NULL OR vt < 0 THEN
+    IF vt IS NULL OR vt OPERATOR(pg_catalog.<) 0 THEN
         PERFORM pageperfect.check_seconds('vt', vt);
     END IF;
-    IF qty IS NULL OR qty < 1 THEN
-        RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::text, 'NULL')
+    IF qty IS NULL OR qty OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF qty <= 10 THEN
+    IF qty OPERATOR(pg_catalog.<=) 10 THEN
         OPEN visible FOR
             SELECT m.msg_id FROM pageperfect.queue_messages m
-             WHERE m.queue_name = read_for.queue_name AND m.vt <= pg_catalog.clock_timestamp()
+             WHERE m.queue_name OPERATOR(pg_catalog.=) read_for.queue_name AND m.vt OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
              ORDER BY m.priority DESC, m.msg_id
                FOR UPDATE SKIP LOCKED;
         LOOP
@@ -167,12 +167,12 @@ BEGIN
             EXIT WHEN NOT FOUND;
             RETURN QUERY
                 UPDATE pageperfect.queue_messages m
-                   SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => read_for.vt),
-                       read_ct = m.read_ct + 1
-                 WHERE m.msg_id = next_id
+                   SET vt = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => read_for.vt),
+                       read_ct = m.read_ct OPERATOR(pg_catalog.+) 1
+                 WHERE m.msg_id OPERATOR(pg_catalog.=) next_id
                 RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message;
-            taken := taken + 1;
-            EXIT WHEN taken >= qty;
+            taken := taken OPERATOR(pg_catalog.+) 1;
+            EXIT WHEN taken OPERATOR(pg_catalog.>=) qty;
         END LOOP;
         CLOSE visible;
     ELSE
@@ -180,16 +180,16 @@ BEGIN
             WITH taken AS (
                 SELECT m.msg_id
                   FROM pageperfect.queue_messages m
-                 WHERE m.queue_name = read_for.queue_name AND m.vt <= pg_catalog.clock_timestamp()
+                 WHERE m.queue_name OPERATOR(pg_catalog.=) read_for.queue_name AND m.vt OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
                  ORDER BY m.priority DESC, m.msg_id
                  LIMIT qty
                    FOR UPDATE SKIP LOCKED
             ), updated AS (
                 UPDATE pageperfect.queue_messages m
-                   SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => read_for.vt),
-                       read_ct = m.read_ct + 1
+                   SET vt = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => read_for.vt),
+                       read_ct = m.read_ct OPERATOR(pg_catalog.+) 1
                   FROM taken
-                 WHERE m.msg_id = taken.msg_id
+                 WHERE m.msg_id OPERATOR(pg_catalog.=) taken.msg_id
                 RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
             )
             SELECT * FROM updated ORDER BY msg_id;
@@ -225,21 +225,21 @@ RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
-    IF qty IS NULL OR qty < 1 THEN
-        RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::text, 'NULL')
+    IF qty IS NULL OR qty OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN QUERY
         WITH taken AS (
             SELECT m.msg_id
               FROM pageperfect.queue_messages m
-             WHERE m.queue_name = pop_for.queue_name AND m.vt <= pg_catalog.clock_timestamp()
+             WHERE m.queue_name OPERATOR(pg_catalog.=) pop_for.queue_name AND m.vt OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
              ORDER BY m.priority DESC, m.msg_id
              LIMIT qty
                FOR UPDATE SKIP LOCKED
         ), deleted AS (
             DELETE FROM pageperfect.queue_messages m USING taken
-             WHERE m.msg_id = taken.msg_id
+             WHERE m.msg_id OPERATOR(pg_catalog.=) taken.msg_id
             RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
         )
         SELECT * FROM deleted ORDER BY msg_id;
@@ -253,7 +253,7 @@ BEGIN
     PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
     RETURN QUERY
         DELETE FROM pageperfect.queue_messages m
-         WHERE m.msg_id = ANY (msg_ids) AND m.queue_name = delete_batch_for.queue_name
+         WHERE m.msg_id OPERATOR(pg_catalog.=) ANY (msg_ids) AND m.queue_name OPERATOR(pg_catalog.=) delete_batch_for.queue_name
         RETURNING m.msg_id;
 END
 $$;
@@ -264,7 +264,7 @@ RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
-    DELETE FROM pageperfect.queue_messages m WHERE m.msg_id = delete_for.msg_id AND m.queue_name = delete_for.queue_name;
+    DELETE FROM pageperfect.queue_messages m WHERE m.msg_id OPERATOR(pg_catalog.=) delete_for.msg_id AND m.queue_name OPERATOR(pg_catalog.=) delete_for.queue_name;
     RETURN FOUND;
 END
 $$;
@@ -278,7 +278,7 @@ BEGIN
     RETURN QUERY
         WITH moved AS (
             DELETE FROM pageperfect.queue_messages m
-             WHERE m.msg_id = ANY (msg_ids) AND m.queue_name = archive_batch_for.queue_name
+             WHERE m.msg_id OPERATOR(pg_catalog.=) ANY (msg_ids) AND m.queue_name OPERATOR(pg_catalog.=) archive_batch_for.queue_name
             RETURNING m.*
         )
         INSERT INTO pageperfect.queue_archive (msg_id, queue_name, read_ct, enqueued_at, vt, priority, message)
@@ -306,8 +306,8 @@ BEGIN
     PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
     RETURN QUERY
         UPDATE pageperfect.queue_messages m
-           SET vt = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => set_vt_for.vt)
-         WHERE m.msg_id = set_vt_for.msg_id AND m.queue_name = set_vt_for.queue_name
+           SET vt = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => set_vt_for.vt)
+         WHERE m.msg_id OPERATOR(pg_catalog.=) set_vt_for.msg_id AND m.queue_name OPERATOR(pg_catalog.=) set_vt_for.queue_name
         RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message;
 END
 $$;

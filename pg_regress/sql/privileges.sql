@@ -9,11 +9,13 @@ CREATE ROLE alice LOGIN IN ROLE pageperfect_user;
 CREATE SCHEMA mal AUTHORIZATION mallory;
 GRANT USAGE ON SCHEMA cron, net TO mallory, alice;
 
--- Every function of the extension has a pinned search_path.
+-- Every function of the extension has a pinned search_path but the queue's hot path, which
+-- schema-qualifies everything instead (called below with a hostile search_path).
 SELECT p.oid::regprocedure AS unpinned
   FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pageperfect'
- WHERE NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false);
+ WHERE NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)
+ ORDER BY p.oid::regprocedure::text COLLATE "C";
 
 -- What a role may execute (anything else is for superusers).
 SELECT p.oid::regprocedure AS executable_by_pageperfect_user
@@ -125,6 +127,29 @@ SELECT pageperfect.queue_http_request('GET', 'https://mallory.example/', '{}', '
 SELECT pageperfect.queue_must_allow('alice_q', 'alice');
 SELECT cron.unschedule('mjob');
 RESET search_path;
+
+-- The queue's hot path, which is not pinned, called directly by a superuser whose search_path
+-- has mallory's schema first: nothing planted runs as the superuser either.
+RESET ROLE;
+SET search_path = mal, pg_temp, pg_catalog;
+SELECT pageperfect.create_queue_for('postgres', 'su_q');
+SELECT pageperfect.send_for('postgres', 'su_q', '{"n": 1}', 0) > 0 AS sent;
+SELECT count(*) FROM pageperfect.send_batch_for('postgres', 'su_q', ARRAY['{"n": 2}'::pg_catalog.jsonb, '{"n": 3}'], 0);
+SELECT count(*) FROM pageperfect.read_for('postgres', 'su_q', 0, 1);
+SELECT count(*) FROM pageperfect.read_for('postgres', 'su_q', 0, 20);
+SELECT count(*) FROM pageperfect.pop_for('postgres', 'su_q', 1);
+SELECT count(*) FROM pageperfect.set_vt_for('postgres', 'su_q', (SELECT max(msg_id) FROM pageperfect.queue_messages), 0);
+SELECT pageperfect.archive_for('postgres', 'su_q', (SELECT max(msg_id) FROM pageperfect.queue_messages));
+SELECT count(*) FROM pageperfect.archive_batch_for('postgres', 'su_q', ARRAY[0::bigint]);
+SELECT pageperfect.delete_for('postgres', 'su_q', (SELECT max(msg_id) FROM pageperfect.queue_messages));
+SELECT count(*) FROM pageperfect.delete_batch_for('postgres', 'su_q', ARRAY[0::bigint]);
+SELECT pageperfect.read_for('postgres', 'su_q', -1, 1);
+SELECT pageperfect.read_for('postgres', 'su_q', 1, 0);
+SELECT pageperfect.send_for('postgres', 'su_q', '{}', -1);
+SELECT pageperfect.send_for('postgres', 'no_such_q', '{}', 0);
+SELECT pageperfect.drop_queue_for('postgres', 'su_q');
+RESET search_path;
+SET ROLE mallory;
 
 -- Nothing planted ran, and mallory is still no superuser.
 SELECT what FROM mal.ran;
