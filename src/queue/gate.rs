@@ -9,29 +9,46 @@
 use crate::{as_owner, current_user};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{JsonB, PgOid};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// One message as pgmq returns it: msg_id, read_ct, enqueued_at, vt, message. (The pg_extern
 /// signatures below spell the columns out: pgrx reads them from the signature itself.)
 type MessageRow = (i64, i32, TimestampWithTimeZone, TimestampWithTimeZone, JsonB);
 
+thread_local! {
+    /// Each call's plan, prepared once per backend: parsing and planning the call anew each
+    /// time cost more than the call itself on the batch-1 path.
+    static PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
 /// Runs `sql` (a call of a `*_for` function whose `$1` is the caller) as the owner with the
 /// caller and then `args` as its parameters, and maps each row it returns with `row`.
 fn rows_for_caller<T>(
-    sql: &str,
+    sql: &'static str,
     args: Vec<DatumWithOid<'_>>,
     row: impl Fn(pgrx::spi::SpiHeapTupleData) -> Result<T, pgrx::spi::Error>,
 ) -> Vec<T> {
     let mut all_args: Vec<DatumWithOid> = vec![current_user().into()];
     all_args.extend(args);
     as_owner(|| {
-        Spi::connect_mut(|client| client.update(sql, None, &all_args)?.map(&row).collect::<Result<Vec<T>, _>>())
+        Spi::connect_mut(|client| {
+            PLANS.with_borrow_mut(|plans| {
+                if !plans.contains_key(sql) {
+                    let types: Vec<PgOid> = all_args.iter().map(|arg| PgOid::from(arg.oid())).collect();
+                    plans.insert(sql, client.prepare_mut(sql, &types)?.keep());
+                }
+                client.update(&plans[sql], None, &all_args)?.map(&row).collect::<Result<Vec<T>, _>>()
+            })
+        })
     })
     .unwrap_or_else(|e| error!("{e}"))
 }
 
 /// The first column of the single row `sql` returns (see `rows_for_caller`).
-fn one_for_caller<T: FromDatum + IntoDatum>(sql: &str, args: Vec<DatumWithOid<'_>>) -> Option<T> {
+fn one_for_caller<T: FromDatum + IntoDatum>(sql: &'static str, args: Vec<DatumWithOid<'_>>) -> Option<T> {
     rows_for_caller(sql, args, |row| row.get::<T>(1)).into_iter().next().flatten()
 }
 
@@ -46,11 +63,11 @@ fn message_row(row: pgrx::spi::SpiHeapTupleData) -> Result<MessageRow, pgrx::spi
     ))
 }
 
-fn messages_for_caller(sql: &str, args: Vec<DatumWithOid<'_>>) -> TableIterator<'static, MessageRow> {
+fn messages_for_caller(sql: &'static str, args: Vec<DatumWithOid<'_>>) -> TableIterator<'static, MessageRow> {
     TableIterator::new(rows_for_caller(sql, args, message_row))
 }
 
-fn ids_for_caller(sql: &str, args: Vec<DatumWithOid<'_>>) -> SetOfIterator<'static, i64> {
+fn ids_for_caller(sql: &'static str, args: Vec<DatumWithOid<'_>>) -> SetOfIterator<'static, i64> {
     SetOfIterator::new(rows_for_caller(sql, args, |row| row.get::<i64>(1)).into_iter().flatten())
 }
 
