@@ -1,5 +1,5 @@
--- A hostile role cannot gain rights it was not given: it plants operators, functions and a
--- pg_temp domain that would make it superuser if any pageperfect code ran them, then calls every
+-- A hostile role cannot gain rights it was not given: it plants operators, functions, a cast and
+-- pg_temp domains that would make it superuser if any pageperfect code ran them, then calls every
 -- function a role can execute with its schema first in search_path. It also cannot write the
 -- tables, enqueue system stages, reach private addresses, store secrets, or touch another
 -- tenant's data.
@@ -72,11 +72,22 @@ CREATE FUNCTION mal.count(uuid) RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN PERFORM mal.trap('count(uuid)'); RETURN 0; END $$;
 CREATE FUNCTION mal.jsonb_build_object(VARIADIC text[]) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN PERFORM mal.trap('jsonb_build_object'); RETURN '{}'; END $$;
--- Types named as the ones the extension's code declares, in pg_temp (searched first for types).
-CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (mal.trap('pg_temp.text') IS NULL);
-CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (mal.trap('pg_temp.jsonb') IS NULL);
-CREATE DOMAIN pg_temp.timestamptz AS pg_catalog.timestamptz CHECK (mal.trap('pg_temp.timestamptz') IS NULL);
-CREATE DOMAIN pg_temp.refcursor AS pg_catalog.refcursor CHECK (mal.trap('pg_temp.refcursor') IS NULL);
+-- Types named as the ones the extension's code uses (those not spelled as SQL keywords), in
+-- pg_temp, which is searched first for types unless a search_path names it later.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['text', 'jsonb', 'timestamptz', 'refcursor', 'uuid', 'name', 'interval', 'bytea',
+                             'float8', 'int4', 'int8', 'numeric', 'bool', 'regclass'] LOOP
+        EXECUTE format('CREATE DOMAIN pg_temp.%I AS pg_catalog.%I CHECK (mal.trap(%L) IS NULL)', t, t, 'pg_temp.' || t);
+    END LOOP;
+END $$;
+-- A cast mallory may make (from her own type) to a type the extension uses.
+CREATE TYPE mal.pay AS (amount int);
+CREATE FUNCTION mal.pay_to_text(mal.pay) RETURNS pg_catalog.text LANGUAGE plpgsql AS $$
+BEGIN PERFORM mal.trap('cast'); RETURN 'x'; END $$;
+CREATE CAST (mal.pay AS pg_catalog.text) WITH FUNCTION mal.pay_to_text(mal.pay) AS IMPLICIT;
 SET search_path = mal, pg_temp, pg_catalog;
 
 -- The exploit of the issue, and the same through every function a role can execute.
@@ -232,7 +243,10 @@ DELETE FROM pageperfect.http_requests WHERE owner IN ('alice', 'mallory');
 SELECT pageperfect.drop_queue('alice_q');
 DELETE FROM pageperfect.gsc_site_owners;
 DELETE FROM pageperfect.gsc_page_query_daily WHERE site = 'sc-domain:alice.example';
-DROP DOMAIN pg_temp.text, pg_temp.jsonb, pg_temp.timestamptz, pg_temp.refcursor;
+DROP CAST (mal.pay AS pg_catalog.text);
+DROP DOMAIN pg_temp.text, pg_temp.jsonb, pg_temp.timestamptz, pg_temp.refcursor, pg_temp.uuid, pg_temp.name,
+    pg_temp.interval, pg_temp.bytea, pg_temp.float8, pg_temp.int4, pg_temp.int8, pg_temp.numeric, pg_temp.bool,
+    pg_temp.regclass;
 DROP SCHEMA mal CASCADE;
 ALTER ROLE mallory RESET ALL;
 REVOKE USAGE ON SCHEMA cron, net FROM mallory, alice;
