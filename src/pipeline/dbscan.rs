@@ -26,19 +26,38 @@ pub enum DbscanError {
     NonFinite { index: usize, dim: usize },
     #[error("vector {0} is all zeros: cosine distance is undefined")]
     ZeroVector(usize),
-    #[error("{0} vectors exceed the limit of {max}", max = i32::MAX)]
+    #[error("{0} vectors exceed the limit of {MAX_POINTS} that one DBSCAN call clusters")]
     TooManyVectors(usize),
+    #[error("more than {MAX_NEIGHBOUR_ENTRIES} neighbour entries (pairs within eps, counted both ways): use a smaller eps or fewer vectors")]
+    TooManyNeighbours,
+    #[error("not enough memory for {0} vectors")]
+    OutOfMemory(usize),
 }
+
+/// Most vectors one call clusters: the similarity search is O(n²) (10,000 take about a second).
+pub const MAX_POINTS: usize = 50_000;
+/// Most neighbour entries kept (about 12 bytes each while building): bounds memory at a few
+/// hundred MB however dense the data, where sklearn would take O(pairs) without limit.
+pub const MAX_NEIGHBOUR_ENTRIES: usize = 20_000_000;
 
 /// Clusters `data` (row-major, `dims` floats per vector) and returns one label per vector: clusters
 /// numbered from 0 in order of discovery, −1 for noise. A vector is core when at least
 /// `min_points` vectors (itself included) lie within cosine distance `eps`.
 pub fn dbscan_cosine(data: &[f32], dims: usize, eps: f64, min_points: usize) -> Result<Vec<i32>, DbscanError> {
+    dbscan_cosine_interruptible(data, dims, eps, min_points, &mut || {})
+}
+
+/// [`dbscan_cosine`] that calls `interrupt` between blocks of rows of the similarity search (a
+/// few milliseconds apart at the largest sizes), so that a caller can cancel it from there.
+pub fn dbscan_cosine_interruptible(
+    data: &[f32],
+    dims: usize,
+    eps: f64,
+    min_points: usize,
+    interrupt: &mut dyn FnMut(),
+) -> Result<Vec<i32>, DbscanError> {
     let inv_norms = validate(data, dims, eps, min_points)?;
-    Ok(label_clusters(
-        &tiled_neighbourhoods(data, dims, &inv_norms, eps),
-        min_points,
-    ))
+    Ok(label_clusters(&tiled_neighbourhoods(data, dims, &inv_norms, eps, interrupt)?, min_points))
 }
 
 /// Same result as [`dbscan_cosine`], computing every pair one at a time in f64: the benchmark
@@ -67,8 +86,7 @@ fn validate(data: &[f32], dims: usize, eps: f64, min_points: usize) -> Result<Ve
         return Err(DbscanError::ZeroMinPoints);
     }
     let n = data.len() / dims;
-    // Neighbour indices are stored as u32 and labels are i32.
-    if n > i32::MAX as usize {
+    if n > MAX_POINTS {
         return Err(DbscanError::TooManyVectors(n));
     }
     data.chunks_exact(dims)
@@ -140,13 +158,20 @@ fn rounding_margin(dims: usize) -> f64 {
 
 /// The same neighbourhoods as [`naive_neighbourhoods`], computed from L2-normalised f32 copies of
 /// the vectors in TILE × TILE blocks, each pair once (upper triangle), then mirrored. Memory is
-/// O(pairs within eps), like sklearn's: 4 bytes per neighbour entry, plus 4 per pair while building.
-fn tiled_neighbourhoods(data: &[f32], dims: usize, inv_norms: &[f64], eps: f64) -> Neighbourhoods {
+/// O(pairs within eps), like sklearn's: 4 bytes per neighbour entry, plus 4 per pair while building,
+/// at most [`MAX_NEIGHBOUR_ENTRIES`]; allocations that fail are an error, not an abort.
+fn tiled_neighbourhoods(
+    data: &[f32],
+    dims: usize,
+    inv_norms: &[f64],
+    eps: f64,
+    interrupt: &mut dyn FnMut(),
+) -> Result<Neighbourhoods, DbscanError> {
     let n = inv_norms.len();
     let stride = dims.next_multiple_of(LANES);
     // Zero rows pad the count to whole tiles so the kernel never needs an edge case.
     let padded_rows = n.next_multiple_of(TILE);
-    let mut unit = vec![0.0_f32; padded_rows * stride];
+    let mut unit = zeroed::<f32>(padded_rows * stride, n)?;
     for ((dst, src), &inv) in unit
         .chunks_exact_mut(stride)
         .zip(data.chunks_exact(dims))
@@ -179,6 +204,7 @@ fn tiled_neighbourhoods(data: &[f32], dims: usize, inv_norms: &[f64], eps: f64) 
     let mut block_rows: Vec<Vec<u32>> = vec![Vec::new(); TILE];
     let mut tile = vec![0.0_f32; TILE * TILE];
     for i0 in (0..n).step_by(TILE) {
+        interrupt();
         let block_a = &unit[i0 * stride..(i0 + TILE) * stride];
         for j0 in (i0..n).step_by(TILE) {
             similarity_tile(block_a, &unit[j0 * stride..(j0 + TILE) * stride], stride, &mut tile);
@@ -194,6 +220,12 @@ fn tiled_neighbourhoods(data: &[f32], dims: usize, inv_norms: &[f64], eps: f64) 
                 }
             }
         }
+        let block_pairs: usize = block_rows.iter().map(Vec::len).sum();
+        // Each pair is kept twice (mirrored), and every point is its own neighbour.
+        if n + 2 * (upper.len() + block_pairs) > MAX_NEIGHBOUR_ENTRIES {
+            return Err(DbscanError::TooManyNeighbours);
+        }
+        upper.try_reserve(block_pairs).map_err(|_| DbscanError::OutOfMemory(n))?;
         for row in block_rows.iter_mut().take(n - i0) {
             upper.extend_from_slice(row);
             upper_offsets.push(upper.len());
@@ -209,7 +241,7 @@ fn tiled_neighbourhoods(data: &[f32], dims: usize, inv_norms: &[f64], eps: f64) 
         let degree = lower_counts[i] + 1 + (upper_offsets[i + 1] - upper_offsets[i]);
         offsets.push(offsets[i] + degree);
     }
-    let mut indices = vec![0_u32; offsets[n]];
+    let mut indices = zeroed::<u32>(offsets[n], n)?;
     let mut cursor = offsets[..n].to_vec();
     for i in 0..n {
         debug_assert_eq!(cursor[i], offsets[i] + lower_counts[i]);
@@ -222,7 +254,15 @@ fn tiled_neighbourhoods(data: &[f32], dims: usize, inv_norms: &[f64], eps: f64) 
             cursor[j as usize] += 1;
         }
     }
-    Neighbourhoods { offsets, indices }
+    Ok(Neighbourhoods { offsets, indices })
+}
+
+/// `len` zeros, or `OutOfMemory` (for `n` vectors) when the allocation fails.
+fn zeroed<T: Clone + Default>(len: usize, n: usize) -> Result<Vec<T>, DbscanError> {
+    let mut values = Vec::new();
+    values.try_reserve_exact(len).map_err(|_| DbscanError::OutOfMemory(n))?;
+    values.resize(len, T::default());
+    Ok(values)
 }
 
 /// Dot products of every row of `block_a` with every row of `block_b` (TILE rows each, `stride`
@@ -506,7 +546,7 @@ mod tests {
         let inv_norms = validate(&data, dims, 0.3, 1).unwrap();
         for eps in [0.2, 0.3, 0.5] {
             let naive = naive_neighbourhoods(&data, dims, &inv_norms, eps);
-            assert_eq!(tiled_neighbourhoods(&data, dims, &inv_norms, eps), naive, "eps {eps}");
+            assert_eq!(tiled_neighbourhoods(&data, dims, &inv_norms, eps, &mut || {}).unwrap(), naive, "eps {eps}");
             for min_points in [5, 20] {
                 let labels = label_clusters(&naive, min_points);
                 assert_eq!(dbscan_cosine(&data, dims, eps, min_points).unwrap(), labels);
@@ -520,6 +560,27 @@ mod tests {
     }
 
     #[test]
+    fn too_many_vectors_or_neighbours_are_refused_with_the_limit() {
+        let too_many = vec![1.0_f32; MAX_POINTS + 1];
+        let error = dbscan_cosine(&too_many, 1, 2.0, 2).unwrap_err();
+        assert_eq!(error, DbscanError::TooManyVectors(MAX_POINTS + 1));
+        assert!(error.to_string().contains("50000"), "{error}");
+        // Identical vectors are all neighbours of each other: n² entries, past the cap at n = 5,000.
+        let dense = vec![1.0_f32; 5_000];
+        assert_eq!(dbscan_cosine(&dense, 1, 0.3, 2).unwrap_err(), DbscanError::TooManyNeighbours);
+        let fits = vec![1.0_f32; 4_000];
+        assert!(dbscan_cosine(&fits, 1, 0.3, 2).unwrap().iter().all(|&label| label == 0));
+    }
+
+    #[test]
+    fn the_search_calls_interrupt_between_blocks_of_rows() {
+        let data = clustered(0x5eed, 1_000, 8);
+        let mut calls = 0;
+        dbscan_cosine_interruptible(&data, 8, 0.3, 2, &mut || calls += 1).unwrap();
+        assert_eq!(calls, 1_000_usize.div_ceil(TILE));
+    }
+
+    #[test]
     fn tiled_search_decides_boundary_pairs_in_f64() {
         // Odd sizes exercise the padding of rows and dimensions.
         let (n, dims) = (70, 37);
@@ -528,10 +589,10 @@ mod tests {
         let inv_norms = validate(&data, dims, 1.0, 1).unwrap();
         let (a, b) = (&data[..dims], &data[dims..2 * dims]);
         let distance = (1.0 - exact_similarity(a, b, inv_norms[0], inv_norms[1])).clamp(0.0, 2.0);
-        let inside = tiled_neighbourhoods(&data, dims, &inv_norms, distance);
+        let inside = tiled_neighbourhoods(&data, dims, &inv_norms, distance, &mut || {}).unwrap();
         assert!(inside.of(0).contains(&1) && inside.of(1).contains(&0));
         assert_eq!(inside, naive_neighbourhoods(&data, dims, &inv_norms, distance));
-        let outside = tiled_neighbourhoods(&data, dims, &inv_norms, distance.next_down());
+        let outside = tiled_neighbourhoods(&data, dims, &inv_norms, distance.next_down(), &mut || {}).unwrap();
         assert!(!outside.of(0).contains(&1) && !outside.of(1).contains(&0));
         assert_eq!(
             outside,

@@ -15,7 +15,7 @@ use std::future::Future;
 const EPS: f64 = 0.3;
 const MIN_POINTS: usize = 2;
 /// Most queries clustered per page (the most seen first).
-const MAX_QUERIES: i64 = 50_000;
+const MAX_QUERIES: i64 = super::dbscan::MAX_POINTS as i64;
 
 pub struct KeywordClustering;
 

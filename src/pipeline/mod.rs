@@ -79,12 +79,25 @@ mod pageperfect {
 
     /// DBSCAN with cosine distance over `vectors` (n vectors of `dims` values, flattened): one
     /// label per vector, numbered as scikit-learn's DBSCAN numbers them (noise −1, clusters from 0
-    /// in order of discovery).
+    /// in order of discovery). At most `dbscan::MAX_POINTS` vectors and
+    /// `dbscan::MAX_NEIGHBOUR_ENTRIES` neighbours; a cancel or `statement_timeout` stops it.
     #[pg_extern(immutable, parallel_safe)]
     fn dbscan_cosine(vectors: Vec<f32>, dims: i32, eps: default!(f64, 0.3), min_points: default!(i32, 2)) -> Vec<i32> {
         if dims < 1 || min_points < 1 {
             invalid_parameter("dims and min_points must be at least 1");
         }
-        dbscan::dbscan_cosine(&vectors, dims as usize, eps, min_points as usize).unwrap_or_else(|e| invalid_parameter(e.to_string()))
+        dbscan::dbscan_cosine_interruptible(&vectors, dims as usize, eps, min_points as usize, &mut || {
+            pgrx::check_for_interrupts!()
+        })
+        .unwrap_or_else(|e| {
+            let code = match e {
+                dbscan::DbscanError::TooManyVectors(_) | dbscan::DbscanError::TooManyNeighbours => {
+                    PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED
+                }
+                dbscan::DbscanError::OutOfMemory(_) => PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+                _ => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            };
+            crate::raise(code, e.to_string())
+        })
     }
 }

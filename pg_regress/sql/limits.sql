@@ -1,0 +1,18 @@
+-- Work a caller can size is bounded and cancellable: the error names the limit, a cancel or
+-- statement_timeout stops it promptly, and the server keeps serving.
+\set VERBOSITY terse
+-- 100,000 identical vectors would need 10^10 neighbour entries.
+SELECT pageperfect.dbscan_cosine(array_fill(1::real, ARRAY[100000]), 1, 2.0);
+-- 5,000 identical vectors: 25 million neighbour entries, past the cap.
+SELECT pageperfect.dbscan_cosine(array_fill(1::real, ARRAY[5000]), 1, 0.3);
+-- 20,000 random 64-dimension vectors take seconds; statement_timeout stops the call within it.
+CREATE TEMP TABLE random_vectors AS
+    SELECT ARRAY(SELECT (random() - 0.5)::real FROM generate_series(1, 20000 * 64)) AS flat;
+SELECT clock_timestamp() AS before \gset
+SET statement_timeout = '200ms';
+SELECT cardinality(pageperfect.dbscan_cosine(flat, 64)) FROM random_vectors;
+RESET statement_timeout;
+SELECT clock_timestamp() - :'before'::timestamptz < interval '2 seconds' AS cancelled_promptly;
+-- A tenth of the vectors, without the timeout, clusters as usual.
+SELECT cardinality(pageperfect.dbscan_cosine(flat[1:2000 * 64], 64)) AS labels FROM random_vectors;
+SELECT 1 AS still_serving;
