@@ -10,23 +10,23 @@
 
 PG_CONFIG ?= $(shell command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 export PG_CONFIG
-CARGO_PGRX = PATH="$(HOME)/.cargo/bin:$$PATH" cargo pgrx
-SUDO_FLAG = $(if $(filter 0,$(shell id -u)),,--sudo)
 
 .PHONY: setup install test demo demo-stop bench soak
 
 setup:
 	bash scripts/setup.sh
 
+# install.sh writes each file beside its destination and renames it into place: a server that
+# has the old library loaded keeps it until it restarts (an in-place copy would crash it).
 install: setup
-	$(CARGO_PGRX) install --release $(SUDO_FLAG) --pg-config "$(PG_CONFIG)"
+	bash scripts/install.sh
 
 test:
 	bash scripts/test.sh
 
 # demo-stop first: never install over a library that the running demo server has loaded.
 demo: setup demo-stop
-	$(CARGO_PGRX) install $(SUDO_FLAG) --pg-config "$(PG_CONFIG)"
+	bash scripts/install.sh --debug
 	PATH="$(HOME)/.cargo/bin:$$PATH" cargo build -p pageperfect-it --bin serve-dir
 	bash scripts/demo.sh
 

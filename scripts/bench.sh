@@ -76,13 +76,13 @@ record() {
 
 cluster_stop "$dir" # one left running by an earlier run that was killed
 # The binaries: the pipeline's driver and loopback servers, the DBSCAN kernels, the chart. Their
-# own target directory, so that they build beside `cargo pgrx install` (which holds target/).
+# own target directory, so that they build beside scripts/install.sh (which holds target/).
 export CARGO_TARGET_DIR="$REPO/target/bench"
 build_binaries() { cargo build --profile bench-bins --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-chart; }
 if [ "${1:-}" = --install ]; then
     step "building and installing pageperfect (release), and the benchmark binaries beside it"
     build_binaries & binaries=$!
-    CARGO_TARGET_DIR="$REPO/target" cargo pgrx install --release --pg-config "$PG_CONFIG" $([ "$(id -u)" = 0 ] || echo --sudo)
+    CARGO_TARGET_DIR="$REPO/target" bash "$REPO/scripts/install.sh"
     wait "$binaries"
 else
     step "building the benchmark binaries"

@@ -51,3 +51,12 @@ demo_stop() { # DIR: the demo's cluster and its sample site
     [ -f "$1/site.pid" ] && kill "$(cat "$1/site.pid")" 2>/dev/null || true
     rm -f "$1/site.pid"
 }
+
+# Gives the installed library a new inode with the same content (copy, then rename over it):
+# servers that have it loaded keep the old inode, so a later in-place write cannot crash them.
+detach_installed_library() {
+    local lib; lib="$("$PG_CONFIG" --pkglibdir)/pageperfect.so"
+    [ -f "$lib" ] || return 0
+    local run=(); [ "$(id -u)" = 0 ] || run=(sudo)
+    "${run[@]}" cp -p "$lib" "$lib.pageperfect-new" && "${run[@]}" mv -f "$lib.pageperfect-new" "$lib"
+}

@@ -26,6 +26,12 @@ suite() { # NAME COMMAND...
 pgrx_tests() {
     local pgdata="$WORK/pgrx-test"
     rm -rf "$pgdata"; mkdir -p "$pgdata"
+    # cargo pgrx test installs its build by rewriting the library in place, which would crash a
+    # server (of another checkout, say) that has the old one loaded. Build first, then give the
+    # installed library a new inode (copy and rename): running servers keep the old one, and
+    # the in-place write seconds later reaches only the copy.
+    cargo pgrx package --test --debug --pg-config "$PG_CONFIG" --out-dir "$REPO/target/pgrx-test-build" >/dev/null
+    detach_installed_library
     if [ "$(id -u)" = 0 ]; then
         chown "$PG_USER" "$pgdata"
         cargo pgrx test pg15 --runas "$PG_USER" --pgdata "$pgdata"
@@ -35,10 +41,10 @@ pgrx_tests() {
 }
 
 install_extension() {
-    # Never replace the library under a running server that has it loaded: stop ours first.
+    # Our own clusters restart with the new library anyway; others keep the old one (install.sh
+    # renames the new files into place).
     for dir in "$WORK"/*/; do cluster_stop "$dir"; done
-    if [ "$(id -u)" = 0 ]; then cargo pgrx install --features test_stages --pg-config "$PG_CONFIG"
-    else cargo pgrx install --features test_stages --sudo --pg-config "$PG_CONFIG"; fi
+    bash "$REPO/scripts/install.sh" --debug --features test_stages
 }
 
 regress() {

@@ -44,7 +44,7 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.unschedule(bigint), pageperfect.unschedule(text),
     pageperfect.alter_job_policy(text, interval, int, interval, boolean), pageperfect.run_job_now(text),
     pageperfect.toggle_cron_job(text, boolean), pageperfect.next_runs(text, timestamptz, int),
-    pageperfect.validate_schedule(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
+    pageperfect.validate_schedule(text), pageperfect.validate_command(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
     pageperfect.get_scheduler_health(), pageperfect.worker_health(),
     -- queues
     pageperfect.create_queue(text), pageperfect.send(text, jsonb, int), pageperfect.send_batch(text, jsonb[], int),

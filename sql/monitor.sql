@@ -10,7 +10,11 @@ CREATE UNLOGGED TABLE pageperfect.workers (
     started_at     timestamptz NOT NULL,
     last_heartbeat timestamptz NOT NULL,
     state          text NOT NULL CHECK (state IN ('idle', 'busy', 'stopped')),
-    database       text NOT NULL
+    database       text NOT NULL,
+    -- The last time one of the worker's transactions gave up waiting for a lock (or hit its
+    -- statement timeout), and the error: another session is holding up its work.
+    blocked_at     timestamptz,
+    blocked_by     text
 );
 
 CREATE TABLE pageperfect.monitoring_alerts (

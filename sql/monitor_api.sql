@@ -110,6 +110,13 @@ LANGUAGE sql STABLE AS $$
       FROM pageperfect.worker_health() h
      WHERE h.status <> 'healthy'
     UNION ALL
+    SELECT 'worker_blocked:' || w.worker_name, 'worker_blocked', 'warning',
+           pg_catalog.format('Worker %s was held up by another session''s lock at %s: %s (it retries; see pg_locks for the holder)',
+                             w.worker_name, w.blocked_at, w.blocked_by),
+           pg_catalog.jsonb_build_object('component', w.worker_name, 'blocked_at', w.blocked_at, 'error', w.blocked_by)
+      FROM pageperfect.workers w
+     WHERE w.blocked_at > pg_catalog.now() - interval '5 minutes'
+    UNION ALL
     -- A site whose latest ingestion of a day failed (a later success for that day clears it).
     SELECT 'gsc_ingestion:' || g.site, 'gsc_ingestion_failed', 'warning',
            pg_catalog.format('Search Console ingestion of %s for %s failed: %s', g.site, g.for_date, g.error),
@@ -287,46 +294,88 @@ LANGUAGE sql VOLATILE AS $$
             extract(epoch FROM pg_catalog.clock_timestamp() - p_started) * 1000, p_details, pg_catalog.now())
 $$;
 
--- Deletes what has outlived its retention parameter (days, or seconds for HTTP responses) and
--- logs each table's count to cleanup_logs. Unfinished cron runs, open alerts and requests
--- without a response are never deleted.
-CREATE FUNCTION pageperfect.trigger_cleanup()
+-- Deletes what outlived its retention (parameters *_retention_days, run_details_per_job,
+-- http_response_ttl_seconds) in every table that grows, and logs per table what it deleted.
+-- Pipeline worker 1 calls it every minute with max_rows_per_table (short transactions; only
+-- tables where something went are logged); the nightly cron job calls it without a limit.
+CREATE FUNCTION pageperfect.trigger_cleanup(max_rows_per_table int DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     target record;
     deleted bigint;
+    beyond_count bigint;
     summary jsonb := '{}';
+    keep_per_job int := coalesce((SELECT (p.value #>> '{}')::int FROM pageperfect.parameters p
+                                   WHERE p.name = 'run_details_per_job'), 10000);
 BEGIN
+    IF max_rows_per_table < 1 THEN
+        RAISE EXCEPTION 'max_rows_per_table must be at least 1 (got %)', max_rows_per_table
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     FOR target IN
         SELECT t.table_name, t.time_column, t.extra_condition,
                CASE WHEN t.parameter LIKE '%seconds' THEN pg_catalog.make_interval(secs => p.value::float8)
                     ELSE pg_catalog.make_interval(days => (p.value #>> '{}')::int) END AS retention
           FROM (VALUES ('job_run_details',   'end_time',    'status IN (''succeeded'', ''failed'', ''skipped'')', 'run_details_retention_days'),
+                       -- Finished workflows, with their stages, payloads, events and dead letters.
+                       ('jobs',              'updated_at',  'status IN (''completed'', ''failed'', ''dead'')', 'jobs_retention_days'),
                        ('job_events',        'created_at',  'true',                 'events_retention_days'),
+                       ('dead_letters',      'routed_at',   'true',                 'dead_letters_retention_days'),
+                       ('queue_archive',     'archived_at', 'true',                 'archive_retention_days'),
+                       ('embedding_cache',   'created_at',  'true',                 'embedding_cache_retention_days'),
+                       -- A page's latest draft stays, however old.
+                       ('rewrite_drafts',    'created_at',  'id <> (SELECT max(l.id) FROM pageperfect.rewrite_drafts l WHERE l.page_id = t.page_id)',
+                                                                                    'drafts_retention_days'),
                        ('sweeper_logs',      'ran_at',      'true',                 'logs_retention_days'),
                        ('cleanup_logs',      'ran_at',      'true',                 'logs_retention_days'),
                        ('health_checks',     'checked_at',  'true',                 'logs_retention_days'),
                        ('gsc_ingestions',    'finished_at', 'true',                 'logs_retention_days'),
                        ('monitoring_alerts', 'resolved_at', 'status = ''resolved''', 'logs_retention_days'),
                        ('metrics_data',      'collected_at', 'true',                'metrics_retention_days'),
-                       ('http_responses',    'created',     'true',                 'http_response_ttl_seconds'))
+                       ('http_responses',    'created',     'true',                 'http_response_ttl_seconds'),
+                       -- The fetched HTML of pages not crawled since (their fragments stay).
+                       ('pages',             'fetched_at',  'html IS NOT NULL',     'page_html_retention_days'))
                AS t (table_name, time_column, extra_condition, parameter)
           JOIN pageperfect.parameters p ON p.name = t.parameter
     LOOP
         IF target.table_name = 'http_responses' THEN
             -- The request goes with its response (ON DELETE CASCADE), as pg_net forgets both.
             DELETE FROM pageperfect.http_requests r
-             USING pageperfect.http_responses s
-             WHERE s.id = r.id AND s.created < pg_catalog.now() - target.retention;
+             WHERE r.id = ANY (ARRAY(SELECT s.id FROM pageperfect.http_responses s
+                                      WHERE s.created < pg_catalog.now() - target.retention LIMIT max_rows_per_table));
+        ELSIF target.table_name = 'pages' THEN
+            UPDATE pageperfect.pages p SET html = NULL
+             WHERE p.id = ANY (ARRAY(SELECT t.id FROM pageperfect.pages t
+                                      WHERE t.html IS NOT NULL AND t.fetched_at < pg_catalog.now() - target.retention
+                                      LIMIT max_rows_per_table));
         ELSE
-            EXECUTE pg_catalog.format('DELETE FROM pageperfect.%I WHERE %I < $1 AND %s',
-                                      target.table_name, target.time_column, target.extra_condition)
-              USING pg_catalog.now() - target.retention;
+            EXECUTE pg_catalog.format(
+                'DELETE FROM pageperfect.%1$I WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM pageperfect.%1$I t WHERE t.%2$I < $1 AND %3$s LIMIT $2))',
+                target.table_name, target.time_column, target.extra_condition)
+              USING pg_catalog.now() - target.retention, max_rows_per_table;
         END IF;
         GET DIAGNOSTICS deleted = ROW_COUNT;
-        INSERT INTO pageperfect.cleanup_logs (table_name, deleted_count, retention)
-        VALUES (target.table_name, deleted, target.retention);
+        IF target.table_name = 'job_run_details' THEN
+            -- And the finished runs of each job beyond its newest run_details_per_job runs.
+            DELETE FROM pageperfect.job_run_details d
+             WHERE d.runid = ANY (ARRAY(
+                   SELECT o.runid
+                     FROM pageperfect.job j
+                    CROSS JOIN LATERAL (SELECT c.runid FROM pageperfect.job_run_details c WHERE c.jobid = j.jobid
+                                         ORDER BY c.runid DESC OFFSET keep_per_job LIMIT 1) cutoff
+                    CROSS JOIN LATERAL (SELECT o.runid FROM pageperfect.job_run_details o
+                                         WHERE o.jobid = j.jobid AND o.runid <= cutoff.runid
+                                           AND o.status IN ('succeeded', 'failed', 'skipped')
+                                         LIMIT max_rows_per_table) o
+                    LIMIT max_rows_per_table));
+            GET DIAGNOSTICS beyond_count = ROW_COUNT;
+            deleted := deleted + beyond_count;
+        END IF;
+        IF deleted > 0 OR max_rows_per_table IS NULL THEN
+            INSERT INTO pageperfect.cleanup_logs (table_name, deleted_count, retention)
+            VALUES (target.table_name, deleted, target.retention);
+        END IF;
         summary := summary || pg_catalog.jsonb_build_object(target.table_name, deleted);
     END LOOP;
     RETURN pg_catalog.jsonb_build_object('deleted', summary);

@@ -16,6 +16,10 @@ CREATE TABLE pageperfect.job (
     retry_backoff interval NOT NULL DEFAULT interval '10 seconds' CHECK (retry_backoff >= interval '0'),
     catch_up      boolean NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL DEFAULT now(),
+    -- Ticks that came while the job's previous run was still going: counted here, not logged
+    -- as one job_run_details row each.
+    skipped_runs    bigint NOT NULL DEFAULT 0,
+    last_skipped_at timestamptz,
     CONSTRAINT jobname_username_uniq UNIQUE (jobname, username)
 );
 

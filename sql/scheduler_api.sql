@@ -1,16 +1,18 @@
 -- scheduler: the management views over jobs and runs (pageperfect's own; pg_cron has none).
 -- The write functions (schedule, unschedule, alter_job, ...) are in src/scheduler/api.rs.
 
--- Bad cron text is refused however it reaches the table (functions or a superuser's INSERT).
-CREATE FUNCTION pageperfect.job_check_schedule() RETURNS trigger
+-- Bad cron text and over-long commands are refused however they reach the table (functions or
+-- a superuser's INSERT).
+CREATE FUNCTION pageperfect.job_check() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pageperfect.validate_schedule(NEW.schedule);
+    PERFORM pageperfect.validate_command(NEW.command);
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER job_check_schedule BEFORE INSERT OR UPDATE OF schedule ON pageperfect.job
-    FOR EACH ROW EXECUTE FUNCTION pageperfect.job_check_schedule();
+CREATE TRIGGER job_check BEFORE INSERT OR UPDATE OF schedule, command ON pageperfect.job
+    FOR EACH ROW EXECUTE FUNCTION pageperfect.job_check();
 
 -- A superuser's direct INSERT/UPDATE/DELETE on the job table reaches the scheduler at commit too.
 CREATE FUNCTION pageperfect.job_changed() RETURNS trigger
@@ -20,7 +22,11 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER job_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pageperfect.job
+-- The scheduler's own counter updates (skipped_runs) do not wake it.
+CREATE TRIGGER job_changed AFTER INSERT OR DELETE OR TRUNCATE ON pageperfect.job
+    FOR EACH STATEMENT EXECUTE FUNCTION pageperfect.job_changed();
+CREATE TRIGGER job_updated AFTER UPDATE OF schedule, command, nodename, nodeport, database, username, active,
+        jobname, timeout, max_attempts, retry_backoff, catch_up ON pageperfect.job
     FOR EACH STATEMENT EXECUTE FUNCTION pageperfect.job_changed();
 
 -- Each job with its next tick and its last run's outcome.

@@ -29,6 +29,18 @@ pub enum LlmProvider {
     OpenAi,
 }
 
+/// Which finished cron runs keep their `job_run_details` row (pg_cron's `cron.log_run`, with
+/// the middle ground its users ask for).
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RunLog {
+    #[name = c"all"]
+    All,
+    #[name = c"failures"]
+    Failures,
+    #[name = c"off"]
+    Off,
+}
+
 /// How pages are fetched: directly, or through a scraping API that can render JavaScript.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum CrawlProvider {
@@ -60,6 +72,12 @@ pub static CRAWL_USER_AGENT: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"pageperfect/0.1 (+https://github.com/pageperfect/pageperfect)"));
 pub static CRAWL_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(15_000);
 pub static CRAWL_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(5 * 1024 * 1024);
+pub static MAX_COMMAND_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static WORKER_STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+pub static MAX_FRAGMENTS_PER_PAGE: GucSetting<i32> = GucSetting::<i32>::new(2000);
+pub static HTTP_MAX_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
+pub static RUN_LOG: GucSetting<RunLog> = GucSetting::<RunLog>::new(RunLog::All);
 pub static CRAWL_ALLOW_PRIVATE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static HTTP_ALLOW_PRIVATE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static CRAWL_PROVIDER: GucSetting<CrawlProvider> = GucSetting::<CrawlProvider>::new(CrawlProvider::Direct);
@@ -159,7 +177,7 @@ pub fn define_gucs(preloading: bool) {
         );
     }
 
-    let ints: [IntGuc; 7] = [
+    let ints: [IntGuc; 12] = [
         (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once (each needs a max_worker_processes slot).", &MAX_RUNNING_JOBS, 1, 1024, Restart),
         (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, 64, Restart),
         (c"pageperfect.http_concurrency", c"Most HTTP requests each pipeline worker has in flight.", &HTTP_CONCURRENCY, 1, 1024, Superuser),
@@ -167,6 +185,11 @@ pub fn define_gucs(preloading: bool) {
         (c"pageperfect.embedding_dimensions", c"Dimensions of the embedding vectors.", &EMBEDDING_DIMENSIONS, 8, 8192, Superuser),
         (c"pageperfect.crawl_timeout_ms", c"Timeout of one page fetch, in milliseconds.", &CRAWL_TIMEOUT_MS, 100, 600_000, Superuser),
         (c"pageperfect.crawl_max_bytes", c"Largest page body the crawler reads, in bytes.", &CRAWL_MAX_BYTES, 1024, i32::MAX, Superuser),
+        (c"pageperfect.max_command_bytes", c"Longest cron job command, in bytes.", &MAX_COMMAND_BYTES, 1024, 64 * 1024 * 1024, Superuser),
+        (c"pageperfect.worker_lock_timeout_ms", c"lock_timeout of the workers' own transactions, in milliseconds (not of job commands).", &WORKER_LOCK_TIMEOUT_MS, 1, 600_000, Superuser),
+        (c"pageperfect.worker_statement_timeout_ms", c"statement_timeout of the workers' own transactions, in milliseconds (not of job commands).", &WORKER_STATEMENT_TIMEOUT_MS, 100, 3_600_000, Superuser),
+        (c"pageperfect.max_fragments_per_page", c"Most headings, paragraphs and list items segment_embed keeps of one page.", &MAX_FRAGMENTS_PER_PAGE, 1, 1_000_000, Superuser),
+        (c"pageperfect.http_max_timeout_ms", c"Largest timeout_milliseconds a net.http_* request may ask for.", &HTTP_MAX_TIMEOUT_MS, 1000, 3_600_000, Superuser),
     ];
     for (name, description, setting, min, max, scope) in ints.into_iter().filter(|g| wanted(g.5)) {
         GucRegistry::define_int_guc(name, description, c"", setting, min, max, scope.context(), scope.flags());
@@ -192,6 +215,14 @@ pub fn define_gucs(preloading: bool) {
         c"Drafting provider: local (structured outline) or openai (any OpenAI-compatible server).",
         c"",
         &LLM_PROVIDER,
+        Superuser.context(),
+        Superuser.flags(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pageperfect.run_log",
+        c"Which finished cron runs keep their job_run_details row: all, failures, or off (none).",
+        c"",
+        &RUN_LOG,
         Superuser.context(),
         Superuser.flags(),
     );

@@ -116,6 +116,7 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     // The workers run as superuser: a database owner's `ALTER DATABASE … SET search_path` or a
     // planted `public.count(uuid)` must not capture their queries.
     crate::pin_search_path(pg_sys::GucAction::GUC_ACTION_SET);
+    bound_waits();
     log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
 
     let mut duty: Box<dyn Duty> = match role {
@@ -144,6 +145,7 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
         }
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            bound_waits();
             log!("pageperfect {name}: configuration reloaded");
         }
     }
@@ -157,6 +159,35 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(1) };
 }
 
+/// Sets the worker's `lock_timeout` and `statement_timeout` from its settings: a session that
+/// holds a lock on a table the worker writes delays it by at most that long, and the failure
+/// is logged and shown in the heartbeat row (`blocked_at`), hence in monitoring alerts.
+fn bound_waits() {
+    for (name, setting) in [
+        (c"lock_timeout", &config::WORKER_LOCK_TIMEOUT_MS),
+        (c"statement_timeout", &config::WORKER_STATEMENT_TIMEOUT_MS),
+    ] {
+        let value = std::ffi::CString::new(setting.get().to_string()).expect("digits have no zero byte");
+        unsafe {
+            pg_sys::SetConfigOption(name.as_ptr(), value.as_ptr(), pg_sys::GucContext::PGC_USERSET, pg_sys::GucSource::PGC_S_SESSION)
+        };
+    }
+}
+
+thread_local! {
+    /// The last lock or statement timeout one of this worker's transactions hit, not yet written
+    /// to its heartbeat row.
+    static BLOCKED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Remembers `report` for the heartbeat when it is a lock or statement timeout.
+fn note_if_blocked(report: &ErrorReportWithLevel) {
+    let code = report.sql_error_code();
+    if code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE || code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED {
+        BLOCKED.with(|b| *b.borrow_mut() = Some(report.message().to_string()));
+    }
+}
+
 /// Upserts this worker's heartbeat row. `Ok(false)` when the extension is not (yet) installed
 /// in the worker's database.
 fn heartbeat(role: Role, state: &'static str) -> Result<bool, String> {
@@ -166,20 +197,25 @@ fn heartbeat(role: Role, state: &'static str) -> Result<bool, String> {
         )?
         .unwrap_or(false);
         if installed {
+            let blocked = BLOCKED.with(|b| b.borrow().clone());
             Spi::run_with_args(
                 "INSERT INTO pageperfect.workers AS w
-                        (worker_name, kind, pid, started_at, last_heartbeat, state, database)
-                 SELECT $1, $2, pg_backend_pid(), a.backend_start, clock_timestamp(), $3, current_database()
+                        (worker_name, kind, pid, started_at, last_heartbeat, state, database, blocked_at, blocked_by)
+                 SELECT $1, $2, pg_backend_pid(), a.backend_start, clock_timestamp(), $3, current_database(),
+                        CASE WHEN $4::text IS NOT NULL THEN clock_timestamp() END, $4
                    FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_backend_pid()
                  ON CONFLICT (worker_name) DO UPDATE
                     SET kind = excluded.kind, pid = excluded.pid, started_at = excluded.started_at,
                         last_heartbeat = excluded.last_heartbeat, state = excluded.state,
-                        database = excluded.database",
-                &[role.name().into(), role.kind().into(), state.into()],
+                        database = excluded.database,
+                        blocked_at = coalesce(excluded.blocked_at, w.blocked_at),
+                        blocked_by = coalesce(excluded.blocked_by, w.blocked_by)",
+                &[role.name().into(), role.kind().into(), state.into(), blocked.into()],
             )?;
         }
         Ok::<bool, pgrx::spi::Error>(installed)
     })
+    .inspect(|_| BLOCKED.with(|b| *b.borrow_mut() = None))
 }
 
 /// Runs `body` in its own transaction and commits it. A Postgres error or panic inside aborts
@@ -219,7 +255,9 @@ pub fn try_in_transaction<R, E: From<String>>(
 
 fn abort_with<R, E: From<String>>(caught: &CaughtError) -> Result<R, E> {
     unsafe { pg_sys::AbortCurrentTransaction() };
-    Err(E::from(error_report(caught).message().to_string()))
+    let report = error_report(caught);
+    note_if_blocked(report);
+    Err(E::from(report.message().to_string()))
 }
 
 /// Runs one statement, with an optional jsonb argument `$1`, and decodes its jsonb result.

@@ -16,3 +16,19 @@ SELECT clock_timestamp() - :'before'::timestamptz < interval '2 seconds' AS canc
 -- A tenth of the vectors, without the timeout, clusters as usual.
 SELECT cardinality(pageperfect.dbscan_cosine(flat[1:2000 * 64], 64)) AS labels FROM random_vectors;
 SELECT 1 AS still_serving;
+-- A cron command longer than pageperfect.max_command_bytes (1 MB) is refused however it comes:
+-- one huge command used to make every scheduler tick fail, so that no job of anyone started.
+SELECT cron.schedule('huge', '0 0 1 1 *', 'SELECT 1 --' || repeat('x', 16 * 1024 * 1024));
+SELECT cron.schedule('fits', '0 0 1 1 *', 'SELECT 1 --' || repeat('x', 1000)) > 0 AS scheduled;
+SELECT cron.alter_job(jobid, command => 'SELECT 1 --' || repeat('x', 2 * 1024 * 1024)) FROM cron.job WHERE jobname = 'fits';
+INSERT INTO pageperfect.job (schedule, command) VALUES ('0 0 1 1 *', repeat('x', 1024 * 1024 + 1));
+SELECT jobname, octet_length(command) FROM cron.job WHERE jobname IN ('huge', 'fits');
+-- A superuser may raise the limit.
+SET pageperfect.max_command_bytes = 3000000;
+SELECT cron.alter_job(jobid, command => 'SELECT 1 --' || repeat('x', 2 * 1024 * 1024)) FROM cron.job WHERE jobname = 'fits';
+RESET pageperfect.max_command_bytes;
+SELECT jobname, octet_length(command) FROM cron.job WHERE jobname = 'fits';
+SELECT cron.unschedule('fits');
+-- How long a net.http_* request may take is bounded by a setting.
+SELECT net.http_get('https://example.com/', timeout_milliseconds => 400000);
+SHOW pageperfect.http_max_timeout_ms;

@@ -8,9 +8,6 @@ use crate::{as_owner, config, current_user, invalid_parameter};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-/// Longest `timeout_milliseconds` a request may ask for: a delivery slot is held that long.
-pub const MAX_TIMEOUT_MS: i32 = 300_000;
-
 #[pg_schema]
 mod pageperfect {
     use super::*;
@@ -25,8 +22,12 @@ mod pageperfect {
         body: Option<Vec<u8>>,
         timeout_milliseconds: Option<i32>,
     ) -> Option<i64> {
-        if timeout_milliseconds.is_some_and(|ms| ms > MAX_TIMEOUT_MS) {
-            invalid_parameter(format!("timeout_milliseconds must be at most {MAX_TIMEOUT_MS} (got {})", timeout_milliseconds.unwrap_or_default()));
+        // A delivery slot is held for as long as the request may take.
+        let max_timeout = config::HTTP_MAX_TIMEOUT_MS.get();
+        if let Some(asked) = timeout_milliseconds.filter(|ms| *ms > max_timeout) {
+            invalid_parameter(format!(
+                "timeout_milliseconds must be at most {max_timeout} (pageperfect.http_max_timeout_ms; got {asked})"
+            ));
         }
         let guarded = !unsafe { pg_sys::superuser() } && !config::HTTP_ALLOW_PRIVATE.get();
         if let Some(blocked) = url.filter(|_| guarded).and_then(blocked_literal_host) {

@@ -96,6 +96,11 @@ impl Clients {
 
 impl Claimed {
     /// The request to send: the URL with `params` added to its query, the headers, the body.
+    /// How long the request may take (its `timeout_milliseconds`).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_milliseconds)
+    }
+
     pub fn request(&self) -> Result<Request, HttpError> {
         let mut url = url::Url::parse(&self.url).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", self.url)))?;
         if !self.params.is_empty() {
@@ -110,7 +115,7 @@ impl Claimed {
             _ => Method::Get,
         };
         let body = self.body.as_deref().map(decode_bytea_hex).transpose()?;
-        let mut request = Request { method, body, timeout: Some(Duration::from_millis(self.timeout_milliseconds)), ..Request::get(url.to_string()) };
+        let mut request = Request { method, body, timeout: Some(self.timeout()), ..Request::get(url.to_string()) };
         for (name, value) in &self.headers {
             request = request.header(name.as_str(), value.as_str().unwrap_or_default());
         }

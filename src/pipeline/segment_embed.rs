@@ -3,10 +3,13 @@
 //! Fragments the page had before (same provider and model) keep their vectors, and a page whose
 //! content is unchanged since this stage last succeeded is not embedded again unless the job
 //! says `force_update`. Parsing runs off the worker's main thread: a hostile page (deeply
-//! nested markup parses in quadratic time) must not stall the worker.
+//! nested markup parses in quadratic time) must not stall the worker. A page keeps at most
+//! `pageperfect.max_fragments_per_page` fragments (the rest are dropped and the job's events say
+//! so), and they are inserted in batches.
 
 use super::embedder::Embedder;
 use super::segment::{self, Fragment};
+use crate::config;
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -21,8 +24,12 @@ pub enum Input {
     Embed(Plan),
 }
 
+/// Rows per INSERT of `page_embeddings`.
+const INSERT_BATCH: usize = 500;
+
 pub struct Plan {
     page_id: i64,
+    max_fragments: usize,
     content_hash: String,
     html: String,
     embedder: Embedder,
@@ -35,6 +42,8 @@ pub struct Embedded {
     content_hash: String,
     embedder: Embedder,
     fragments: Vec<(Fragment, String)>,
+    /// Fragments beyond `max_fragments`, dropped.
+    dropped: usize,
     cached: HashMap<String, Vec<f32>>,
     fresh: HashMap<String, Vec<f32>>,
 }
@@ -87,7 +96,8 @@ impl Stage for SegmentEmbed {
             }
             Ok::<_, pgrx::spi::Error>(vectors)
         })?;
-        Ok(Input::Embed(Plan { page_id, content_hash, html, embedder, cached }))
+        let max_fragments = config::MAX_FRAGMENTS_PER_PAGE.get().max(1) as usize;
+        Ok(Input::Embed(Plan { page_id, max_fragments, content_hash, html, embedder, cached }))
     }
 
     fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
@@ -95,18 +105,25 @@ impl Stage for SegmentEmbed {
             match input {
                 Input::Reuse { page_id, content_hash, fragments } => Ok(Output::Reused { page_id, content_hash, fragments }),
                 Input::Embed(plan) => {
-                    let Plan { page_id, content_hash, html, embedder, cached } = plan;
-                    let fragments: Vec<(Fragment, String)> = tokio::task::spawn_blocking(move || {
-                        segment::segment(&html).fragments.into_iter().map(|f| {
-                            let hash = segment::text_hash(&f.text);
-                            (f, hash)
-                        }).collect()
+                    let Plan { page_id, max_fragments, content_hash, html, embedder, cached } = plan;
+                    let (fragments, dropped) = tokio::task::spawn_blocking(move || {
+                        let mut fragments = segment::segment(&html).fragments;
+                        let dropped = fragments.len().saturating_sub(max_fragments);
+                        fragments.truncate(max_fragments);
+                        let hashed: Vec<(Fragment, String)> = fragments
+                            .into_iter()
+                            .map(|f| {
+                                let hash = segment::text_hash(&f.text);
+                                (f, hash)
+                            })
+                            .collect();
+                        (hashed, dropped)
                     })
                     .await
                     .map_err(|e| StageError::retryable(format!("segmenting the page failed: {e}")))?;
                     let texts = fragments.iter().map(|(f, h)| (h.clone(), f.text.clone())).collect();
                     let fresh = embedder.embed_missing(texts, &cached).await?;
-                    Ok(Output::Embedded(Embedded { page_id, content_hash, embedder, fragments, cached, fresh }))
+                    Ok(Output::Embedded(Embedded { page_id, content_hash, embedder, fragments, dropped, cached, fresh }))
                 }
             }
         }
@@ -127,23 +144,43 @@ impl Stage for SegmentEmbed {
         let (provider, model) = (plan.embedder.provider(), plan.embedder.model());
         let fresh = &plan.fresh;
         Spi::run_with_args("DELETE FROM pageperfect.page_embeddings WHERE page_id = $1", &[plan.page_id.into()])?;
-        for (fragment, hash) in &plan.fragments {
-            let vector = fresh.get(hash).or_else(|| plan.cached.get(hash)).cloned().unwrap_or_default();
+        for batch in plan.fragments.chunks(INSERT_BATCH) {
+            let column = |f: &dyn Fn(&(Fragment, String)) -> String| batch.iter().map(f).collect::<Vec<String>>();
+            let vectors: Vec<String> = batch
+                .iter()
+                .map(|(_, hash)| vector_literal(fresh.get(hash).or_else(|| plan.cached.get(hash)).map_or(&[][..], Vec::as_slice)))
+                .collect();
             Spi::run_with_args(
                 "INSERT INTO pageperfect.page_embeddings
                         (page_id, job_id, position, kind, tag, content, text_hash, embedding, provider, model)
-                 VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 SELECT $1, $2::uuid, f.position, f.kind, f.tag, f.content, f.text_hash, f.embedding::real[], $9, $10
+                   FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                        AS f(position, kind, tag, content, text_hash, embedding)",
                 &[
                     plan.page_id.into(),
                     work.job_id.as_str().into(),
-                    fragment.position.into(),
-                    fragment.kind.as_str().into(),
-                    fragment.tag.as_str().into(),
-                    fragment.text.as_str().into(),
-                    hash.as_str().into(),
-                    vector.into(),
+                    batch.iter().map(|(f, _)| f.position).collect::<Vec<i32>>().into(),
+                    column(&|(f, _)| f.kind.as_str().to_string()).into(),
+                    column(&|(f, _)| f.tag.clone()).into(),
+                    column(&|(f, _)| f.text.clone()).into(),
+                    column(&|(_, hash)| hash.clone()).into(),
+                    vectors.into(),
                     provider.into(),
                     model.into(),
+                ],
+            )?;
+        }
+        if plan.dropped > 0 {
+            Spi::run_with_args(
+                "SELECT pageperfect.log_job_event($1::uuid, 'segment_embed', 'truncated', $2)",
+                &[
+                    work.job_id.as_str().into(),
+                    format!(
+                        "the page has {} fragments; the first {} were kept (pageperfect.max_fragments_per_page)",
+                        plan.fragments.len() + plan.dropped,
+                        plan.fragments.len()
+                    )
+                    .into(),
                 ],
             )?;
         }
@@ -153,9 +190,46 @@ impl Stage for SegmentEmbed {
             "fragments": plan.fragments.len(),
             "embedded": fresh.len(),
             "cached": plan.fragments.len() - fresh.len(),
+            "dropped": plan.dropped,
             "provider": provider,
             "model": model,
             "reused": false,
         }))
+    }
+}
+
+/// A vector as a Postgres array literal (`{0.1,0.2}`): one text array carries a whole batch of
+/// vectors into an INSERT, where a `real[][]` would need every vector to have the same length.
+fn vector_literal(vector: &[f32]) -> String {
+    let mut literal = String::with_capacity(2 + vector.len() * 12);
+    literal.push('{');
+    for (i, x) in vector.iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        // `{:?}` prints the shortest text that reads back to the same f32 (NaN and inf as Postgres spells them).
+        if x.is_finite() {
+            literal.push_str(&format!("{x:?}"));
+        } else if x.is_nan() {
+            literal.push_str("NaN");
+        } else {
+            literal.push_str(if *x > 0.0 { "Infinity" } else { "-Infinity" });
+        }
+    }
+    literal.push('}');
+    literal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vector_literal;
+
+    #[test]
+    fn vectors_become_array_literals_that_read_back_exactly() {
+        assert_eq!(vector_literal(&[]), "{}");
+        assert_eq!(vector_literal(&[0.1, -2.5e-8, 3.0]), "{0.1,-2.5e-8,3.0}");
+        assert_eq!(vector_literal(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY]), "{NaN,Infinity,-Infinity}");
+        let x = 0.123_456_79_f32;
+        assert_eq!(vector_literal(&[x]).trim_matches(|c| c == '{' || c == '}').parse::<f32>().unwrap(), x);
     }
 }

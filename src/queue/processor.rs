@@ -1,6 +1,7 @@
 //! A pipeline worker's duty: claim due stage work under the limits, run each attempt on the
 //! worker's tokio runtime with no transaction open, and record its outcome in one transaction;
-//! and the same for the durable HTTP requests queued from SQL (`http::delivery`).
+//! and the same for the durable HTTP requests queued from SQL (`http::delivery`). Pipeline
+//! worker 1 also applies the retention settings every minute (`trigger_cleanup`), in batches.
 //!
 //! SPI stays on the worker's main thread. Attempts run as tokio tasks on two runtime threads
 //! and hand their outcome back over a channel; the main thread waits on that channel in short
@@ -15,7 +16,9 @@ use crate::worker::{in_transaction, query_json, try_in_transaction, Duty};
 use pgrx::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
+use crate::http::client::HttpError;
 use std::any::Any;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -27,6 +30,13 @@ const LOOKAHEAD: i64 = 64;
 const CLAIM_POLL: Duration = Duration::from_secs(1);
 /// How often the worker returns work of dead backends to the queue (and fails overdue work).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Pipeline worker 1 deletes what outlived its retention every `cleanup_interval_seconds`
+/// (parameter; this until it is read), at most this many rows of each table per pass (a pass
+/// that hits the limit is followed by another at once).
+const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+const CLEANUP_BATCH: i64 = 10_000;
+/// The first pass, soon after the worker starts.
+const FIRST_CLEANUP: Duration = Duration::from_secs(5);
 /// Longest the main thread waits for finished attempts before it looks at its latch again.
 const FINISHED_WAIT: Duration = Duration::from_millis(20);
 
@@ -91,13 +101,31 @@ pub struct Processor {
     http: delivery::Clients,
     http_in_flight: usize,
     next_http_claim: Instant,
+    /// When to apply retention next; only pipeline worker 1 does.
+    next_cleanup: Option<Instant>,
 }
 
-/// Claims and sweeps wait 1 s at most for a lock (the claim lock, `lock_claims`, above all), then
-/// retry at the next poll: a frozen holder must not freeze every worker with it (their
-/// heartbeats would go stale and their HTTP requests wait too).
-fn bound_claim_lock_wait() -> Result<(), String> {
-    Spi::run("SET LOCAL lock_timeout = '1s'").map_err(|e| e.to_string())
+/// How much longer than its own timeout a durable HTTP request may run before it is cut off.
+const HTTP_BOUND_SLACK: Duration = Duration::from_secs(5);
+
+/// Why `bounded` cut a task short.
+enum Cut {
+    Panicked(String),
+    TimedOut,
+}
+
+/// Runs `work` as a task of its own, so that a panic in it ends only that task, and aborts the
+/// task when it is not done within `limit` (a timed-out attempt must not run on beside its retry).
+async fn bounded<T: Send + 'static>(limit: Duration, work: impl Future<Output = T> + Send + 'static) -> Result<T, Cut> {
+    let mut task = tokio::spawn(work);
+    match tokio::time::timeout(limit, &mut task).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(join_error)) => Err(Cut::Panicked(join_error.to_string())),
+        Err(_) => {
+            task.abort();
+            Err(Cut::TimedOut)
+        }
+    }
 }
 
 /// Runtime threads must never run a Postgres signal handler (it would touch Postgres from a
@@ -137,6 +165,7 @@ impl Processor {
             http,
             http_in_flight: 0,
             next_http_claim: now,
+            next_cleanup: (number == 1).then_some(now + FIRST_CLEANUP),
         }
     }
 
@@ -145,7 +174,6 @@ impl Processor {
         self.next_sweep = Instant::now() + SWEEP_INTERVAL;
         let sql = "SELECT pageperfect.sweep_stages() || jsonb_build_object('requeued_http_requests', pageperfect.requeue_orphaned_http_requests())";
         let swept = in_transaction(|| {
-            bound_claim_lock_wait()?;
             query_json::<serde_json::Value>(sql, None)
         });
         match swept {
@@ -159,10 +187,35 @@ impl Processor {
         }
     }
 
+    /// Deletes a batch of what outlived its retention in every table that grows.
+    fn clean_up(&mut self) {
+        let result = in_transaction(|| {
+            query_json::<serde_json::Value>(
+                "SELECT pageperfect.trigger_cleanup($1::int) || jsonb_build_object('interval',
+                        (SELECT (p.value #>> '{}')::float8 FROM pageperfect.parameters p WHERE p.name = 'cleanup_interval_seconds'))",
+                Some(json!(CLEANUP_BATCH)),
+            )
+        });
+        let (more, interval) = match result {
+            Ok(summary) => {
+                let deleted = summary["deleted"].as_object().cloned().unwrap_or_default();
+                if deleted.values().any(|n| n.as_i64() != Some(0)) {
+                    log!("pageperfect pipeline: retention deleted {}", serde_json::Value::Object(deleted.clone()));
+                }
+                let interval = summary["interval"].as_f64().filter(|s| s.is_finite() && *s >= 1.0).map_or(CLEANUP_INTERVAL, Duration::from_secs_f64);
+                (deleted.values().any(|n| n.as_i64() == Some(CLEANUP_BATCH)), interval)
+            }
+            Err(e) => {
+                warning!("pageperfect pipeline: retention cleanup failed (will retry): {e}");
+                (false, CLEANUP_INTERVAL)
+            }
+        };
+        self.next_cleanup = Some(Instant::now() + if more { Duration::from_secs(1) } else { interval });
+    }
+
     /// Claims up to `free` stages and returns them with the time the next delayed one is due.
     fn claim(&self, free: usize) -> Result<Claimed, String> {
         in_transaction(|| {
-            bound_claim_lock_wait()?;
             Spi::run("SELECT pageperfect.lock_claims()").map_err(|e| e.to_string())?;
             let candidates: Vec<Candidate> = query_json(
                 "SELECT coalesce(jsonb_agg(c), '[]') FROM pageperfect.claim_candidates($1::int) c",
@@ -199,12 +252,11 @@ impl Processor {
         let timeout = work.timeout;
         self.in_flight += 1;
         self.runtime.spawn(async move {
-            // Its own task, so that a panic in stage code ends the attempt, not the reporting.
-            let outcome = match tokio::time::timeout(timeout, tokio::spawn(attempt)).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(join_error)) => Err(StageError::retryable(format!("stage {} panicked: {join_error}", work.stage))),
-                Err(_) => Err(StageError::retryable(format!(
-                    "stage {} timed out after {} s (its timeout_seconds)",
+            let outcome = match bounded(timeout, attempt).await {
+                Ok(outcome) => outcome,
+                Err(Cut::Panicked(message)) => Err(StageError::retryable(format!("stage {} panicked: {message}", work.stage))),
+                Err(Cut::TimedOut) => Err(StageError::retryable(format!(
+                    "stage {} timed out after {} s (its timeout_seconds); the attempt was stopped",
                     work.stage,
                     timeout.as_secs()
                 ))),
@@ -223,10 +275,20 @@ impl Processor {
                 for request in claimed {
                     let (id, attempt, client, finished_tx) = (request.id, request.attempts, self.http.for_request(&request), self.finished_tx.clone());
                     self.http_in_flight += 1;
+                    // The client's own timeout ends the request first; the bound is for a
+                    // request that hangs anyway, or panics: its slot and row must come back.
+                    let limit = request.timeout() + HTTP_BOUND_SLACK;
                     self.runtime.spawn(async move {
-                        let result = match request.request() {
-                            Ok(built) => client.send(built).await,
-                            Err(error) => Err(error),
+                        let send = async move {
+                            match request.request() {
+                                Ok(built) => client.send(built).await,
+                                Err(error) => Err(error),
+                            }
+                        };
+                        let result = match bounded(limit, send).await {
+                            Ok(result) => result,
+                            Err(Cut::TimedOut) => Err(HttpError::Timeout(limit)),
+                            Err(Cut::Panicked(message)) => Err(HttpError::Other(format!("sending the request panicked: {message}"))),
                         };
                         let _ = finished_tx.send(Done::Http(Delivered { id, attempt, result }));
                     });
@@ -322,6 +384,9 @@ impl Duty for Processor {
         if now >= self.next_sweep {
             self.sweep();
         }
+        if self.next_cleanup.is_some_and(|at| now >= at) {
+            self.clean_up();
+        }
         let capacity = config::HTTP_CONCURRENCY.get().max(1) as usize;
         let generation = slots::shared().map_or(0, |s| s.pipeline_generation.load(Ordering::Acquire));
         let woken = generation != self.seen_generation;
@@ -349,7 +414,12 @@ impl Duty for Processor {
             return Duration::ZERO;
         }
         let now = Instant::now();
-        [self.next_claim, self.next_sweep, self.next_http_claim].iter().map(|at| at.saturating_duration_since(now)).min().unwrap_or(CLAIM_POLL)
+        [Some(self.next_claim), Some(self.next_sweep), Some(self.next_http_claim), self.next_cleanup]
+            .iter()
+            .flatten()
+            .map(|at| at.saturating_duration_since(now))
+            .min()
+            .unwrap_or(CLAIM_POLL)
     }
 
     fn busy(&self) -> bool {

@@ -10,21 +10,26 @@ fn option_u64(work: &Work, key: &str, default: u64) -> u64 {
     work.options.get(key).and_then(Value::as_u64).unwrap_or(default)
 }
 
-/// `test_sleep`: waits `sleep_ms` (default 50) and succeeds.
+/// `test_sleep`: waits `sleep_ms` (default 50) and succeeds; with `touch_after`, then creates
+/// that file (a test sees whether an attempt that timed out was really stopped).
 pub struct Sleep;
 
 impl Stage for Sleep {
     const NAME: &'static str = "test_sleep";
-    type Input = u64;
+    type Input = (u64, Option<String>);
     type Output = u64;
 
-    fn prepare(&self, work: &Work) -> Result<u64, StageError> {
-        Ok(option_u64(work, "sleep_ms", 50))
+    fn prepare(&self, work: &Work) -> Result<(u64, Option<String>), StageError> {
+        let touch_after = work.options.get("touch_after").and_then(Value::as_str).map(str::to_string);
+        Ok((option_u64(work, "sleep_ms", 50), touch_after))
     }
 
-    fn run(&self, _work: &Work, sleep_ms: u64) -> impl std::future::Future<Output = Result<u64, StageError>> + Send + 'static {
+    fn run(&self, _work: &Work, (sleep_ms, touch_after): (u64, Option<String>)) -> impl std::future::Future<Output = Result<u64, StageError>> + Send + 'static {
         async move {
             tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+            if let Some(path) = touch_after {
+                std::fs::write(&path, b"the attempt ran to its end").map_err(|e| StageError::permanent(format!("{path}: {e}")))?;
+            }
             Ok(sleep_ms)
         }
     }

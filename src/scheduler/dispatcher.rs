@@ -4,7 +4,11 @@
 //! runs to idle runners of the right role and database, starting runners as needed.
 //!
 //! All bookkeeping SQL of one tick is one short transaction; no transaction is open while
-//! runs execute. `job_run_details` rows in status `starting` are the queue, so runs queued by
+//! runs execute. What that transaction changes in the dispatcher's memory (runs queued, updates
+//! written) is applied only after it commits, so a failed tick starts no run without a row and
+//! forgets no update. A row another session has locked is skipped and its update kept for the
+//! next tick; the workers' lock_timeout bounds every other wait. Commands never travel in the
+//! tick's jsonb: runs are handed out by id and their commands read just before. `job_run_details` rows in status `starting` are the queue, so runs queued by
 //! `run_job_now()` or retries survive a scheduler restart. On start the scheduler fails every
 //! run it finds unfinished and not held by a live runner, as pg_cron does ("server restarted").
 
@@ -13,6 +17,7 @@ use super::plan::{missed_tick, retry_due};
 use super::runner;
 use super::slots::{self, Shared, SlotState};
 use super::from_pg_micros;
+use crate::config::{self, RunLog};
 use crate::worker::{in_transaction, query_json, Duty};
 use chrono::{DateTime, Duration as Span, Utc};
 use chrono_tz::Tz;
@@ -20,7 +25,7 @@ use pgrx::bgworkers::{BackgroundWorkerStatus, DynamicBackgroundWorker};
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -42,6 +47,8 @@ struct Job {
     max_attempts: i32,
     retry_backoff: Span,
     next_due: Option<DateTime<Utc>>,
+    /// The run whose overrun was last logged: later skipped ticks of it are only counted.
+    skip_logged_for: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -64,7 +71,6 @@ struct Run {
     jobid: i64,
     database: String,
     username: String,
-    command: String,
     due_time: DateTime<Utc>,
     attempt: i32,
 }
@@ -108,6 +114,51 @@ struct RunUpdate {
     message: Option<String>,
     start_time: Option<DateTime<Utc>>,
     end_time: Option<DateTime<Utc>>,
+    /// Delete the row instead (`pageperfect.run_log`).
+    forget: bool,
+}
+
+impl RunUpdate {
+    /// Folds a later change to the same run into this one.
+    fn merge(&mut self, later: RunUpdate) {
+        self.status = later.status;
+        self.job_pid = later.job_pid.or(self.job_pid);
+        self.message = later.message.or(self.message.take());
+        self.start_time = later.start_time.or(self.start_time);
+        self.end_time = later.end_time.or(self.end_time);
+        self.forget = later.forget;
+    }
+}
+
+/// Ticks of a job skipped because its previous run was still going, not yet written to the job.
+#[derive(Serialize, Clone, Copy)]
+struct Skips {
+    count: i64,
+    last_at: DateTime<Utc>,
+}
+
+/// What was recovered after a (re)start.
+enum Recovered {
+    /// A live runner still holds the run (slot index).
+    Held(usize, Run),
+    /// Queued since the server started and never handed out: it waits again.
+    Queued(Run),
+}
+
+/// What a tick's transaction read and wrote, applied to the dispatcher once it has committed.
+#[derive(Default)]
+struct Synced {
+    jobs: Option<(Tz, HashMap<i64, Job>)>,
+    recovered: Option<Vec<Recovered>>,
+    /// Runids whose update was written (others were locked by another session).
+    written: HashSet<i64>,
+    /// Jobs whose skip count was written.
+    skips_written: Vec<i64>,
+    /// The new runs tried (with the catch-up runs of a first load), and those inserted as queued.
+    tried: Vec<NewRun>,
+    inserted: Vec<Run>,
+    queued: Vec<Run>,
+    pools: HashMap<(String, String), Result<Pool, String>>,
 }
 
 /// A database and role, by OID, as runners connect.
@@ -130,7 +181,12 @@ pub struct Dispatcher {
     pools: HashMap<(String, String), Result<Pool, String>>,
     new_runs: Vec<NewRun>,
     updates: Vec<RunUpdate>,
+    skips: HashMap<i64, Skips>,
+    /// How many updates the last tick transaction left for later (their rows were locked).
+    held_back: usize,
     warned_out_of_workers: bool,
+    /// The last tick error logged and when: the same error repeats at most once a minute.
+    last_warning: Option<(String, Instant)>,
 }
 
 impl Duty for Dispatcher {
@@ -151,13 +207,15 @@ impl Duty for Dispatcher {
             || generation != self.loaded_generation
             || self.loaded_at.is_none_or(|at| at.elapsed() >= RELOAD_INTERVAL);
         let unresolved = self.pending.iter().any(|r| !self.pools.contains_key(&r.pool_key()));
-        if reload || unresolved || !self.new_runs.is_empty() || !self.updates.is_empty() {
-            let mut this = AssertUnwindSafe(&mut *self);
+        if reload || unresolved || !self.new_runs.is_empty() || !self.updates.is_empty() || !self.skips.is_empty() {
+            let this = AssertUnwindSafe(&*self);
             let shared = AssertUnwindSafe(shared);
-            let result = in_transaction(move || this.sync(&shared, reload, generation, now));
-            if let Err(e) = result {
-                warning!("pageperfect scheduler: could not update its tables (will retry): {e}");
-                return RELOAD_INTERVAL;
+            match in_transaction(move || this.sync(&shared, reload, now)) {
+                Ok(synced) => self.apply(synced, reload, generation),
+                Err(e) => {
+                    self.warn(format!("could not update its tables (will retry): {e}"));
+                    return RELOAD_INTERVAL;
+                }
             }
         }
         self.dispatch(shared, Utc::now());
@@ -188,6 +246,24 @@ impl Dispatcher {
         Dispatcher::default()
     }
 
+    /// Logs a tick's problem, the same one at most once a minute (a lock held for long would
+    /// otherwise log every second).
+    fn warn(&mut self, message: String) {
+        let repeated = self.last_warning.as_ref().is_some_and(|(last, at)| *last == message && at.elapsed() < Duration::from_secs(60));
+        if !repeated {
+            warning!("pageperfect scheduler: {message}");
+            self.last_warning = Some((message, Instant::now()));
+        }
+    }
+
+    /// Queues a change to a run's row, folded into one already queued for the same run.
+    fn push_update(&mut self, update: RunUpdate) {
+        match self.updates.iter_mut().find(|u| u.runid == update.runid) {
+            Some(queued) => queued.merge(update),
+            None => self.updates.push(update),
+        }
+    }
+
     /// Reads what runners did since the last tick.
     fn collect_slots(&mut self, shared: &Shared, now: DateTime<Utc>) {
         let indexes: Vec<usize> = self.in_flight.keys().copied().collect();
@@ -200,13 +276,14 @@ impl Dispatcher {
                 SlotState::Running => {
                     if !flight.reported_running {
                         flight.reported_running = true;
-                        self.updates.push(RunUpdate {
+                        let update = RunUpdate {
                             runid: flight.run.runid,
                             status: "running",
                             job_pid: Some(slot.pid.load(Ordering::Acquire)),
                             start_time: Some(from_pg_micros(slot.started_at.load(Ordering::Acquire))),
                             ..Default::default()
-                        });
+                        };
+                        self.push_update(update);
                     }
                 }
                 SlotState::Done | SlotState::DoneExited => {
@@ -278,13 +355,19 @@ impl Dispatcher {
 
     /// Records a run's end, and queues its retry when it failed and attempts remain.
     fn finish(&mut self, run: &Run, succeeded: bool, message: String, started: Option<(i32, DateTime<Utc>)>, ended: DateTime<Utc>) {
-        self.updates.push(RunUpdate {
+        let forget = match config::RUN_LOG.get() {
+            RunLog::All => false,
+            RunLog::Failures => succeeded,
+            RunLog::Off => true,
+        };
+        self.push_update(RunUpdate {
             runid: run.runid,
             status: if succeeded { "succeeded" } else { "failed" },
             job_pid: started.map(|(pid, _)| pid),
             message: Some(message),
             start_time: started.map(|(_, at)| at),
             end_time: Some(ended),
+            forget,
         });
         if self.busy.get(&run.jobid) == Some(&run.runid) {
             self.busy.remove(&run.jobid);
@@ -330,30 +413,29 @@ impl Dispatcher {
         }
     }
 
-    /// Queues a run for every job whose next tick has come, or records it skipped.
+    /// Queues a run for every job whose next tick has come, or counts the tick skipped when the
+    /// job's previous run is still going (logged once per such run).
     fn queue_due_ticks(&mut self, now: DateTime<Utc>) {
         let Some(zone) = self.zone else { return };
         for (jobid, job) in self.jobs.iter_mut() {
             let Some(due) = job.next_due.filter(|due| *due <= now) else { continue };
             job.next_due = job.schedule.next_after(now, zone);
-            let (status, message) = match self.busy.get(jobid) {
-                Some(holder) => (
-                    "skipped",
-                    Some(if *holder > 0 {
-                        format!("skipped: run {holder} of this job was still in progress")
-                    } else {
-                        "skipped: a retry of this job was still in progress".to_string()
-                    }),
-                ),
-                None => {
-                    self.busy.insert(*jobid, 0);
-                    ("starting", None)
+            if let Some(&holder) = self.busy.get(jobid) {
+                let skips = self.skips.entry(*jobid).or_insert(Skips { count: 0, last_at: due });
+                skips.count += 1;
+                skips.last_at = due;
+                if job.skip_logged_for != Some(holder) {
+                    job.skip_logged_for = Some(holder);
+                    let holder = if holder > 0 { format!("run {holder}") } else { "a retry".to_string() };
+                    log!("pageperfect scheduler: job {jobid}'s tick at {due} skipped: {holder} of it is still in progress; further skips while it runs are only counted (job.skipped_runs)");
                 }
-            };
+                continue;
+            }
+            self.busy.insert(*jobid, 0);
             self.new_runs.push(NewRun {
                 jobid: *jobid,
-                status,
-                message,
+                status: "starting",
+                message: None,
                 due_time: due,
                 attempt: 1,
                 run_reason: "schedule",
@@ -363,37 +445,39 @@ impl Dispatcher {
     }
 
     /// The tick's transaction: recover after a (re)start, write what happened, insert the new
-    /// runs, reload jobs and queued runs, and resolve the pools queued runs need.
+    /// runs, reload jobs and queued runs, and resolve the pools queued runs need. It changes
+    /// nothing in memory: `apply` does, once it has committed.
     /// (The worker ticks only while its heartbeat finds the extension installed.)
-    fn sync(&mut self, shared: &Shared, reload: bool, generation: u64, now: DateTime<Utc>) -> Result<(), String> {
+    fn sync(&self, shared: &Shared, reload: bool, now: DateTime<Utc>) -> Result<Synced, String> {
+        let mut synced = Synced { tried: self.new_runs.clone(), ..Default::default() };
         if reload {
-            self.load_jobs(now)?;
+            let (zone, jobs, catch_ups) = self.load_jobs(now)?;
+            synced.jobs = Some((zone, jobs));
+            synced.tried.extend(catch_ups);
         }
         if !self.recovered {
-            self.recover(shared)?;
+            synced.recovered = Some(self.recover(shared)?);
         }
         if !self.updates.is_empty() {
-            query_json::<serde_json::Value>(
-                "WITH u AS (
-                    UPDATE pageperfect.job_run_details d
-                       SET status = u.status,
-                           job_pid = coalesce(u.job_pid, d.job_pid),
-                           return_message = coalesce(u.message, d.return_message),
-                           start_time = coalesce(u.start_time, d.start_time),
-                           end_time = coalesce(u.end_time, d.end_time),
-                           backend_start = coalesce(d.backend_start,
-                               (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = u.job_pid))
-                      FROM jsonb_to_recordset($1) AS u(runid bigint, status text, job_pid int, message text,
-                                                       start_time timestamptz, end_time timestamptz)
-                     WHERE d.runid = u.runid
-                     RETURNING 1)
-                 SELECT to_jsonb(count(*)) FROM u",
-                Some(serde_json::to_value(&self.updates).map_err(|e| e.to_string())?),
-            )?;
-            self.updates.clear();
+            synced.written = write_updates(&self.updates)?;
         }
-        if !self.new_runs.is_empty() {
-            let inserted: Vec<Run> = query_json(
+        if !self.skips.is_empty() {
+            synced.skips_written = query_json(
+                "WITH s AS (SELECT * FROM jsonb_each($1) AS e(jobid, skips)),
+                      locked AS (SELECT j.jobid FROM pageperfect.job j JOIN s ON j.jobid = s.jobid::bigint
+                                   FOR UPDATE OF j SKIP LOCKED),
+                      u AS (UPDATE pageperfect.job j
+                               SET skipped_runs = j.skipped_runs + (s.skips ->> 'count')::bigint,
+                                   last_skipped_at = greatest(j.last_skipped_at, (s.skips ->> 'last_at')::timestamptz)
+                              FROM s WHERE j.jobid = s.jobid::bigint AND j.jobid IN (SELECT jobid FROM locked)
+                             RETURNING j.jobid)
+                 SELECT coalesce(jsonb_agg(s.jobid::bigint), '[]') FROM s
+                  WHERE s.jobid::bigint NOT IN (SELECT jobid FROM pageperfect.job) OR s.jobid::bigint IN (SELECT jobid FROM u)",
+                Some(serde_json::to_value(&self.skips).map_err(|e| e.to_string())?),
+            )?;
+        }
+        if !synced.tried.is_empty() {
+            synced.inserted = query_json(
                 "WITH r AS (
                     SELECT r.*, j.database AS job_database, j.username AS job_username, j.command AS job_command,
                            p.database AS retry_database, p.username AS retry_username, p.command AS retry_command
@@ -408,28 +492,83 @@ impl Dispatcher {
                            coalesce(retry_command, job_command), status, message, due_time, attempt, run_reason,
                            CASE WHEN status = 'skipped' THEN clock_timestamp() END
                       FROM r WHERE coalesce(retry_command, job_command) IS NOT NULL
-                    RETURNING runid, jobid, database, username, command, due_time, attempt, status)
+                    RETURNING runid, jobid, database, username, due_time, attempt, status)
                  SELECT coalesce(jsonb_agg(i), '[]') FROM i WHERE status = 'starting'",
-                Some(serde_json::to_value(&self.new_runs).map_err(|e| e.to_string())?),
+                Some(serde_json::to_value(&synced.tried).map_err(|e| e.to_string())?),
             )?;
-            // Jobs whose placeholder got no row (the job was dropped meanwhile) are free again.
-            for new_run in self.new_runs.drain(..) {
-                if new_run.status == "starting" && self.busy.get(&new_run.jobid) == Some(&0) {
-                    self.busy.remove(&new_run.jobid);
-                }
-            }
-            for run in inserted {
-                self.busy.insert(run.jobid, run.runid);
-                self.enqueue(run);
-            }
         }
         if reload {
-            self.load_queued_runs()?;
-            self.pools.clear();
+            let mut known: Vec<i64> = self.pending.iter().map(|r| r.runid).chain(self.in_flight.values().map(|f| f.run.runid)).collect();
+            known.extend(synced.inserted.iter().map(|r| r.runid));
+            known.extend(synced.recovered.iter().flatten().map(|r| match r {
+                Recovered::Held(_, run) | Recovered::Queued(run) => run.runid,
+            }));
+            synced.queued = load_queued_runs(&known)?;
+        }
+        // The pools every queued run needs that are not resolved (all of them after a reload).
+        let mut wanted: HashSet<(String, String)> = HashSet::new();
+        let recovered_queued = synced.recovered.iter().flatten().filter_map(|r| match r {
+            Recovered::Queued(run) => Some(run),
+            Recovered::Held(..) => None,
+        });
+        for run in self.pending.iter().chain(&synced.inserted).chain(&synced.queued).chain(recovered_queued) {
+            let key = run.pool_key();
+            if reload || !self.pools.contains_key(&key) {
+                wanted.insert(key);
+            }
+        }
+        for (database, username) in wanted {
+            let pool = resolve_pool(&database, &username)?;
+            synced.pools.insert((database, username), pool);
+        }
+        Ok(synced)
+    }
+
+    /// Takes in what a committed tick transaction did.
+    fn apply(&mut self, synced: Synced, reload: bool, generation: u64) {
+        let Synced { jobs, recovered, written, skips_written, tried, inserted, queued, pools } = synced;
+        if let Some((zone, jobs)) = jobs {
+            self.zone = Some(zone);
+            self.jobs = jobs;
+        }
+        for recovered in recovered.into_iter().flatten() {
+            match recovered {
+                Recovered::Held(index, run) => self.hold(index, run, std::ptr::null_mut()),
+                Recovered::Queued(run) => {
+                    self.busy.insert(run.jobid, run.runid);
+                    self.enqueue(run);
+                }
+            }
+        }
+        self.recovered = true;
+        self.updates.retain(|u| !written.contains(&u.runid));
+        self.held_back = self.updates.len();
+        for jobid in skips_written {
+            self.skips.remove(&jobid);
+        }
+        // Every new run was tried; jobs whose placeholder got no row (the job was dropped
+        // meanwhile) are free again.
+        self.new_runs.clear();
+        for new_run in tried {
+            if new_run.status == "starting" && self.busy.get(&new_run.jobid) == Some(&0) {
+                self.busy.remove(&new_run.jobid);
+            }
+        }
+        for run in inserted {
+            self.busy.insert(run.jobid, run.runid);
+            self.enqueue(run);
+        }
+        for run in queued {
+            self.busy.entry(run.jobid).or_insert(run.runid);
+            self.enqueue(run);
+        }
+        if reload {
+            self.pools = pools;
             self.loaded_generation = generation;
             self.loaded_at = Some(Instant::now());
+        } else {
+            self.pools.extend(pools);
         }
-        self.resolve_pools()
     }
 
     fn enqueue(&mut self, run: Run) {
@@ -437,13 +576,16 @@ impl Dispatcher {
         self.pending.insert(position, run);
     }
 
-    /// Re-reads active jobs. A job keeps its next tick unless its schedule changed; a job seen
-    /// for the first time is due from its creation (so a job created just before a tick gets
-    /// it), or from now when the scheduler starts, where `catch_up` decides about missed ticks.
-    fn load_jobs(&mut self, now: DateTime<Utc>) -> Result<(), String> {
+    /// Re-reads active jobs, with the catch-up runs of a first load. A job keeps its next tick
+    /// unless its schedule changed; a job seen for the first time is due from its creation (so a
+    /// job created just before a tick gets it), or from now when the scheduler starts, where
+    /// `catch_up` decides about missed ticks.
+    fn load_jobs(&self, now: DateTime<Utc>) -> Result<(Tz, HashMap<i64, Job>, Vec<NewRun>), String> {
         let zone = super::zone_from_setting()?;
         let zone_changed = self.zone != Some(zone);
-        self.zone = Some(zone);
+        let first_load = !self.recovered;
+        // The last due tick is read only when a first load needs it, by one index probe (the
+        // newest non-manual run), whatever the length of the job's history.
         let rows: Vec<JobRow> = query_json(
             "SELECT coalesce(jsonb_agg(jsonb_build_object(
                         'jobid', j.jobid, 'schedule', j.schedule,
@@ -451,20 +593,22 @@ impl Dispatcher {
                         'timeout_text', j.timeout::text, 'max_attempts', j.max_attempts,
                         'retry_backoff_us', (extract(epoch FROM j.retry_backoff) * 1000000)::bigint,
                         'catch_up', j.catch_up, 'created_at', j.created_at,
-                        'last_due', (SELECT max(d.due_time) FROM pageperfect.job_run_details d
-                                      WHERE d.jobid = j.jobid AND d.run_reason <> 'manual'))), '[]')
-               FROM pageperfect.job j WHERE j.active ",
-            None,
+                        'last_due', CASE WHEN ($1 ->> 'first_load')::boolean AND j.catch_up THEN
+                                        (SELECT d.due_time FROM pageperfect.job_run_details d
+                                          WHERE d.jobid = j.jobid AND d.run_reason <> 'manual'
+                                          ORDER BY d.runid DESC LIMIT 1) END)), '[]')
+               FROM pageperfect.job j WHERE j.active",
+            Some(json!({ "first_load": first_load })),
         )?;
-        let first_load = !self.recovered;
         let mut jobs = HashMap::with_capacity(rows.len());
+        let mut catch_ups = Vec::new();
         for row in rows {
             let Ok(schedule) = Schedule::parse(&row.schedule) else {
                 // The table refuses bad schedules; one could only come from an older engine.
                 warning!("pageperfect scheduler: job {} has an invalid schedule \"{}\"; skipping it", row.jobid, row.schedule);
                 continue;
             };
-            let previous = self.jobs.remove(&row.jobid);
+            let previous = self.jobs.get(&row.jobid);
             let next_due = match previous {
                 Some(p) if p.schedule_text == row.schedule && !zone_changed => p.next_due,
                 Some(_) => schedule.next_after(now, zone),
@@ -472,7 +616,7 @@ impl Dispatcher {
                     if row.catch_up {
                         let last = row.last_due.unwrap_or(row.created_at);
                         if let Some(tick) = missed_tick(&schedule, last, now, zone) {
-                            self.new_runs.push(NewRun {
+                            catch_ups.push(NewRun {
                                 jobid: row.jobid,
                                 status: "starting",
                                 message: None,
@@ -481,7 +625,6 @@ impl Dispatcher {
                                 run_reason: "catch_up",
                                 retry_of: None,
                             });
-                            self.busy.insert(row.jobid, 0);
                         }
                     }
                     schedule.next_after(now, zone)
@@ -497,17 +640,17 @@ impl Dispatcher {
                     max_attempts: row.max_attempts,
                     retry_backoff: Span::microseconds(row.retry_backoff_us),
                     next_due,
+                    skip_logged_for: previous.and_then(|p| p.skip_logged_for),
                 },
             );
         }
-        self.jobs = jobs;
-        Ok(())
+        Ok((zone, jobs, catch_ups))
     }
 
     /// After a (re)start: adopt runs that live runners still hold, keep runs that were queued
     /// since the server (re)started and never reached a runner, and fail every other
     /// unfinished run, as pg_cron does.
-    fn recover(&mut self, shared: &Shared) -> Result<(), String> {
+    fn recover(&self, shared: &Shared) -> Result<Vec<Recovered>, String> {
         let born = from_pg_micros(shared.initialized_at.load(Ordering::Acquire));
         #[derive(Deserialize)]
         struct Unfinished {
@@ -517,25 +660,26 @@ impl Dispatcher {
         }
         let unfinished: Vec<Unfinished> = query_json(
             "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
-               FROM (SELECT runid, jobid, database, username, coalesce(command, '') AS command,
+               FROM (SELECT runid, jobid, database, username,
                             coalesce(due_time, start_time, now()) AS due_time, attempt,
                             status = 'starting' AND job_pid IS NULL AS never_started
                        FROM pageperfect.job_run_details
                       WHERE status IN ('starting', 'running', 'sending', 'connecting')) d",
             None,
         )?;
+        let mut recovered = Vec::new();
+        let mut failed = Vec::new();
         for Unfinished { run, never_started } in unfinished {
             let held = shared.slots().iter().position(|slot| {
                 matches!(slot.state(), SlotState::Assigned | SlotState::Running | SlotState::Done | SlotState::DoneExited)
                     && slot.runid.load(Ordering::Acquire) == run.runid
             });
             if let Some(index) = held {
-                self.hold(index, run, std::ptr::null_mut());
+                recovered.push(Recovered::Held(index, run));
             } else if never_started && run.due_time >= born || run.due_time > Utc::now() {
-                self.busy.insert(run.jobid, run.runid);
-                self.enqueue(run);
+                recovered.push(Recovered::Queued(run));
             } else {
-                self.updates.push(RunUpdate {
+                failed.push(RunUpdate {
                     runid: run.runid,
                     status: "failed",
                     message: Some("server restarted".to_string()),
@@ -544,86 +688,17 @@ impl Dispatcher {
                 });
             }
         }
-        self.recovered = true;
-        Ok(())
-    }
-
-    /// Picks up runs queued by SQL (`run_job_now`) that this process does not know yet.
-    fn load_queued_runs(&mut self) -> Result<(), String> {
-        let known: Vec<i64> = self
-            .pending
-            .iter()
-            .map(|r| r.runid)
-            .chain(self.in_flight.values().map(|f| f.run.runid))
-            .collect();
-        let queued: Vec<Run> = query_json(
-            "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
-               FROM (SELECT runid, jobid, database, username, command, coalesce(due_time, now()) AS due_time, attempt
-                       FROM pageperfect.job_run_details
-                      WHERE status = 'starting' AND job_pid IS NULL AND command IS NOT NULL
-                        AND runid <> ALL (ARRAY(SELECT jsonb_array_elements_text($1)::bigint))) d",
-            Some(json!(known)),
-        )?;
-        for run in queued {
-            self.busy.entry(run.jobid).or_insert(run.runid);
-            self.enqueue(run);
+        let written = write_updates(&failed)?;
+        if written.len() < failed.len() {
+            return Err("a run to recover is locked by another session".to_string());
         }
-        Ok(())
-    }
-
-    /// Finds the OIDs runners connect with, refusing what the role could not do by logging in.
-    fn resolve_pools(&mut self) -> Result<(), String> {
-        let wanted: Vec<(String, String)> = self
-            .pending
-            .iter()
-            .map(Run::pool_key)
-            .filter(|key| !self.pools.contains_key(key))
-            .collect();
-        for (database, username) in wanted {
-            if self.pools.contains_key(&(database.clone(), username.clone())) {
-                continue;
-            }
-            #[derive(Deserialize)]
-            struct Check {
-                database_oid: Option<u32>,
-                allows_connections: Option<bool>,
-                role_oid: Option<u32>,
-                can_login: Option<bool>,
-                can_connect: Option<bool>,
-            }
-            let check: Check = query_json(
-                "SELECT jsonb_build_object(
-                        'database_oid', d.oid::bigint, 'allows_connections', d.datallowconn,
-                        'role_oid', r.oid::bigint, 'can_login', r.rolcanlogin,
-                        'can_connect', CASE WHEN d.oid IS NOT NULL AND r.oid IS NOT NULL
-                                            THEN r.rolsuper OR pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT') END)
-                   FROM (SELECT $1 ->> 'database' AS datname, $1 ->> 'username' AS rolname) k
-                   LEFT JOIN pg_catalog.pg_database d ON d.datname = k.datname
-                   LEFT JOIN pg_catalog.pg_roles r ON r.rolname = k.rolname",
-                Some(json!({"database": database, "username": username})),
-            )?;
-            let resolved = match check {
-                Check { database_oid: None, .. } => Err(format!("ERROR: database \"{database}\" does not exist")),
-                Check { role_oid: None, .. } => Err(format!("ERROR: role \"{username}\" does not exist")),
-                Check { can_login: Some(false), .. } => Err(format!(
-                    "ERROR: role \"{username}\" can not log in\nDETAIL: Jobs may only be run by roles that have the LOGIN attribute."
-                )),
-                Check { allows_connections: Some(false), .. } => {
-                    Err(format!("ERROR: database \"{database}\" is not currently accepting connections"))
-                }
-                Check { can_connect: Some(false), .. } => {
-                    Err(format!("ERROR: User {username} does not have CONNECT privilege on {database}"))
-                }
-                Check { database_oid: Some(d), role_oid: Some(r), .. } => Ok((pg_sys::Oid::from(d), pg_sys::Oid::from(r))),
-            };
-            self.pools.insert((database, username), resolved);
-        }
-        Ok(())
+        Ok(recovered)
     }
 
     /// Hands due queued runs to runners, in due order.
     fn dispatch(&mut self, shared: &Shared, now: DateTime<Utc>) {
         let mut waiting: HashMap<Pool, usize> = HashMap::new();
+        let mut chosen: Vec<(usize, Run)> = Vec::new();
         let mut index = 0;
         while index < self.pending.len() {
             if self.pending[index].due_time > now {
@@ -633,7 +708,7 @@ impl Dispatcher {
             let holder = self.busy.get(&run.jobid).copied();
             if holder.is_some_and(|h| h != run.runid && h != 0) {
                 let run = self.pending.remove(index);
-                self.updates.push(RunUpdate {
+                self.push_update(RunUpdate {
                     runid: run.runid,
                     status: "skipped",
                     message: Some(format!("skipped: run {} of this job was still in progress", holder.unwrap_or(0))),
@@ -655,18 +730,43 @@ impl Dispatcher {
                     continue;
                 }
             };
-            let idle = shared.slots().iter().position(|s| s.state() == SlotState::Idle && pool_of(s) == pool);
+            let idle = shared.slots().iter().enumerate().position(|(i, s)| {
+                s.state() == SlotState::Idle && pool_of(s) == pool && !chosen.iter().any(|(taken, _)| *taken == i)
+            });
             if let Some(slot_index) = idle {
-                let run = self.pending.remove(index);
-                if let Err(run) = self.assign(shared, slot_index, run) {
-                    self.pending.insert(index, run);
-                    break;
-                }
+                chosen.push((slot_index, self.pending.remove(index)));
                 continue;
             }
             *waiting.entry(pool).or_default() += 1;
             self.provide_runner(shared, pool, waiting[&pool]);
             index += 1;
+        }
+        if chosen.is_empty() {
+            return;
+        }
+        let runids: Vec<i64> = chosen.iter().map(|(_, run)| run.runid).collect();
+        let commands = match read_commands(&runids) {
+            Ok(commands) => commands,
+            Err(e) => {
+                self.warn(format!("could not read the commands of due runs (will retry): {e}"));
+                chosen.into_iter().for_each(|(_, run)| self.enqueue(run));
+                return;
+            }
+        };
+        for (slot_index, run) in chosen {
+            match commands.get(&run.runid) {
+                Some(command) => {
+                    if let Err(run) = self.assign(shared, slot_index, run, command) {
+                        self.enqueue(run);
+                    }
+                }
+                // The row went away (deleted by a superuser); nothing is left to run or record.
+                None => {
+                    if self.busy.get(&run.jobid) == Some(&run.runid) {
+                        self.busy.remove(&run.jobid);
+                    }
+                }
+            }
         }
     }
 
@@ -707,10 +807,10 @@ impl Dispatcher {
         }
     }
 
-    /// Gives `run` to the idle runner in slot `index`; hands the run back when its command
-    /// cannot be shared yet.
-    fn assign(&mut self, shared: &Shared, index: usize, run: Run) -> Result<(), Run> {
-        let Some(segment) = runner::share_command(&run.command) else {
+    /// Gives `run` and its `command` to the idle runner in slot `index`; hands the run back when
+    /// the command cannot be shared yet.
+    fn assign(&mut self, shared: &Shared, index: usize, run: Run, command: &str) -> Result<(), Run> {
+        let Some(segment) = runner::share_command(command) else {
             return Err(run);
         };
         let slot = shared.slot(index);
@@ -741,7 +841,8 @@ impl Dispatcher {
 
     /// Until the next tick, queued run, timeout or launch check, at most `RELOAD_INTERVAL`.
     fn sleep_time(&self, now: DateTime<Utc>) -> Duration {
-        if !self.updates.is_empty() || !self.new_runs.is_empty() {
+        // Updates held back by another session's row lock wait for the next tick, not spin.
+        if self.updates.len() > self.held_back || !self.new_runs.is_empty() {
             return Duration::ZERO;
         }
         let mut wake = now + Span::from_std(RELOAD_INTERVAL).unwrap_or_default();
@@ -760,6 +861,103 @@ impl Dispatcher {
         // Latch waits count whole milliseconds: round up, to wake on the due millisecond, not before.
         Duration::from_millis(sleep.as_micros().div_ceil(1000) as u64)
     }
+}
+
+/// Writes run updates, deleting the rows of forgotten runs, and returns the runids done. Rows
+/// another session holds locked are left for the next tick instead of waited for.
+fn write_updates(updates: &[RunUpdate]) -> Result<HashSet<i64>, String> {
+    let skipped: Vec<i64> = query_json(
+        "WITH u AS (SELECT * FROM jsonb_to_recordset($1) AS u(runid bigint, status text, job_pid int, message text,
+                                                          start_time timestamptz, end_time timestamptz, forget boolean)),
+              locked AS (SELECT d.runid FROM pageperfect.job_run_details d JOIN u ON d.runid = u.runid
+                           FOR UPDATE OF d SKIP LOCKED),
+              forgotten AS (DELETE FROM pageperfect.job_run_details d USING u
+                             WHERE d.runid = u.runid AND u.forget AND d.runid IN (SELECT runid FROM locked)),
+              updated AS (
+                UPDATE pageperfect.job_run_details d
+                   SET status = u.status,
+                       job_pid = coalesce(u.job_pid, d.job_pid),
+                       return_message = coalesce(u.message, d.return_message),
+                       start_time = coalesce(u.start_time, d.start_time),
+                       end_time = coalesce(u.end_time, d.end_time),
+                       backend_start = coalesce(d.backend_start,
+                           (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = u.job_pid))
+                  FROM u
+                 WHERE d.runid = u.runid AND NOT u.forget AND d.runid IN (SELECT runid FROM locked))
+         SELECT coalesce(jsonb_agg(u.runid), '[]') FROM u
+          WHERE u.runid NOT IN (SELECT runid FROM locked)
+            AND EXISTS (SELECT FROM pageperfect.job_run_details d WHERE d.runid = u.runid)",
+        Some(serde_json::to_value(updates).map_err(|e| e.to_string())?),
+    )?;
+    Ok(updates.iter().map(|u| u.runid).filter(|runid| !skipped.contains(runid)).collect())
+}
+
+/// Runs queued by SQL (`run_job_now`) or by an earlier scheduler that this process does not know.
+fn load_queued_runs(known: &[i64]) -> Result<Vec<Run>, String> {
+    query_json(
+        "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
+           FROM (SELECT runid, jobid, database, username, coalesce(due_time, now()) AS due_time, attempt
+                   FROM pageperfect.job_run_details
+                  WHERE status = 'starting' AND job_pid IS NULL AND command IS NOT NULL
+                    AND runid <> ALL (ARRAY(SELECT jsonb_array_elements_text($1)::bigint))) d",
+        Some(json!(known)),
+    )
+}
+
+/// The OIDs a runner for `database` and `username` connects with, or the error to record when
+/// the role could not do that by logging in.
+fn resolve_pool(database: &str, username: &str) -> Result<Result<Pool, String>, String> {
+    #[derive(Deserialize)]
+    struct Check {
+        database_oid: Option<u32>,
+        allows_connections: Option<bool>,
+        role_oid: Option<u32>,
+        can_login: Option<bool>,
+        can_connect: Option<bool>,
+    }
+    let check: Check = query_json(
+        "SELECT jsonb_build_object(
+                'database_oid', d.oid::bigint, 'allows_connections', d.datallowconn,
+                'role_oid', r.oid::bigint, 'can_login', r.rolcanlogin,
+                'can_connect', CASE WHEN d.oid IS NOT NULL AND r.oid IS NOT NULL
+                                    THEN r.rolsuper OR pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT') END)
+           FROM (SELECT $1 ->> 'database' AS datname, $1 ->> 'username' AS rolname) k
+           LEFT JOIN pg_catalog.pg_database d ON d.datname = k.datname
+           LEFT JOIN pg_catalog.pg_roles r ON r.rolname = k.rolname",
+        Some(json!({"database": database, "username": username})),
+    )?;
+    Ok(match check {
+        Check { database_oid: None, .. } => Err(format!("ERROR: database \"{database}\" does not exist")),
+        Check { role_oid: None, .. } => Err(format!("ERROR: role \"{username}\" does not exist")),
+        Check { can_login: Some(false), .. } => Err(format!(
+            "ERROR: role \"{username}\" can not log in\nDETAIL: Jobs may only be run by roles that have the LOGIN attribute."
+        )),
+        Check { allows_connections: Some(false), .. } => {
+            Err(format!("ERROR: database \"{database}\" is not currently accepting connections"))
+        }
+        Check { can_connect: Some(false), .. } => Err(format!("ERROR: User {username} does not have CONNECT privilege on {database}")),
+        Check { database_oid: Some(d), role_oid: Some(r), .. } => Ok((pg_sys::Oid::from(d), pg_sys::Oid::from(r))),
+    })
+}
+
+/// Reads the commands of the runs about to be handed out, by run id, one row each.
+fn read_commands(runids: &[i64]) -> Result<HashMap<i64, String>, String> {
+    in_transaction(|| {
+        Spi::connect(|client| {
+            let mut commands = HashMap::with_capacity(runids.len());
+            let rows = client.select(
+                "SELECT d.runid, d.command FROM pageperfect.job_run_details d WHERE d.runid = ANY ($1) AND d.command IS NOT NULL",
+                None,
+                &[runids.to_vec().into()],
+            )?;
+            for row in rows {
+                if let (Some(runid), Some(command)) = (row.get::<i64>(1)?, row.get::<String>(2)?) {
+                    commands.insert(runid, command);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(commands)
+        })
+    })
 }
 
 fn pool_of(slot: &slots::Slot) -> Pool {

@@ -22,7 +22,7 @@ pgrx::extension_sql_file!("../../sql/scheduler.sql", name = "scheduler_schema");
 pgrx::extension_sql_file!(
     "../../sql/scheduler_api.sql",
     name = "scheduler_api",
-    requires = ["scheduler_schema", "monitor_schema", pageperfect::validate_schedule, pageperfect::next_runs, pageperfect::wake_scheduler]
+    requires = ["scheduler_schema", "monitor_schema", pageperfect::validate_schedule, pageperfect::validate_command, pageperfect::next_runs, pageperfect::wake_scheduler]
 );
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -78,6 +78,21 @@ mod pageperfect {
     #[pg_extern(immutable, parallel_safe)]
     fn validate_schedule(schedule: &str) {
         parse_schedule(schedule);
+    }
+
+    /// Raises SQLSTATE 54000 when `command` is longer than `pageperfect.max_command_bytes`: one
+    /// huge command must not make every scheduler tick fail.
+    #[pg_extern(stable, parallel_safe)]
+    fn validate_command(command: &str) {
+        let limit = config::MAX_COMMAND_BYTES.get();
+        if command.len() > limit as usize {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!("the job's command is {} bytes long; the limit is {limit} bytes", command.len()),
+                "A superuser can raise pageperfect.max_command_bytes; a long script is better kept in a procedure that the job calls."
+            );
+        }
     }
 
     /// The next `count` fire times of `schedule` strictly after `after`, in `pageperfect.timezone`.

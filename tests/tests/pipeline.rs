@@ -175,6 +175,64 @@ fn a_workflow_clusters_only_the_search_console_sites_its_owner_may_use() {
     assert!(count(&mut alice, "SELECT count(*) FROM pageperfect.gsc_page_query_daily") > 0);
 }
 
+#[test]
+fn a_hostile_page_of_300k_paragraphs_is_capped_without_stalling_the_workers_or_other_owners() {
+    // 4.5 MB of distinct three-word paragraphs (the crawler reads 5 MB at most).
+    let mut hostile = String::from("<!doctype html><html><head><title>Many</title></head><body>");
+    let mut n = 0;
+    while hostile.len() < 4_500_000 {
+        hostile.push_str(&format!("<p>a b c {n}</p>"));
+        n += 1;
+    }
+    hostile.push_str("</body></html>");
+    let site = Site::start(vec![
+        ("/robots.txt", Route::status(404, "text/plain", "")),
+        ("/hostile.html", Route::html(&hostile)),
+        ("/sourdough.html", Route::html(SOURDOUGH)),
+    ]);
+    let (cluster, mut admin) = Cluster::with_extension("pipeline_hostile", &["pageperfect.crawl_allow_private = on"]);
+    admin.batch_execute("CREATE ROLE alice LOGIN IN ROLE pageperfect_user; CREATE ROLE bob LOGIN IN ROLE pageperfect_user").unwrap();
+    let mut alice = cluster.connect_to("postgres", "alice");
+    let mut bob = cluster.connect_to("postgres", "bob");
+    let hostile_job = run_workflow(&mut alice, &site.url("/hostile.html"), &[], false);
+    let mut bobs = vec![run_workflow(&mut bob, &site.url("/sourdough.html"), &[], false)];
+
+    // While it is processed, the workers' heartbeats stay fresh and bob's workflows complete.
+    let mut stalest = 0.0f64;
+    let started = std::time::Instant::now();
+    loop {
+        let age: f64 = admin
+            .query_one("SELECT coalesce(max(extract(epoch FROM clock_timestamp() - last_heartbeat))::float8, 0) FROM pageperfect.workers WHERE kind = 'pipeline'", &[])
+            .unwrap()
+            .get(0);
+        stalest = stalest.max(age);
+        let status: String = admin.query_one("SELECT status FROM pageperfect.jobs WHERE id = $1::text::uuid", &[&hostile_job]).unwrap().get(0);
+        let bob_done = count(&mut admin, &format!("SELECT count(*) FROM pageperfect.jobs WHERE id = '{}' AND status = 'completed'", bobs.last().unwrap()));
+        if bob_done == 1 && bobs.len() < 4 {
+            bobs.push(run_workflow(&mut bob, &site.url("/sourdough.html"), &[], true));
+        }
+        if matches!(status.as_str(), "completed" | "dead" | "failed") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(240), "the hostile page is still being processed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(stalest < 2.0, "a pipeline worker's heartbeat was {stalest} s old");
+    assert!(count(&mut admin, &format!("SELECT count(*) FROM pageperfect.jobs WHERE owner = 'bob' AND status = 'completed'")) >= 1);
+    for job in &bobs {
+        assert_eq!(finished(&mut admin, job), "completed");
+    }
+    // The page keeps the first 2,000 fragments (pageperfect.max_fragments_per_page), and says why.
+    assert_eq!(finished(&mut admin, &hostile_job), "completed");
+    let fragments = count(&mut admin, "SELECT count(*) FROM pageperfect.page_embeddings e JOIN pageperfect.pages p ON p.id = e.page_id WHERE p.url LIKE '%hostile%'");
+    assert_eq!(fragments, 2000);
+    let reason: String = admin
+        .query_one("SELECT message FROM pageperfect.job_events WHERE job_id = $1::text::uuid AND event = 'truncated'", &[&hostile_job])
+        .unwrap()
+        .get(0);
+    assert_eq!(reason, format!("the page has {n} fragments; the first 2000 were kept (pageperfect.max_fragments_per_page)"));
+}
+
 fn dead_letter(client: &mut Client, job: &str) -> (String, String) {
     let row = client.query_one("SELECT reason, error FROM pageperfect.dead_letters WHERE job_id = $1::text::uuid", &[&job]).unwrap();
     (row.get(0), row.get(1))

@@ -176,7 +176,10 @@ fn failed_stages_retry_with_backoff_and_retry_after_then_go_to_the_dead_letters(
     }
 
     client.batch_execute("UPDATE pageperfect.stage_config SET timeout_seconds = 1 WHERE stage = 'test_sleep'").unwrap();
-    let too_slow = enqueue(&mut client, &["test_sleep"], r#"{"sleep_ms": 60000}"#);
+    // Each attempt would create this file after 3 s if it were left running past its 1 s timeout.
+    let touched = std::env::temp_dir().join(format!("pageperfect-it-timed-out-{}", std::process::id()));
+    let _ = std::fs::remove_file(&touched);
+    let too_slow = enqueue(&mut client, &["test_sleep"], &format!(r#"{{"sleep_ms": 3000, "touch_after": "{}"}}"#, touched.display()));
     let flaky = enqueue(&mut client, &["test_flaky"], r#"{"fail_times": 2}"#);
     let told_to_wait = enqueue(&mut client, &["test_flaky"], r#"{"fail_times": 1, "retry_after_seconds": 3}"#);
     let doomed = enqueue(&mut client, &["test_flaky"], r#"{"fail_times": 10}"#);
@@ -223,7 +226,9 @@ fn failed_stages_retry_with_backoff_and_retry_after_then_go_to_the_dead_letters(
         .query_one("SELECT error FROM pageperfect.dead_letters WHERE job_id = $1::text::uuid", &[&too_slow])
         .unwrap()
         .get(0);
-    assert_eq!(error, "stage test_sleep timed out after 1 s (its timeout_seconds)");
+    assert_eq!(error, "stage test_sleep timed out after 1 s (its timeout_seconds); the attempt was stopped");
+    thread::sleep(Duration::from_secs(4));
+    assert!(!touched.exists(), "an attempt went on running after its timeout");
     let durations: Vec<f64> = client
         .query(
             "SELECT (data->>'duration_ms')::float8 FROM pageperfect.job_events WHERE job_id = $1::text::uuid AND event = 'failed'",
