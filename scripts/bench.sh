@@ -10,6 +10,8 @@
 #   ctr_fit    recalibrate_ctr() on 1 million Search Console rows, beside the plain-SQL logit
 #              regression a user would write (bench/ctr/)
 #   dbscan     2,000, 5,000 and 10,000 vectors of 384 dimensions, beside a straightforward O(n^2)
+#   history    the scheduler's CPU per second with 100 one-second jobs and 3 million runs in
+#              job_run_details, beside the same jobs with an empty history
 #   pipeline   pages/minute end to end with the loopback site and model server answering after
 #              20 ms, beside the same HTTP calls made one page at a time with no database; and the
 #              pipeline workers' resident memory over a long run (it must stay flat)
@@ -21,7 +23,7 @@
 # runs pageperfect, then the baseline, after a VACUUM and a CHECKPOINT, so that machine noise and
 # checkpoints hit both sides alike.
 #
-#   BENCH_ONLY          the benchmarks to run (default: "queue scheduler ctr_fit dbscan pipeline")
+#   BENCH_ONLY          the benchmarks to run (default: "queue scheduler ctr_fit dbscan history pipeline")
 #   BENCH_SECONDS       queue: seconds per side and cell (default 5)
 #   BENCH_BACKLOG       queue: messages waiting in each queue throughout (default 10000)
 #   BENCH_PAGES         pipeline: pages of the throughput run (default 1000)
@@ -39,7 +41,7 @@ set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/common.sh"
 cd "$REPO"
-BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan pipeline}"
+BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan history pipeline}"
 BENCH_SECONDS="${BENCH_SECONDS:-5}"
 BENCH_BACKLOG="${BENCH_BACKLOG:-10000}"
 BENCH_PAGES="${BENCH_PAGES:-1000}"
@@ -272,6 +274,44 @@ if wants scheduler; then
     done
     psql_in postgres -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'bench-%'" >/dev/null
     psql_in pgcron -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'bench-%'" >/dev/null
+fi
+
+# --- history ---------------------------------------------------------------------------------
+
+# The scheduler's CPU per second with 100 one-second jobs, first with their own short history,
+# then with 3 million finished runs of theirs in job_run_details: a tick must not cost more with
+# a longer history (the issue's target: within 10%).
+scheduler_cpu_ms_per_s() { # SECONDS
+    local pid t0 t1
+    pid="$(psql_in postgres -Atc "SELECT pid FROM pageperfect.workers WHERE worker_name = 'scheduler'")"
+    t0="$(awk '{ print $14 + $15 }' "/proc/$pid/stat")"
+    sleep "$1"
+    t1="$(awk '{ print $14 + $15 }' "/proc/$pid/stat")"
+    awk -v d="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$1" 'BEGIN { printf "%.1f", 1000 * d / hz / s }'
+}
+if wants history; then
+    step "history: scheduler CPU with 100 one-second jobs, with an empty history and with 3 million runs"
+    psql_in postgres -c "UPDATE pageperfect.parameters SET value = '100000000' WHERE name = 'run_details_per_job';
+                         SELECT count(cron.schedule('hist-' || n, '1 seconds', 'SELECT 1')) FROM generate_series(1, 100) n" >/dev/null
+    sleep 5
+    # Empty, long, empty again: the baseline is the mean of the two empty runs, so that a drift
+    # of the machine over the minutes hits both sides alike.
+    empty_before="$(scheduler_cpu_ms_per_s 30)"
+    psql_in postgres -c "INSERT INTO pageperfect.job_run_details (jobid, status, start_time, end_time, due_time, command)
+                         SELECT j.jobid, 'succeeded', t, t, t, j.command
+                           FROM cron.job j, generate_series(now() - interval '1 day', now() - interval '1 minute', interval '2.9 seconds') t
+                          WHERE j.jobname LIKE 'hist-%'" >/dev/null
+    psql_in postgres -c "VACUUM ANALYZE pageperfect.job_run_details" >/dev/null
+    runs="$(psql_in postgres -Atc "SELECT round(count(*) / 1e6, 1) FROM pageperfect.job_run_details")"
+    long_cpu="$(scheduler_cpu_ms_per_s 30)"
+    psql_in postgres -c "TRUNCATE pageperfect.job_run_details" >/dev/null
+    sleep 5
+    empty_after="$(scheduler_cpu_ms_per_s 30)"
+    empty_cpu="$(awk -v a="$empty_before" -v b="$empty_after" 'BEGIN { printf "%.1f", (a + b) / 2 }')"
+    step "history: $empty_before and $empty_after ms CPU/s with an empty history, $long_cpu with ${runs}M runs"
+    record history "tick CPU with ${runs}M runs" "ms CPU/s" lower "$long_cpu" "empty history" "$empty_cpu"
+    psql_in postgres -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'hist-%';
+                         UPDATE pageperfect.parameters SET value = '10000' WHERE name = 'run_details_per_job'" >/dev/null
 fi
 
 # --- pipeline --------------------------------------------------------------------------------

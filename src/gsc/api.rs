@@ -2,9 +2,9 @@
 //! `recalibrate_ctr` (the curve fitted to the site's own clicks) and `expected_ctr`. Parsing and
 //! fitting are the pure `csv_import` and `ctr_fit`; this file is the SPI around them.
 
-use super::csv_import::parse_gsc_csv;
+use super::csv_import::parse_gsc_csv_interruptible;
 use super::ctr::CtrCurve;
-use super::ctr_fit::fit_ctr_curve;
+use super::ctr_fit::fit_ctr_curve_interruptible;
 use super::daily_rows::{DailyRow, DailyRows};
 use crate::{invalid_parameter, raise};
 use pgrx::prelude::*;
@@ -22,7 +22,7 @@ mod pageperfect {
         if site.trim().is_empty() {
             invalid_parameter("site must not be empty (e.g. 'sc-domain:example.com' or 'https://example.com/')");
         }
-        let rows = parse_gsc_csv(csv).unwrap_or_else(|e| invalid_parameter(format!("cannot import the CSV: {e}")));
+        let rows = parse_gsc_csv_interruptible(csv, &mut || { pgrx::check_for_interrupts!() }).unwrap_or_else(|e| invalid_parameter(format!("cannot import the CSV: {e}")));
         let mut daily = DailyRows::default();
         for (i, row) in rows.into_iter().enumerate() {
             let (Some(date), Some(page)) = (row.date, row.page) else {
@@ -92,7 +92,7 @@ mod pageperfect {
                 groups.len()
             ));
         }
-        let fit = fit_ctr_curve(groups).unwrap_or_else(|e| cannot_fit(e.to_string()));
+        let fit = fit_ctr_curve_interruptible(groups, &mut || { pgrx::check_for_interrupts!() }).unwrap_or_else(|e| cannot_fit(e.to_string()));
         Spi::run_with_args(
             "INSERT INTO pageperfect.ctr_fits (lookback_days, alpha, beta, rows_used, impressions, clicks, iterations, log_likelihood)
              VALUES ($1, $2, $3, $4, $5::bigint, $6::bigint, $7, $8);

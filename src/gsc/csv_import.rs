@@ -73,7 +73,17 @@ const REQUIRED: [(Field, &str); 3] = [
     (Field::Impressions, "Impressions"),
 ];
 
+#[cfg(test)]
 pub fn parse_gsc_csv(text: &str) -> Result<Vec<CsvRow>, CsvError> {
+    parse_gsc_csv_interruptible(text, &mut || {})
+}
+
+/// Records between two calls of the interrupt check.
+const CHECK_EVERY: usize = 4096;
+
+/// Parses a Search Console export, calling `check_interrupts` every few thousand records, so that a cancel
+/// stops the import of a large export.
+pub fn parse_gsc_csv_interruptible(text: &str, check_interrupts: &mut dyn FnMut()) -> Result<Vec<CsvRow>, CsvError> {
     // csv-core strips a leading UTF-8 BOM itself (the BOM test guards that).
     // Flexible so whitespace-only lines can be skipped; field counts are checked below.
     let mut reader = ReaderBuilder::new()
@@ -83,7 +93,10 @@ pub fn parse_gsc_csv(text: &str) -> Result<Vec<CsvRow>, CsvError> {
     let layout = Layout::from_header(&header)?;
 
     let mut rows = Vec::new();
-    for record in reader.records() {
+    for (index, record) in reader.records().enumerate() {
+        if index % CHECK_EVERY == 0 {
+            check_interrupts();
+        }
         let record = record.map_err(malformed)?;
         if record.iter().all(|cell| cell.trim().is_empty()) {
             continue;

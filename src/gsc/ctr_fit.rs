@@ -50,10 +50,19 @@ pub enum CtrFitError {
     NoConvergence { iterations: u32 },
 }
 
-/// Fits the CTR curve to `(clicks, impressions, position)` rows; rows with zero
-/// impressions carry no evidence and are skipped.
+#[cfg(test)]
 pub fn fit_ctr_curve(
     rows: impl IntoIterator<Item = (f64, f64, f64)>,
+) -> Result<CtrFit, CtrFitError> {
+    fit_ctr_curve_interruptible(rows, &mut || {})
+}
+
+/// Fits the CTR curve to `(clicks, impressions, position)` rows; rows with zero impressions
+/// carry no evidence and are skipped. `check_interrupts` is called before each Newton
+/// iteration (a pass over every row), so that a cancel stops a fit over many rows.
+pub fn fit_ctr_curve_interruptible(
+    rows: impl IntoIterator<Item = (f64, f64, f64)>,
+    check_interrupts: &mut dyn FnMut(),
 ) -> Result<CtrFit, CtrFitError> {
     let mut observations = usable_observations(rows)?;
     let summary = Summary::of(&observations);
@@ -71,6 +80,7 @@ pub fn fit_ctr_curve(
     let mut current = evaluate(&observations, params);
     let mut iterations = 0;
     loop {
+        check_interrupts();
         if (0..2).all(|i| current.score[i].abs() <= SCORE_TOLERANCE * scale[i]) {
             break;
         }

@@ -459,3 +459,48 @@ fn jobs_complete_exactly_once_through_twenty_kill_9s_and_an_immediate_stop() {
         assert_eq!(count(&mut client, sql), expected, "{what}");
     }
 }
+
+#[test]
+fn row_locks_held_on_jobs_and_queue_messages_hold_up_only_those_rows() {
+    let (cluster, mut client) = engine_cluster("engine-locks", &[]);
+    // A job whose stage attempt is under way (it sleeps 3 s) while another session locks its
+    // workflow row and every queued message of the pipeline for 12 s, as a long report might.
+    let held = enqueue(&mut client, &["test_sleep"], r#"{"sleep_ms": 3000}"#);
+    wait_for_status(&mut client, &held, "processing", Duration::from_secs(5));
+    let mut holder = cluster.connect();
+    holder
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT 1 FROM pageperfect.jobs WHERE id = '{held}' FOR UPDATE;
+             SELECT 1 FROM pageperfect.queue_messages FOR UPDATE;"
+        ))
+        .unwrap();
+    let locked_at = Instant::now();
+    // Work enqueued meanwhile completes, and the workers' heartbeats stay fresh.
+    let mut others = Vec::new();
+    let mut stalest = 0.0f64;
+    while locked_at.elapsed() < Duration::from_secs(12) {
+        if others.len() < 5 {
+            others.push(enqueue(&mut client, &["test_sleep"], r#"{"sleep_ms": 10}"#));
+        }
+        let age: f64 = client
+            .query_one("SELECT max(extract(epoch FROM clock_timestamp() - last_heartbeat))::float8 FROM pageperfect.workers", &[])
+            .unwrap()
+            .get(0);
+        stalest = stalest.max(age);
+        thread::sleep(Duration::from_millis(300));
+    }
+    for job in &others {
+        assert_eq!(job_status(&mut client, job), "completed", "a job enqueued beside the locked rows");
+    }
+    assert!(stalest < 2.5, "a worker's heartbeat was {stalest} s old while the rows were locked");
+    assert_ne!(job_status(&mut client, &held), "completed", "the locked job cannot have been recorded");
+    holder.batch_execute("COMMIT").unwrap();
+    // Once the lock is gone the held job completes, once.
+    wait_for_status(&mut client, &held, "completed", Duration::from_secs(30));
+    let completions = count(
+        &mut client,
+        &format!("SELECT count(*) FROM pageperfect.job_events WHERE job_id = '{held}' AND event = 'job_completed'"),
+    );
+    assert_eq!(completions, 1);
+}

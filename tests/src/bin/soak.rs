@@ -28,6 +28,9 @@
 //!   request must end `done` or `failed` with a reason; a stored response must match what the
 //!   server logged answering it, and no request may reach the server after its response was
 //!   stored (a resend of an attempt cut short by a crash is at-least-once, reported apart).
+//! - hostile input: one workflow start in 12 is a 4.5 MB page of 270,000 paragraphs (capped at
+//!   2,000), and every 45 s a session holds row locks on cron runs, queue messages and workflows
+//!   for 10 s; both must complete or wait without losing, doubling or sticking anything.
 //! - faults: every duration/6 (20–60 s), `kill -9` of a random pipeline worker or the scheduler
 //!   (the postmaster then resets every backend), and an immediate stop and start of the whole
 //!   cluster once (or every 10 minutes in runs over 15 minutes). Each waits (5 s at most) until
@@ -238,10 +241,22 @@ fn nap(total: Duration, stop: &AtomicBool) -> bool {
 
 // --- the web site and the HTTP target --------------------------------------------------------------
 
+/// 4.5 MB of distinct three-word paragraphs (about 270,000 fragments; a page keeps 2,000).
+fn hostile_page() -> String {
+    let mut page = String::from("<!doctype html><html><head><title>Many</title></head><body>");
+    let mut n = 0;
+    while page.len() < 4_500_000 {
+        page.push_str(&format!("<p>a b c {n}</p>"));
+        n += 1;
+    }
+    page + "</body></html>"
+}
+
 /// Pages /p/0 … /p/23: n % 8 == 1 answers 500 on every third fetch, n % 8 == 2 after 1.5 s,
-/// /p/23 is a 404; robots.txt allows everything.
+/// /p/23 is a 404; /hostile is `hostile_page`; robots.txt allows everything.
 fn web_site() -> Site {
     let fetches: Mutex<HashMap<String, usize>> = Mutex::default();
+    let hostile = hostile_page();
     Site::with_handler(move |request| {
         let times = {
             let mut fetches = fetches.lock().unwrap();
@@ -251,6 +266,9 @@ fn web_site() -> Site {
         };
         if request.path == "/robots.txt" {
             return Route::status(200, "text/plain", "User-agent: *\nAllow: /\n");
+        }
+        if request.path == "/hostile" {
+            return Route::html(&hostile);
         }
         match request.path.strip_prefix("/p/").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) if n < PAGES && n != MISSING_PAGE => match n % 8 {
@@ -304,7 +322,8 @@ fn workflow_starter(port: u16, site: String, shared: Arc<Shared>) {
             continue;
         }
         let token = format!("wf-{n}");
-        let url = format!("{site}/p/{}", n % PAGES);
+        // One start in 12 is the hostile page: it must complete beside the rest, stalling nothing.
+        let url = if n % 12 == 11 { format!("{site}/hostile") } else { format!("{site}/p/{}", n % PAGES) };
         // The ledger row and the job commit together; the token makes a retry after a crash
         // that hid the first commit fail with a unique violation instead of starting it twice.
         let mut attempts = 0;
@@ -468,6 +487,28 @@ fn http_bursts(port: u16, target: String, shared: Arc<Shared>) {
         }
     }
     shared.retries.fetch_add(db.retries, Ordering::Relaxed);
+}
+
+/// Every 45 s, a superuser session holds row locks for 10 s on the newest cron runs, queue
+/// messages and workflows (as a long report or a stuck migration would), then commits. The
+/// workers wait at most their lock_timeout for them and carry on with the rest.
+fn lock_holder(port: u16, shared: Arc<Shared>) {
+    let mut db = Db::new(port, "soak-locks");
+    while nap(Duration::from_secs(45), &shared.stop_load) {
+        let held = db.run(|c| {
+            let mut tx = c.transaction()?;
+            tx.batch_execute(
+                "SELECT 1 FROM pageperfect.job_run_details ORDER BY runid DESC LIMIT 5 FOR UPDATE;
+                 SELECT 1 FROM pageperfect.queue_messages ORDER BY msg_id DESC LIMIT 5 FOR UPDATE;
+                 SELECT 1 FROM pageperfect.jobs ORDER BY created_at DESC LIMIT 5 FOR UPDATE;
+                 SELECT pg_sleep(10)",
+            )?;
+            tx.commit()
+        });
+        if let Err(e) = held {
+            shared.client_error("lock holder", &e);
+        }
+    }
 }
 
 /// One 429 (Retry-After: 1) or 500 for the next request to the embeddings or chat endpoint,
@@ -1110,6 +1151,10 @@ fn main() {
     {
         let (s, m) = (Arc::clone(&shared), Arc::clone(&models));
         load.push(thread::spawn(move || model_faults(m, s, seed.wrapping_add(20))));
+    }
+    {
+        let s = Arc::clone(&shared);
+        load.push(thread::spawn(move || lock_holder(port, s)));
     }
     {
         let (s, cl) = (Arc::clone(&shared), Arc::clone(&cluster));
