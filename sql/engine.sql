@@ -218,6 +218,23 @@ LANGUAGE sql AS $$
        FOR UPDATE
 $$;
 
+-- Locks the rows that recording a held attempt writes (its stage, its message, its job) in the
+-- order complete_stage and fail_stage take them. A worker calls it before it writes anything:
+-- when another session holds one of them past the worker's lock_timeout, the worker keeps the
+-- attempt's output and tries again later instead of losing it.
+CREATE FUNCTION pageperfect.lock_held_attempt(p_job uuid, p_stage text, p_attempt int)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    held pageperfect.job_stages := pageperfect.held_attempt(p_job, p_stage, p_attempt);
+BEGIN
+    IF held.job_id IS NOT NULL THEN
+        PERFORM FROM pageperfect.queue_messages m WHERE m.msg_id = held.msg_id FOR UPDATE;
+        PERFORM FROM pageperfect.jobs j WHERE j.id = p_job FOR UPDATE;
+    END IF;
+END
+$$;
+
 -- Completes an attempt: 'completed' or 'job_completed', or 'stale' (nothing changed) when this
 -- backend no longer holds it.
 CREATE FUNCTION pageperfect.complete_stage(p_job uuid, p_stage text, p_attempt int, p_payload jsonb)

@@ -5,6 +5,10 @@
 //! `pipeline` (the PagePerfect stages), `http` (outgoing HTTP), `gsc` (Search Console and the
 //! CTR curve), `monitor` (health, metrics, alerts). `config` defines the settings and `worker`
 //! the background-worker runtime that the scheduler and pipeline workers share.
+//!
+//! Dependencies run one way: the runtime (`worker`) knows only the `Duty` it is given, the job
+//! engine (`queue`) only the stages it is handed; this root puts them together (the workers'
+//! entry point and `STAGES`).
 
 use pgrx::prelude::*;
 
@@ -98,6 +102,37 @@ pub(crate) fn current_user() -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// Entry point of every pageperfect background worker: the runtime (`worker`) with its duty, the
+/// scheduler's dispatcher or a pipeline worker's processor of the job engine's stages.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
+    worker::run_worker(argument, |role| match role {
+        worker::Role::Scheduler => Box::new(scheduler::dispatcher::Dispatcher::start()),
+        worker::Role::Pipeline(number) => Box::new(queue::processor::Processor::start(number, STAGES)),
+    });
+}
+
+/// Every stage this build can run: the pipeline's, Search Console ingestion, the alert webhook,
+/// and with feature `test_stages` the engine's test stages. The job engine is handed this list;
+/// it knows no stage by name.
+static STAGES: &[&dyn queue::stage::AnyStage] = &[
+    &pipeline::submit_crawl::SubmitCrawl,
+    &pipeline::wait_crawl::WaitCrawl,
+    &pipeline::segment_embed::SegmentEmbed,
+    &pipeline::keyword_clustering::KeywordClustering,
+    &pipeline::gap_analysis::GapAnalysis,
+    &pipeline::rewrite_draft::RewriteDraft,
+    &gsc::ingest::IngestGsc,
+    &monitor::notify_alert::NotifyAlert,
+    #[cfg(feature = "test_stages")]
+    &queue::test_stages::Sleep,
+    #[cfg(feature = "test_stages")]
+    &queue::test_stages::Flaky,
+    #[cfg(feature = "test_stages")]
+    &queue::test_stages::Permanent,
+];
 
 #[allow(non_snake_case)]
 #[pg_guard]

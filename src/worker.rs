@@ -5,8 +5,6 @@
 //! scheduler dispatches cron runs, a pipeline worker processes the job engine's stages.
 
 use crate::config;
-use crate::queue::processor::Processor;
-use crate::scheduler::dispatcher::Dispatcher;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::pg_sys::panic::{CaughtError, ErrorReportWithLevel};
 use pgrx::prelude::*;
@@ -97,10 +95,10 @@ pub fn register_workers() {
     }
 }
 
-/// Entry point of every pageperfect background worker.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
+/// The body of every pageperfect background worker (`argument` says which): connects, then
+/// heartbeats and ticks the duty `start_duty` gives for its role until SIGTERM. The runtime knows
+/// nothing of what the duties do; the crate root's entry point hands them in.
+pub fn run_worker(argument: pg_sys::Datum, start_duty: fn(Role) -> Box<dyn Duty>) {
     let role = Role::from_argument(argument.value() as u64);
     let name = role.name();
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
@@ -119,10 +117,7 @@ pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     bound_waits();
     log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
 
-    let mut duty: Box<dyn Duty> = match role {
-        Role::Scheduler => Box::new(Dispatcher::start()),
-        Role::Pipeline(number) => Box::new(Processor::start(number)),
-    };
+    let mut duty = start_duty(role);
     let mut reported_missing_extension = false;
     let mut last_heartbeat: Option<Instant> = None;
     loop {

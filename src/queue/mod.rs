@@ -1,7 +1,7 @@
 //! The queue owns durable work: pgmq-shaped message queues (`queues`, `queue_messages`,
 //! `queue_archive`; API in `sql/queue_api.sql`) and the pipeline job engine on top of them
 //! (`jobs`, `job_stages`, `payloads`, `job_events`, `dead_letters`, `stage_config`; state
-//! transitions in `sql/engine.sql`): the stage contract and registry (`stage`), which work a
+//! transitions in `sql/engine.sql`): the stage contract (`stage`), which work a
 //! worker claims under the limits (`claim`), the pipeline worker's loop (`processor`), and the
 //! user functions that need to know their caller (`api`, and `gate` for the queue functions).
 
@@ -11,7 +11,7 @@ pub mod claim;
 pub mod processor;
 pub mod stage;
 #[cfg(feature = "test_stages")]
-mod test_stages;
+pub mod test_stages;
 
 // Jobs reference the pages the pipeline crawls, so the pipeline's tables come first.
 pgrx::extension_sql_file!("../../sql/queue.sql", name = "queue_schema", requires = ["pipeline_schema"]);

@@ -8,7 +8,7 @@
 //! slices while work is in flight, so it still notices SIGTERM and new work on its latch.
 
 use super::claim::{choose, Candidate};
-use super::stage::{self, AnyStage, StageError, Work};
+use super::stage::{AnyStage, StageError, Work};
 use crate::config;
 use crate::http::delivery::{self, Delivered};
 use crate::scheduler::slots::{self, wake_at_commit, Wake};
@@ -90,6 +90,8 @@ struct Claimed {
 }
 
 pub struct Processor {
+    /// The stages this worker can run, as the crate root hands them in.
+    stages: &'static [&'static dyn AnyStage],
     runtime: tokio::runtime::Runtime,
     finished_tx: mpsc::UnboundedSender<Done>,
     finished_rx: mpsc::UnboundedReceiver<Done>,
@@ -101,8 +103,27 @@ pub struct Processor {
     http: delivery::Clients,
     http_in_flight: usize,
     next_http_claim: Instant,
+    /// Finished attempts not recorded yet (a row was locked): when to try again, tries so far.
+    unrecorded: Vec<(Instant, u32, Finished)>,
     /// When to apply retention next; only pipeline worker 1 does.
     next_cleanup: Option<Instant>,
+}
+
+/// How soon, and how many times at most, to try again to record an attempt whose rows another
+/// session held locked.
+const RECORD_RETRY: Duration = Duration::from_secs(1);
+const RECORD_TRIES: u32 = 600;
+
+/// Logs that an attempt's result was discarded because the attempt was taken back meanwhile.
+fn note_stale(work: &Work, result: &str) {
+    if result == "stale" {
+        log!(
+            "pageperfect pipeline: result of job {} stage {} attempt {} discarded: the attempt was taken back",
+            work.job_id,
+            work.stage,
+            work.attempt
+        );
+    }
 }
 
 /// How much longer than its own timeout a durable HTTP request may run before it is cut off.
@@ -139,8 +160,8 @@ fn block_signals() {
 }
 
 impl Processor {
-    /// Pipeline worker `number`'s processor; from now on enqueuing sessions can wake it.
-    pub fn start(number: u32) -> Processor {
+    /// Pipeline worker `number`'s processor of `stages`; from now on enqueuing sessions can wake it.
+    pub fn start(number: u32, stages: &'static [&'static dyn AnyStage]) -> Processor {
         if let Some(shared) = slots::shared() {
             shared.register_pipeline_worker(number);
         }
@@ -155,6 +176,7 @@ impl Processor {
         let http = delivery::Clients::new().unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot build its HTTP client: {e}"));
         let now = Instant::now();
         Processor {
+            stages,
             runtime,
             finished_tx,
             finished_rx,
@@ -165,6 +187,7 @@ impl Processor {
             http,
             http_in_flight: 0,
             next_http_claim: now,
+            unrecorded: Vec::new(),
             next_cleanup: (number == 1).then_some(now + FIRST_CLEANUP),
         }
     }
@@ -235,9 +258,9 @@ impl Processor {
     /// Prepares a claimed attempt and hands it to the runtime; an attempt that cannot even be
     /// prepared is recorded as failed at once.
     fn launch(&mut self, work: Work) {
-        let Some(stage) = stage::find(&work.stage) else {
+        let Some(stage) = self.stages.iter().copied().find(|stage| stage.name() == work.stage) else {
             let error = StageError::permanent(format!("this build of pageperfect has no code for stage \"{}\"", work.stage));
-            return self.record(Finished { work, outcome: Err(error) });
+            return self.record_or_keep(Finished { work, outcome: Err(error) }, 0);
         };
         let prepared = {
             let work = AssertUnwindSafe(&work);
@@ -245,7 +268,7 @@ impl Processor {
         };
         let input = match prepared {
             Ok(input) => input,
-            Err(error) => return self.record(Finished { work, outcome: Err(error) }),
+            Err(error) => return self.record_or_keep(Finished { work, outcome: Err(error) }, 0),
         };
         let attempt = stage.run(&work, input);
         let finished_tx = self.finished_tx.clone();
@@ -302,12 +325,27 @@ impl Processor {
     }
 
     /// Records a finished attempt: its results, the stage completed and the job advanced in one
-    /// transaction, or the failure with its retry or dead letter.
-    fn record(&mut self, finished: Finished) {
+    /// transaction, or the failure with its retry or dead letter. Gives the attempt back, output
+    /// intact, when another session holds a row it must write past the worker's lock_timeout:
+    /// the caller tries again later instead of losing work already paid for.
+    fn record(&mut self, finished: Finished) -> Option<Finished> {
+        self.next_claim = Instant::now();
         let Finished { work, outcome } = finished;
-        let completed = outcome.and_then(|(stage, output)| {
-            let work = AssertUnwindSafe(&work);
+        let (stage, output) = match outcome {
+            Ok(done) => done,
+            Err(error) => return self.record_failure(work, error),
+        };
+        let mut output = Some(output);
+        let completed = {
+            let (work, output) = (AssertUnwindSafe(&work), AssertUnwindSafe(&mut output));
             try_in_transaction(AssertUnwindSafe(move || {
+                // Locked first, so that a busy row fails this before the output is taken.
+                Spi::run_with_args(
+                    "SELECT pageperfect.lock_held_attempt($1::uuid, $2, $3)",
+                    &[work.job_id.as_str().into(), work.stage.as_str().into(), work.attempt.into()],
+                )
+                .map_err(|e| StageError::retryable(e.to_string()))?;
+                let output = output.0.take().expect("an output is stored once");
                 let payload = stage.store(&work, output)?;
                 let result = Spi::get_one_with_args::<String>(
                     "SELECT pageperfect.complete_stage($1::uuid, $2, $3, $4)",
@@ -315,40 +353,78 @@ impl Processor {
                 )
                 .map_err(|e| StageError::retryable(e.to_string()))?;
                 // A stage slot is free and the next stage may be queued: every worker looks
-                // (a failure below frees a slot too).
+                // (a failure frees a slot too).
                 wake_at_commit(Wake::PipelineWorkers);
                 Ok(result.unwrap_or_default())
             }))
-        });
-        let result = completed.or_else(|error| {
-            in_transaction(|| {
-                wake_at_commit(Wake::PipelineWorkers);
-                Spi::get_one_with_args::<String>(
-                    "SELECT pageperfect.fail_stage($1::uuid, $2, $3, $4, $5, $6)",
-                    &[
-                        work.job_id.as_str().into(),
-                        work.stage.as_str().into(),
-                        work.attempt.into(),
-                        error.to_string().into(),
-                        error.is_permanent().into(),
-                        error.retry_after().map(|d| d.as_secs_f64()).into(),
-                    ],
-                )
-                .map(Option::unwrap_or_default)
-            })
+        };
+        match (completed, output) {
+            (Ok(result), _) => {
+                note_stale(&work, &result);
+                None
+            }
+            (Err(error), Some(output)) => {
+                log!("pageperfect pipeline: job {} stage {} cannot be recorded yet (will retry): {error}", work.job_id, work.stage);
+                Some(Finished { work, outcome: Ok((stage, output)) })
+            }
+            (Err(error), None) => self.record_failure(work, error),
+        }
+    }
+
+    /// Records a failed attempt (its retry or dead letter); gives it back when that could not be
+    /// written (a row locked by another session), to be tried again.
+    fn record_failure(&mut self, work: Work, error: StageError) -> Option<Finished> {
+        let result = in_transaction(|| {
+            wake_at_commit(Wake::PipelineWorkers);
+            Spi::get_one_with_args::<String>(
+                "SELECT pageperfect.fail_stage($1::uuid, $2, $3, $4, $5, $6)",
+                &[
+                    work.job_id.as_str().into(),
+                    work.stage.as_str().into(),
+                    work.attempt.into(),
+                    error.to_string().into(),
+                    error.is_permanent().into(),
+                    error.retry_after().map(|d| d.as_secs_f64()).into(),
+                ],
+            )
+            .map(Option::unwrap_or_default)
         });
         match result {
-            Ok(outcome) if outcome == "stale" => log!(
-                "pageperfect pipeline: result of job {} stage {} attempt {} discarded: the attempt was taken back",
-                work.job_id,
-                work.stage,
-                work.attempt
-            ),
-            Ok(_) => {}
-            // Nothing was recorded; the claim stays until the sweeper returns it to the queue.
-            Err(e) => warning!("pageperfect pipeline: could not record job {} stage {}: {e}", work.job_id, work.stage),
+            Ok(result) => {
+                note_stale(&work, &result);
+                None
+            }
+            Err(e) => {
+                warning!("pageperfect pipeline: could not record job {} stage {} (will retry): {e}", work.job_id, work.stage);
+                Some(Finished { work, outcome: Err(error) })
+            }
         }
-        self.next_claim = Instant::now();
+    }
+
+    /// Records `finished`, or keeps it to try again in `RECORD_RETRY`; after `RECORD_TRIES`
+    /// the claim is left to the sweeper, which retries the stage once its time is up.
+    fn record_or_keep(&mut self, finished: Finished, tries: u32) {
+        if let Some(back) = self.record(finished) {
+            if tries + 1 < RECORD_TRIES {
+                self.unrecorded.push((Instant::now() + RECORD_RETRY, tries + 1, back));
+            } else {
+                warning!(
+                    "pageperfect pipeline: gave up recording job {} stage {} after {RECORD_TRIES} tries; the sweeper will retry the stage",
+                    back.work.job_id,
+                    back.work.stage
+                );
+            }
+        }
+    }
+
+    /// Tries again to record the attempts whose rows were locked.
+    fn record_kept(&mut self) {
+        let now = Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unrecorded).into_iter().partition(|(at, _, _)| *at <= now);
+        self.unrecorded = waiting;
+        for (_, tries, finished) in due {
+            self.record_or_keep(finished, tries);
+        }
     }
 
     /// Records every attempt and request that has finished, waiting up to `wait` for the first one.
@@ -364,7 +440,7 @@ impl Processor {
             match done {
                 Done::Stage(finished) => {
                     self.in_flight -= 1;
-                    self.record(finished);
+                    self.record_or_keep(finished, 0);
                 }
                 Done::Http(outcome) => delivered.push(outcome),
             }
@@ -380,6 +456,7 @@ impl Processor {
 impl Duty for Processor {
     fn tick(&mut self) -> Duration {
         self.collect_finished(Duration::ZERO);
+        self.record_kept();
         let now = Instant::now();
         if now >= self.next_sweep {
             self.sweep();
@@ -414,7 +491,8 @@ impl Duty for Processor {
             return Duration::ZERO;
         }
         let now = Instant::now();
-        [Some(self.next_claim), Some(self.next_sweep), Some(self.next_http_claim), self.next_cleanup]
+        let next_record = self.unrecorded.iter().map(|(at, _, _)| *at).min();
+        [Some(self.next_claim), Some(self.next_sweep), Some(self.next_http_claim), self.next_cleanup, next_record]
             .iter()
             .flatten()
             .map(|at| at.saturating_duration_since(now))
@@ -423,6 +501,6 @@ impl Duty for Processor {
     }
 
     fn busy(&self) -> bool {
-        self.in_flight > 0 || self.http_in_flight > 0
+        self.in_flight > 0 || self.http_in_flight > 0 || !self.unrecorded.is_empty()
     }
 }

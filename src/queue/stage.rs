@@ -1,4 +1,5 @@
-//! The contract between the job engine and the stages it runs, and the registry of stages.
+//! The contract between the job engine and the stages it runs. The engine knows no stage: the
+//! crate root hands the processor the list of stages this build has (`STAGES` in `lib.rs`).
 //!
 //! A stage runs in three steps so that no transaction is open while it waits on the network:
 //! `prepare` reads what it needs (main thread, SPI, its own transaction), `run` does the work
@@ -90,7 +91,7 @@ pub trait Stage: Send + Sync + 'static {
 type Erased = Box<dyn Any + Send>;
 pub type StageFuture = Pin<Box<dyn Future<Output = Result<Erased, StageError>> + Send>>;
 
-/// [`Stage`] with its types erased, so that the registry can hold every stage in one list.
+/// [`Stage`] with its types erased, so that one list can hold every stage.
 pub trait AnyStage: Send + Sync {
     fn name(&self) -> &'static str;
     fn prepare(&self, work: &Work) -> Result<Erased, StageError>;
@@ -123,27 +124,4 @@ impl<S: Stage> AnyStage for S {
             Err(_) => Err(StageError::permanent(format!("stage {}: output of the wrong type", S::NAME))),
         }
     }
-}
-
-/// Every stage this build can run.
-static REGISTRY: &[&dyn AnyStage] = &[
-    &crate::pipeline::submit_crawl::SubmitCrawl,
-    &crate::pipeline::wait_crawl::WaitCrawl,
-    &crate::pipeline::segment_embed::SegmentEmbed,
-    &crate::pipeline::keyword_clustering::KeywordClustering,
-    &crate::pipeline::gap_analysis::GapAnalysis,
-    &crate::pipeline::rewrite_draft::RewriteDraft,
-    &crate::gsc::ingest::IngestGsc,
-    &crate::monitor::notify_alert::NotifyAlert,
-    #[cfg(feature = "test_stages")]
-    &super::test_stages::Sleep,
-    #[cfg(feature = "test_stages")]
-    &super::test_stages::Flaky,
-    #[cfg(feature = "test_stages")]
-    &super::test_stages::Permanent,
-];
-
-/// The stage called `name`, or `None` when this build has no code for it.
-pub fn find(name: &str) -> Option<&'static dyn AnyStage> {
-    REGISTRY.iter().copied().find(|stage| stage.name() == name)
 }

@@ -636,7 +636,7 @@ fn progress(db: &mut Db, jobids: &[i64]) -> String {
         c.query_one(
             "SELECT (SELECT count(*) FROM pageperfect.job_run_details WHERE jobid = ANY ($1) AND status = 'succeeded'),
                     (SELECT count(*) FROM pageperfect.job_run_details WHERE jobid = ANY ($1) AND status = 'failed'),
-                    (SELECT count(*) FROM pageperfect.job_run_details WHERE jobid = ANY ($1) AND status = 'skipped'),
+                    (SELECT coalesce(sum(skipped_runs), 0)::bigint FROM pageperfect.job WHERE jobid = ANY ($1)),
                     (SELECT count(*) FROM soak.workflows),
                     (SELECT count(*) FROM soak.workflows w JOIN pageperfect.jobs j ON j.id = w.job_id WHERE j.status = 'completed'),
                     (SELECT count(*) FROM soak.workflows w JOIN pageperfect.jobs j ON j.id = w.job_id WHERE j.status = 'dead'),
@@ -709,7 +709,7 @@ fn cron_tally(db: &mut Db, jobids: &[i64], stalled: i64) -> Tally {
              SELECT count(*) FILTER (WHERE r.status <> 'skipped'),
                     count(*) FILTER (WHERE r.status = 'succeeded'),
                     count(*) FILTER (WHERE r.status = 'failed'),
-                    count(*) FILTER (WHERE r.status = 'skipped'),
+                    (SELECT coalesce(sum(skipped_runs), 0)::bigint FROM pageperfect.job WHERE jobid = ANY ($1)),
                     count(*) FILTER (WHERE r.status = 'succeeded' AND l.n IS NULL),
                     count(*) FILTER (WHERE l.n > 1),
                     count(*) FILTER (WHERE r.status = 'skipped' AND l.n IS NOT NULL),
@@ -726,7 +726,7 @@ fn cron_tally(db: &mut Db, jobids: &[i64], stalled: i64) -> Tally {
     tally.lost = v[4] + v[9];
     tally.duplicated = v[5] + v[6];
     tally.stuck = v[7] + stalled;
-    tally.notes.push(format!("{} ticks skipped (the previous run still going)", v[3]));
+    tally.notes.push(format!("{} ticks skipped (the previous run still going; counted on the job)", v[3]));
     if v[4] > 0 {
         tally.notes.push(format!("LOST: {} runs recorded succeeded wrote no ledger row", v[4]));
     }
