@@ -75,27 +75,56 @@ CREATE TABLE pageperfect.cleanup_logs (
     retention      interval NOT NULL
 );
 
+-- The scheduler and pipeline_worker_1..N, in order.
+CREATE FUNCTION pageperfect.expected_workers()
+RETURNS TABLE (component text, ordinal int)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'scheduler'::text, 0
+    UNION ALL
+    SELECT 'pipeline_worker_' || n, n
+      FROM generate_series(1, coalesce(nullif(current_setting('pageperfect.pipeline_workers', true), '')::int, 2)) AS n
+$$;
+
 -- The expected workers (scheduler and pipeline_worker_1..N). A worker is healthy when its
 -- heartbeat is fresh and its process (pid and start time) is alive, stalled when alive with a
--- stale heartbeat, and down otherwise -- also when the library was never preloaded.
+-- stale heartbeat, and down otherwise -- also when the library was never preloaded. On a hot
+-- standby every worker is 'standby': none runs until promotion (and the unlogged heartbeat
+-- table cannot be read during recovery).
 CREATE FUNCTION pageperfect.worker_health()
 RETURNS TABLE (component text, status text, pid int, started_at timestamptz, last_heartbeat timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH expected AS (
-        SELECT 'scheduler'::text AS component, 0 AS ordinal
-        UNION ALL
-        SELECT 'pipeline_worker_' || n, n
-          FROM generate_series(1, coalesce(nullif(current_setting('pageperfect.pipeline_workers', true), '')::int, 2)) AS n
-    )
-    SELECT e.component,
-           CASE WHEN a.pid IS NULL THEN 'down'
-                WHEN w.last_heartbeat > clock_timestamp() - interval '5 seconds' THEN 'healthy'
-                ELSE 'stalled' END,
-           w.pid, w.started_at, w.last_heartbeat
-      FROM expected e
-      LEFT JOIN pageperfect.workers w ON w.worker_name = e.component
-      LEFT JOIN pg_stat_activity a ON a.pid = w.pid AND a.backend_start = w.started_at
-     ORDER BY e.ordinal
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN QUERY
+            SELECT e.component, 'standby'::text, NULL::int, NULL::timestamptz, NULL::timestamptz
+              FROM pageperfect.expected_workers() e ORDER BY e.ordinal;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT e.component,
+               CASE WHEN a.pid IS NULL THEN 'down'
+                    WHEN w.last_heartbeat > clock_timestamp() - interval '5 seconds' THEN 'healthy'
+                    ELSE 'stalled' END,
+               w.pid, w.started_at, w.last_heartbeat
+          FROM pageperfect.expected_workers() e
+          LEFT JOIN pageperfect.workers w ON w.worker_name = e.component
+          LEFT JOIN pg_stat_activity a ON a.pid = w.pid AND a.backend_start = w.started_at
+         ORDER BY e.ordinal;
+END
+$$;
+
+-- Workers whose transactions gave up waiting for a lock in the last 5 minutes (none on a standby).
+CREATE FUNCTION pageperfect.blocked_workers()
+RETURNS TABLE (worker_name text, blocked_at timestamptz, blocked_by text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_is_in_recovery() THEN
+        RETURN QUERY SELECT w.worker_name, w.blocked_at, w.blocked_by FROM pageperfect.workers w
+                      WHERE w.blocked_at > now() - interval '5 minutes';
+    END IF;
+END
 $$;
 

@@ -114,8 +114,7 @@ LANGUAGE sql STABLE AS $$
            pg_catalog.format('Worker %s was held up by another session''s lock at %s: %s (it retries; see pg_locks for the holder)',
                              w.worker_name, w.blocked_at, w.blocked_by),
            pg_catalog.jsonb_build_object('component', w.worker_name, 'blocked_at', w.blocked_at, 'error', w.blocked_by)
-      FROM pageperfect.workers w
-     WHERE w.blocked_at > pg_catalog.now() - interval '5 minutes'
+      FROM pageperfect.blocked_workers() w
     UNION ALL
     -- A site whose latest ingestion of a day failed (a later success for that day clears it).
     SELECT 'gsc_ingestion:' || g.site, 'gsc_ingestion_failed', 'warning',

@@ -48,6 +48,13 @@ CREATE INDEX job_run_details_active_idx ON pageperfect.job_run_details (status)
     WHERE status IN ('starting', 'running', 'sending', 'connecting');
 CREATE INDEX job_run_details_start_time_idx ON pageperfect.job_run_details (start_time);
 
+-- The WAL timeline the scheduler last started on: a higher one means this server was promoted
+-- from a standby since, and the runs it finds unfinished were going on the old primary.
+CREATE TABLE pageperfect.scheduler_state (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    timeline  int NOT NULL
+);
+
 -- The older design's name for the same rows.
 CREATE VIEW pageperfect.task_schedule WITH (security_invoker = true) AS
     SELECT * FROM pageperfect.job_run_details;

@@ -95,6 +95,14 @@ pub(crate) fn pin_search_path(action: pg_sys::GucAction::Type) {
     }
 }
 
+/// Refuses `function` in a read-only transaction, and so on a hot standby, where every
+/// transaction is: Postgres's own error (SQLSTATE 25006, "cannot execute cron.schedule() in a
+/// read-only transaction") before anything else is tried.
+pub(crate) fn refuse_if_read_only(function: &str) {
+    let name = std::ffi::CString::new(function).unwrap_or_default();
+    unsafe { pg_sys::PreventCommandIfReadOnly(name.as_ptr()) }
+}
+
 /// The role the calling SQL runs as (`CURRENT_USER`): the caller of a function that runs as
 /// its caller, before `as_owner` changes it.
 pub(crate) fn current_user() -> String {

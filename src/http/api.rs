@@ -22,6 +22,7 @@ mod pageperfect {
         body: Option<Vec<u8>>,
         timeout_milliseconds: Option<i32>,
     ) -> Option<i64> {
+        crate::refuse_if_read_only("net.http_*()");
         // A delivery slot is held for as long as the request may take.
         let max_timeout = config::HTTP_MAX_TIMEOUT_MS.get();
         if let Some(asked) = timeout_milliseconds.filter(|ms| *ms > max_timeout) {

@@ -47,6 +47,7 @@ mod pageperfect {
         skip_steps: default!(Vec<String>, "'{}'"),
         force_update: default!(bool, false),
     ) -> Uuid {
+        crate::refuse_if_read_only("pageperfect.enqueue_job()");
         if !options.0.is_object() {
             invalid_parameter(format!("options must be a JSON object, not {}", options.0));
         }
@@ -70,6 +71,7 @@ mod pageperfect {
     /// Returns the new message id.
     #[pg_extern(volatile, strict)]
     fn retry_dead_letter(id: i64) -> i64 {
+        crate::refuse_if_read_only("pageperfect.retry_dead_letter()");
         // As the caller: row-level security shows a role only the dead letters of its jobs.
         let visible = Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT FROM pageperfect.dead_letters WHERE id = $1)",

@@ -119,12 +119,14 @@ mod pageperfect {
     /// `cron.schedule(schedule, command)`: a job without a name.
     #[pg_extern(strict, name = "schedule")]
     fn schedule_unnamed(schedule: &str, command: &str) -> i64 {
+        crate::refuse_if_read_only("cron.schedule()");
         schedule_job(None, schedule, command, None, None, true)
     }
 
     /// `cron.schedule(job_name, schedule, command)`: the same name again updates that job.
     #[pg_extern(name = "schedule")]
     fn schedule_named(job_name: Option<&str>, schedule: Option<&str>, command: Option<&str>) -> i64 {
+        crate::refuse_if_read_only("cron.schedule()");
         let job_name = require(job_name, "job_name");
         schedule_job(Some(job_name), require(schedule, "schedule"), require(command, "command"), None, None, true)
     }
@@ -140,6 +142,7 @@ mod pageperfect {
         username: default!(Option<&str>, "NULL"),
         active: default!(Option<bool>, true),
     ) -> i64 {
+        crate::refuse_if_read_only("cron.schedule_in_database()");
         let job_name = require(job_name, "job_name");
         let database = require(database, "database");
         schedule_job(
@@ -155,6 +158,7 @@ mod pageperfect {
     /// `cron.unschedule(job_id)`: the owner, or a role with DELETE on the job table.
     #[pg_extern(strict, name = "unschedule")]
     fn unschedule_by_id(job_id: i64) -> bool {
+        crate::refuse_if_read_only("cron.unschedule()");
         let owner = as_owner(|| one::<String>("SELECT username FROM pageperfect.job WHERE jobid = $1", &[job_id.into()]))
             .unwrap_or_else(|| no_such_job(job_id));
         let caller = unsafe { pg_sys::GetUserId() };
@@ -175,6 +179,7 @@ mod pageperfect {
     /// `cron.unschedule(job_name)`: the caller's job of that name.
     #[pg_extern(strict, name = "unschedule")]
     fn unschedule_by_name(job_name: &str) -> bool {
+        crate::refuse_if_read_only("cron.unschedule()");
         on_callers_job::<i64>(job_name, "DELETE FROM pageperfect.job WHERE jobname = $1 AND username = $2 RETURNING jobid", vec![])
             .unwrap_or_else(|| no_such_job(format!("'{job_name}'")));
         true
@@ -190,6 +195,7 @@ mod pageperfect {
         username: default!(Option<&str>, "NULL"),
         active: default!(Option<bool>, "NULL"),
     ) {
+        crate::refuse_if_read_only("cron.alter_job()");
         let job_id = require(job_id, "job_id");
         let caller = current_user();
         let superuser = is_superuser();
@@ -254,6 +260,7 @@ mod pageperfect {
             name!(catch_up, bool),
         ),
     > {
+        crate::refuse_if_read_only("pageperfect.alter_job_policy()");
         let problem = one::<String>(
             "SELECT CASE WHEN $1 <= interval '0' THEN 'timeout must be a positive interval'
                          WHEN $2 < 1 THEN 'max_attempts must be at least 1'
@@ -305,6 +312,7 @@ mod pageperfect {
     /// runid to look for in `job_run_details`.
     #[pg_extern]
     fn run_job_now(job_name: &str) -> i64 {
+        crate::refuse_if_read_only("pageperfect.run_job_now()");
         if !slots::shared().is_some_and(|s| s.has_scheduler()) {
             ereport!(
                 ERROR,
@@ -330,6 +338,7 @@ mod pageperfect {
         job_name: &str,
         enable: bool,
     ) -> TableIterator<'static, (name!(success, bool), name!(message, String))> {
+        crate::refuse_if_read_only("pageperfect.toggle_cron_job()");
         let changed = on_callers_job::<i64>(
             job_name,
             "UPDATE pageperfect.job SET active = $3 WHERE jobname = $1 AND username = $2 RETURNING jobid",

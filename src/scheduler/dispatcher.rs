@@ -143,6 +143,8 @@ enum Recovered {
     Held(usize, Run),
     /// Queued since the server started and never handed out: it waits again.
     Queued(Run),
+    /// Recorded failed (the server restarted, or the primary changed): retried if its job allows.
+    Failed(Run),
 }
 
 /// What a tick's transaction read and wrote, applied to the dispatcher once it has committed.
@@ -372,8 +374,15 @@ impl Dispatcher {
         if self.busy.get(&run.jobid) == Some(&run.runid) {
             self.busy.remove(&run.jobid);
         }
+        if !succeeded {
+            self.retry_if_allowed(run, ended);
+        }
+    }
+
+    /// Queues the next attempt of a failed run when its job allows more.
+    fn retry_if_allowed(&mut self, run: &Run, ended: DateTime<Utc>) {
         let Some(job) = self.jobs.get(&run.jobid) else { return };
-        if !succeeded && run.attempt < job.max_attempts {
+        if run.attempt < job.max_attempts {
             self.new_runs.push(NewRun {
                 jobid: run.jobid,
                 status: "starting",
@@ -501,7 +510,7 @@ impl Dispatcher {
             let mut known: Vec<i64> = self.pending.iter().map(|r| r.runid).chain(self.in_flight.values().map(|f| f.run.runid)).collect();
             known.extend(synced.inserted.iter().map(|r| r.runid));
             known.extend(synced.recovered.iter().flatten().map(|r| match r {
-                Recovered::Held(_, run) | Recovered::Queued(run) => run.runid,
+                Recovered::Held(_, run) | Recovered::Queued(run) | Recovered::Failed(run) => run.runid,
             }));
             synced.queued = load_queued_runs(&known)?;
         }
@@ -509,7 +518,7 @@ impl Dispatcher {
         let mut wanted: HashSet<(String, String)> = HashSet::new();
         let recovered_queued = synced.recovered.iter().flatten().filter_map(|r| match r {
             Recovered::Queued(run) => Some(run),
-            Recovered::Held(..) => None,
+            Recovered::Held(..) | Recovered::Failed(_) => None,
         });
         for run in self.pending.iter().chain(&synced.inserted).chain(&synced.queued).chain(recovered_queued) {
             let key = run.pool_key();
@@ -538,6 +547,7 @@ impl Dispatcher {
                     self.busy.insert(run.jobid, run.runid);
                     self.enqueue(run);
                 }
+                Recovered::Failed(run) => self.retry_if_allowed(&run, Utc::now()),
             }
         }
         self.recovered = true;
@@ -667,6 +677,27 @@ impl Dispatcher {
                       WHERE status IN ('starting', 'running', 'sending', 'connecting')) d",
             None,
         )?;
+        // A standby promoted since the runs were started runs on a new WAL timeline.
+        #[derive(Deserialize)]
+        struct Timeline {
+            current: i32,
+            recorded: Option<i32>,
+        }
+        let timeline: Timeline = query_json(
+            "WITH t AS (SELECT ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int AS current),
+                  previous AS (SELECT s.timeline FROM pageperfect.scheduler_state s),
+                  kept AS (INSERT INTO pageperfect.scheduler_state (timeline) SELECT current FROM t
+                           ON CONFLICT (singleton) DO UPDATE SET timeline = excluded.timeline)
+             SELECT jsonb_build_object('current', t.current, 'recorded', (SELECT timeline FROM previous)) FROM t",
+            None,
+        )?;
+        let promoted = timeline.recorded.is_some_and(|recorded| recorded != timeline.current);
+        let reason = match timeline.recorded {
+            Some(recorded) if promoted => {
+                format!("the primary changed (this server was promoted: timeline {recorded} to {}); the run was in progress on the old primary", timeline.current)
+            }
+            _ => "server restarted".to_string(),
+        };
         let mut recovered = Vec::new();
         let mut failed = Vec::new();
         for Unfinished { run, never_started } in unfinished {
@@ -676,16 +707,19 @@ impl Dispatcher {
             });
             if let Some(index) = held {
                 recovered.push(Recovered::Held(index, run));
-            } else if never_started && run.due_time >= born || run.due_time > Utc::now() {
+            } else if never_started && run.due_time >= born && !promoted || run.due_time > Utc::now() {
+                // A run queued on the old primary may have started there after the last WAL
+                // this server received: only one due in the future surely has not.
                 recovered.push(Recovered::Queued(run));
             } else {
                 failed.push(RunUpdate {
                     runid: run.runid,
                     status: "failed",
-                    message: Some("server restarted".to_string()),
+                    message: Some(reason.clone()),
                     end_time: Some(Utc::now()),
                     ..Default::default()
                 });
+                recovered.push(Recovered::Failed(run));
             }
         }
         let written = write_updates(&failed)?;

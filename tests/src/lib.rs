@@ -59,6 +59,21 @@ fn run(mut cmd: Command, what: &str) {
     );
 }
 
+/// A fresh directory for a cluster called `name` (owned by the cluster user) and Postgres's bindir.
+fn scratch_dir(name: &str) -> (PathBuf, PathBuf) {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let work = std::env::var("PAGEPERFECT_WORK").unwrap_or_else(|_| "/tmp/pageperfect-it".to_string());
+    let dir = PathBuf::from(work).join(format!("it-{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    if running_as_root() {
+        let mut chown = Command::new("chown");
+        chown.arg(cluster_user()).arg(&dir).arg(dir.parent().unwrap());
+        run(chown, "chown");
+    }
+    (dir, pg_config("--bindir"))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -67,40 +82,37 @@ impl Cluster {
     /// Starts a fresh cluster. `preload` puts pageperfect in `shared_preload_libraries` (its
     /// workers attach to database `postgres`); `settings` are extra `postgresql.conf` lines.
     pub fn start(name: &str, preload: bool, settings: &[&str]) -> Cluster {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let work = std::env::var("PAGEPERFECT_WORK").unwrap_or_else(|_| "/tmp/pageperfect-it".to_string());
-        let dir = PathBuf::from(work).join(format!(
-            "it-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if running_as_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg(cluster_user()).arg(&dir).arg(dir.parent().unwrap());
-                    c
-                },
-                "chown",
-            );
-        }
-        let bindir = pg_config("--bindir");
+        let (dir, bindir) = scratch_dir(name);
         let mut initdb = as_cluster_user(&bindir.join("initdb"));
         initdb.arg("-D").arg(dir.join("data")).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
         run(initdb, "initdb");
-
-        let port = free_port();
-        let mut conf = format!(
-            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             max_worker_processes = 64\nfsync = off\nlog_min_messages = log\n",
-            dir.display()
-        );
+        let mut lines: Vec<&str> = vec!["fsync = off", "log_min_messages = log", "max_worker_processes = 64"];
         if preload {
-            conf.push_str("shared_preload_libraries = 'pageperfect'\n");
+            lines.push("shared_preload_libraries = 'pageperfect'");
         }
-        for line in settings {
+        lines.extend(settings);
+        Cluster::configure_and_start(dir, bindir, &lines)
+    }
+
+    /// A hot standby of `primary` (`pg_basebackup -R`: it streams from the primary and is
+    /// promoted with `promote`), with the primary's settings and its own port.
+    pub fn standby_of(primary: &Cluster, name: &str) -> Cluster {
+        let (dir, bindir) = scratch_dir(name);
+        let mut backup = as_cluster_user(&bindir.join("pg_basebackup"));
+        backup
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-R", "-X", "stream"]);
+        run(backup, "pg_basebackup");
+        Cluster::configure_and_start(dir, bindir, &["hot_standby = on"])
+    }
+
+    /// Appends the cluster's port and socket directory and `lines` to its configuration (later
+    /// lines win over a copied primary's), and starts it.
+    fn configure_and_start(dir: PathBuf, bindir: PathBuf, lines: &[&str]) -> Cluster {
+        let port = free_port();
+        let mut conf = format!("port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n", dir.display());
+        for line in lines {
             conf.push_str(line);
             conf.push('\n');
         }
@@ -114,6 +126,16 @@ impl Cluster {
         cluster
     }
 
+    /// `pg_ctl promote`: a standby becomes a primary.
+    pub fn promote(&self) {
+        self.pg_ctl(&["-w", "promote"]);
+    }
+
+    /// `pg_ctl stop -m immediate`: the server goes away as in a crash or a lost machine.
+    pub fn stop_immediately(&self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+
     fn pg_ctl(&self, args: &[&str]) {
         let mut cmd = as_cluster_user(&self.bindir.join("pg_ctl"));
         cmd.arg("-D").arg(self.dir.join("data")).arg("-l").arg(self.dir.join("server.log")).args(args);
@@ -124,7 +146,7 @@ impl Cluster {
 
     /// `pg_ctl stop -m immediate` (a crash, as far as the server can tell) and start again.
     pub fn crash_and_restart(&self) {
-        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        self.stop_immediately();
         self.pg_ctl(&["-w", "start"]);
     }
 
