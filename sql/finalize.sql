@@ -42,8 +42,9 @@ GRANT EXECUTE ON FUNCTION
     -- cron
     pageperfect.schedule(text, text), pageperfect.schedule(text, text, text),
     pageperfect.unschedule(bigint), pageperfect.unschedule(text),
-    pageperfect.alter_job_policy(text, interval, int, interval, boolean), pageperfect.run_job_now(text),
-    pageperfect.toggle_cron_job(text, boolean), pageperfect.next_runs(text, timestamptz, int),
+    pageperfect.alter_job_policy(text, interval, int, interval, boolean, text, text, text), pageperfect.run_job_now(text),
+    pageperfect.toggle_cron_job(text, boolean), pageperfect.next_runs(text, timestamptz, int, text),
+    pageperfect.validate_timezone(text),
     pageperfect.validate_schedule(text), pageperfect.validate_command(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
     pageperfect.get_scheduler_health(), pageperfect.worker_health(),
     -- queues

@@ -14,7 +14,15 @@ CREATE TABLE pageperfect.job (
     timeout       interval CHECK (timeout > interval '0'),
     max_attempts  int NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
     retry_backoff interval NOT NULL DEFAULT interval '10 seconds' CHECK (retry_backoff >= interval '0'),
-    catch_up      boolean NOT NULL DEFAULT false,
+    -- Ticks missed while the scheduler was down: none run (skip), the latest runs once (once),
+    -- or each runs in turn (all, at most the parameter max_missed_runs, the latest ones).
+    missed        text NOT NULL DEFAULT 'skip' CHECK (missed IN ('skip', 'once', 'all')),
+    catch_up      boolean GENERATED ALWAYS AS (missed <> 'skip') STORED,
+    -- A tick that comes while the previous run goes on: counted and dropped (skip), run once
+    -- when that run ends (queue_one, pg_cron's way), or that run is cancelled (cancel_previous).
+    overlap       text NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'queue_one', 'cancel_previous')),
+    -- The IANA time zone of the schedule; NULL: the setting pageperfect.timezone.
+    timezone      text,
     created_at    timestamptz NOT NULL DEFAULT now(),
     -- Ticks that came while the job's previous run was still going: counted here, not logged
     -- as one job_run_details row each.
@@ -32,7 +40,7 @@ CREATE TABLE pageperfect.job_run_details (
     username       text,
     command        text,
     status         text NOT NULL CHECK (status IN
-                       ('starting', 'running', 'sending', 'connecting', 'succeeded', 'failed', 'skipped')),
+                       ('starting', 'running', 'sending', 'connecting', 'succeeded', 'failed', 'skipped', 'cancelled')),
     return_message text,
     start_time     timestamptz,
     end_time       timestamptz,

@@ -8,10 +8,11 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pageperfect.validate_schedule(NEW.schedule);
     PERFORM pageperfect.validate_command(NEW.command);
+    PERFORM pageperfect.validate_timezone(NEW.timezone);
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER job_check BEFORE INSERT OR UPDATE OF schedule, command ON pageperfect.job
+CREATE TRIGGER job_check BEFORE INSERT OR UPDATE OF schedule, command, timezone ON pageperfect.job
     FOR EACH ROW EXECUTE FUNCTION pageperfect.job_check();
 
 -- A superuser's direct INSERT/UPDATE/DELETE on the job table reaches the scheduler at commit too.
@@ -26,7 +27,7 @@ $$;
 CREATE TRIGGER job_changed AFTER INSERT OR DELETE OR TRUNCATE ON pageperfect.job
     FOR EACH STATEMENT EXECUTE FUNCTION pageperfect.job_changed();
 CREATE TRIGGER job_updated AFTER UPDATE OF schedule, command, nodename, nodeport, database, username, active,
-        jobname, timeout, max_attempts, retry_backoff, catch_up ON pageperfect.job
+        jobname, timeout, max_attempts, retry_backoff, missed, overlap, timezone ON pageperfect.job
     FOR EACH STATEMENT EXECUTE FUNCTION pageperfect.job_changed();
 
 -- Each job with its next tick and its last run's outcome.
@@ -36,7 +37,7 @@ RETURNS TABLE (jobid bigint, job_name text, schedule text, command text, active 
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT j.jobid, j.jobname, j.schedule, j.command, j.active,
-           r.start_time, CASE WHEN j.active THEN (SELECT n FROM pageperfect.next_runs(j.schedule, now()) n) END, r.status
+           r.start_time, CASE WHEN j.active THEN (SELECT n FROM pageperfect.next_runs(j.schedule, now(), 1, j.timezone) n) END, r.status
       FROM pageperfect.job j
       LEFT JOIN LATERAL (SELECT d.start_time, d.status FROM pageperfect.job_run_details d
                           WHERE d.jobid = j.jobid AND d.status <> 'skipped'

@@ -241,15 +241,22 @@ mod pageperfect {
 
     /// Beyond pg_cron: the caller's job `job_name` gets a timeout (its runs are cancelled and
     /// recorded failed past it), up to `max_attempts` attempts with `retry_backoff · 2^(n−1)`
-    /// between them, and `catch_up` (one run for a tick missed while the server was down).
-    /// NULL leaves a setting as it is. Returns the job's policy.
+    /// between them, a time zone for its schedule (`''` goes back to `pageperfect.timezone`),
+    /// what happens to a tick while its last run goes on (`overlap`: skip, queue_one,
+    /// cancel_previous) and to ticks missed while the server was down (`missed_runs`: skip,
+    /// once, all; `catch_up => true` is `once`). NULL leaves a setting as it is. Returns the
+    /// job's policy.
     #[pg_extern]
+    #[allow(clippy::too_many_arguments)]
     fn alter_job_policy(
         job_name: &str,
         timeout: default!(Option<Interval>, "NULL"),
         max_attempts: default!(Option<i32>, "NULL"),
         retry_backoff: default!(Option<Interval>, "NULL"),
         catch_up: default!(Option<bool>, "NULL"),
+        timezone: default!(Option<&str>, "NULL"),
+        overlap: default!(Option<&str>, "NULL"),
+        missed_runs: default!(Option<&str>, "NULL"),
     ) -> TableIterator<
         'static,
         (
@@ -258,27 +265,39 @@ mod pageperfect {
             name!(max_attempts, i32),
             name!(retry_backoff, Interval),
             name!(catch_up, bool),
+            name!(timezone, Option<String>),
+            name!(overlap, String),
+            name!(missed_runs, String),
         ),
     > {
         crate::refuse_if_read_only("pageperfect.alter_job_policy()");
         let problem = one::<String>(
             "SELECT CASE WHEN $1 <= interval '0' THEN 'timeout must be a positive interval'
                          WHEN $2 < 1 THEN 'max_attempts must be at least 1'
-                         WHEN $3 < interval '0' THEN 'retry_backoff must not be negative' END",
-            &[timeout.into(), max_attempts.into(), retry_backoff.into()],
+                         WHEN $3 < interval '0' THEN 'retry_backoff must not be negative'
+                         WHEN $4 NOT IN ('skip', 'queue_one', 'cancel_previous')
+                              THEN 'overlap must be skip, queue_one or cancel_previous (got ' || $4 || ')'
+                         WHEN $5 NOT IN ('skip', 'once', 'all')
+                              THEN 'missed_runs must be skip, once or all (got ' || $5 || ')'
+                         WHEN $5 IS NOT NULL AND $6 IS NOT NULL AND ($5 <> 'skip') <> $6
+                              THEN 'catch_up and missed_runs disagree (catch_up => true is missed_runs => once)' END",
+            &[timeout.into(), max_attempts.into(), retry_backoff.into(), overlap.into(), missed_runs.into(), catch_up.into()],
         );
         if let Some(problem) = problem {
             invalid_parameter(problem);
         }
+        let missed = missed_runs.or(catch_up.map(|on| if on { "once" } else { "skip" }));
         let caller = current_user();
         let row = as_owner(|| {
             Spi::connect_mut(|client| {
                 let table = client.update(
                     "UPDATE pageperfect.job
                         SET timeout = coalesce($3, timeout), max_attempts = coalesce($4, max_attempts),
-                            retry_backoff = coalesce($5, retry_backoff), catch_up = coalesce($6, catch_up)
+                            retry_backoff = coalesce($5, retry_backoff), missed = coalesce($6, missed),
+                            timezone = CASE WHEN $7 IS NULL THEN timezone ELSE nullif($7, '') END,
+                            overlap = coalesce($8, overlap)
                       WHERE jobname = $1 AND username = $2
-                  RETURNING jobid, timeout, max_attempts, retry_backoff, catch_up",
+                  RETURNING jobid, timeout, max_attempts, retry_backoff, catch_up, timezone, overlap, missed",
                     Some(1),
                     &[
                         job_name.into(),
@@ -286,7 +305,9 @@ mod pageperfect {
                         timeout.into(),
                         max_attempts.into(),
                         retry_backoff.into(),
-                        catch_up.into(),
+                        missed.into(),
+                        timezone.into(),
+                        overlap.into(),
                     ],
                 )?;
                 if table.is_empty() {
@@ -299,6 +320,9 @@ mod pageperfect {
                     row.get::<i32>(3)?.unwrap_or(1),
                     row.get::<Interval>(4)?.expect("retry_backoff is NOT NULL"),
                     row.get::<bool>(5)?.unwrap_or(false),
+                    row.get::<String>(6)?,
+                    row.get::<String>(7)?.unwrap_or_default(),
+                    row.get::<String>(8)?.unwrap_or_default(),
                 )))
             })
         })

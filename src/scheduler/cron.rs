@@ -8,11 +8,15 @@
 //! Semantics are Vixie's: day-of-week 0 and 7 are Sunday; when both day fields are restricted a
 //! day matches if EITHER does, and a day field that begins with `*` (so `*/2` too) counts as
 //! unrestricted. Fire times are wall-clock times in a time zone: a time skipped by a DST change
-//! does not fire, and a repeated one fires once (at its first occurrence).
+//! fires once at the first minute after the gap (as Vixie cron runs them right after the
+//! change), and a repeated one fires once (at its first occurrence).
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use std::fmt;
+
+/// The longest DST gap of any time zone, in minutes, with room to spare (real ones are 30 or 60).
+const MAX_GAP_MINUTES: i64 = 3 * 60;
 
 /// A parsed schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,12 +288,14 @@ impl CronFields {
         let mut from = local.with_second(0)?.with_nanosecond(0)? + Duration::minutes(1);
         loop {
             let candidate = self.next_local(from)?;
-            // Earliest mapping: a repeated wall-clock time fires once; a skipped one not at all.
-            if let Some(fire) = zone.from_local_datetime(&candidate).earliest() {
-                let fire = fire.with_timezone(&Utc);
-                if fire > after {
-                    return Some(fire);
-                }
+            // Earliest mapping: a repeated wall-clock time fires once. A skipped one fires at the
+            // first minute that exists after the gap; every time in the gap maps there, so it
+            // fires once however many of them the schedule names.
+            let fire = (0..=MAX_GAP_MINUTES)
+                .find_map(|m| zone.from_local_datetime(&(candidate + Duration::minutes(m))).earliest())?
+                .with_timezone(&Utc);
+            if fire > after {
+                return Some(fire);
             }
             from = candidate + Duration::minutes(1);
         }
@@ -436,8 +442,20 @@ mod tests {
         // 09:00 in New York is 14:00 UTC in winter and 13:00 UTC in summer.
         assert_eq!(next_n("0 9 * * *", "2026-01-10T00:00:00Z", 1, ny), ["2026-01-10T14:00:00+00:00"]);
         assert_eq!(next_n("0 9 * * *", "2026-07-10T00:00:00Z", 1, ny), ["2026-07-10T13:00:00+00:00"]);
-        // 2026-03-08 02:30 does not exist in New York: that day is skipped.
-        assert_eq!(next_n("30 2 * * *", "2026-03-07T12:00:00Z", 2, ny), ["2026-03-09T06:30:00+00:00", "2026-03-10T06:30:00+00:00"]);
+        // 2026-03-08 02:30 does not exist in New York: it fires once at 03:00 EDT, when the gap ends.
+        assert_eq!(
+            next_n("30 2 * * *", "2026-03-07T12:00:00Z", 3, ny),
+            ["2026-03-08T07:00:00+00:00", "2026-03-09T06:30:00+00:00", "2026-03-10T06:30:00+00:00"]
+        );
+        // Every minute of the gap (02:00-02:59) maps to 03:00, as 03:00 itself does: one run,
+        // then on from 03:01.
+        assert_eq!(
+            next_n("* 2-3 8 3 *", "2026-03-08T06:58:00Z", 3, ny),
+            ["2026-03-08T07:00:00+00:00", "2026-03-08T07:01:00+00:00", "2026-03-08T07:02:00+00:00"]
+        );
+        // The same schedule in Berlin, whose clocks go forward three weeks later (02:00 to 03:00).
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(next_n("30 2 * * *", "2026-03-28T12:00:00Z", 2, berlin), ["2026-03-29T01:00:00+00:00", "2026-03-30T00:30:00+00:00"]);
         // 2026-11-01 01:30 happens twice in New York: it fires once, at the first.
         assert_eq!(next_n("30 1 * * *", "2026-10-31T12:00:00Z", 2, ny), ["2026-11-01T05:30:00+00:00", "2026-11-02T06:30:00+00:00"]);
     }

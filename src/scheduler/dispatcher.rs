@@ -13,7 +13,7 @@
 //! run it finds unfinished and not held by a live runner, as pg_cron does ("server restarted").
 
 use super::cron::Schedule;
-use super::plan::{missed_tick, retry_due};
+use super::plan::{missed_ticks, retry_due};
 use super::runner;
 use super::slots::{self, Shared, SlotState};
 use super::from_pg_micros;
@@ -47,8 +47,33 @@ struct Job {
     max_attempts: i32,
     retry_backoff: Span,
     next_due: Option<DateTime<Utc>>,
+    /// The job's own time zone (`None`: `pageperfect.timezone`), and the zone in effect.
+    zone_name: Option<String>,
+    zone: Tz,
+    overlap: Overlap,
+    /// A tick that came while the previous run went on, to run when it ends (`queue_one`,
+    /// `cancel_previous`).
+    queued_tick: Option<DateTime<Utc>>,
     /// The run whose overrun was last logged: later skipped ticks of it are only counted.
     skip_logged_for: Option<i64>,
+}
+
+/// What a tick does while the job's previous run goes on (`job.overlap`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Overlap {
+    Skip,
+    QueueOne,
+    CancelPrevious,
+}
+
+impl Overlap {
+    fn parse(text: &str) -> Overlap {
+        match text {
+            "queue_one" => Overlap::QueueOne,
+            "cancel_previous" => Overlap::CancelPrevious,
+            _ => Overlap::Skip,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -59,7 +84,9 @@ struct JobRow {
     timeout_text: Option<String>,
     max_attempts: i32,
     retry_backoff_us: i64,
-    catch_up: bool,
+    missed: String,
+    overlap: String,
+    timezone: Option<String>,
     created_at: DateTime<Utc>,
     last_due: Option<DateTime<Utc>>,
 }
@@ -73,6 +100,7 @@ struct Run {
     username: String,
     due_time: DateTime<Utc>,
     attempt: i32,
+    run_reason: String,
 }
 
 impl Run {
@@ -88,7 +116,9 @@ struct InFlight {
     segment: *mut pg_sys::dsm_segment,
     timeout: Option<(Duration, String)>,
     reported_running: bool,
-    cancelled_at: Option<Instant>,
+    /// When the run was cancelled, and the status and message to record for it.
+    cancelled: Option<(Instant, &'static str, String)>,
+    interrupted: bool,
     terminated: bool,
 }
 
@@ -290,16 +320,15 @@ impl Dispatcher {
                 }
                 SlotState::Done | SlotState::DoneExited => {
                     let flight = self.in_flight.remove(&index).expect("listed above");
-                    let mut succeeded = slot.succeeded.load(Ordering::Acquire);
-                    let mut message = slot.result_message();
-                    if let (Some(_), Some((_, limit))) = (flight.cancelled_at, &flight.timeout) {
-                        succeeded = false;
-                        message = format!("ERROR: job cancelled: it ran longer than its timeout of {limit}");
-                    }
+                    let (status, message) = match flight.cancelled {
+                        Some((_, status, message)) => (status, message),
+                        None if slot.succeeded.load(Ordering::Acquire) => ("succeeded", slot.result_message()),
+                        None => ("failed", slot.result_message()),
+                    };
                     let started = slot.started_at.load(Ordering::Acquire);
                     self.finish(
                         &flight.run,
-                        succeeded,
+                        status,
                         message,
                         (started != 0).then(|| (slot.pid.load(Ordering::Acquire), from_pg_micros(started))),
                         from_pg_micros(slot.finished_at.load(Ordering::Acquire)),
@@ -312,7 +341,7 @@ impl Dispatcher {
                 }
                 _ => {
                     let flight = self.in_flight.remove(&index).expect("listed above");
-                    self.finish(&flight.run, false, "ERROR: the job's runner disappeared".into(), None, now);
+                    self.finish(&flight.run, "failed", "ERROR: the job's runner disappeared".into(), None, now);
                 }
             }
         }
@@ -351,20 +380,21 @@ impl Dispatcher {
                 "ERROR: could not start a job runner as role \"{}\" in database \"{}\" (see the server log)",
                 run.username, run.database
             );
-            self.finish(&run, false, message, None, now);
+            self.finish(&run, "failed", message, None, now);
         }
     }
 
-    /// Records a run's end, and queues its retry when it failed and attempts remain.
-    fn finish(&mut self, run: &Run, succeeded: bool, message: String, started: Option<(i32, DateTime<Utc>)>, ended: DateTime<Utc>) {
+    /// Records a run's end (`status`: succeeded, failed or cancelled), queues its retry when it
+    /// failed and attempts remain, and otherwise the tick that waited for it (overlap policy).
+    fn finish(&mut self, run: &Run, status: &'static str, message: String, started: Option<(i32, DateTime<Utc>)>, ended: DateTime<Utc>) {
         let forget = match config::RUN_LOG.get() {
             RunLog::All => false,
-            RunLog::Failures => succeeded,
+            RunLog::Failures => status == "succeeded",
             RunLog::Off => true,
         };
         self.push_update(RunUpdate {
             runid: run.runid,
-            status: if succeeded { "succeeded" } else { "failed" },
+            status,
             job_pid: started.map(|(pid, _)| pid),
             message: Some(message),
             start_time: started.map(|(_, at)| at),
@@ -374,9 +404,28 @@ impl Dispatcher {
         if self.busy.get(&run.jobid) == Some(&run.runid) {
             self.busy.remove(&run.jobid);
         }
-        if !succeeded {
+        if status == "failed" {
             self.retry_if_allowed(run, ended);
         }
+        if !self.busy.contains_key(&run.jobid) {
+            if let Some(tick) = self.jobs.get_mut(&run.jobid).and_then(|job| job.queued_tick.take()) {
+                self.queue_tick(run.jobid, tick);
+            }
+        }
+    }
+
+    /// Queues a scheduled run of `jobid` for `due`; the job is busy until its row exists.
+    fn queue_tick(&mut self, jobid: i64, due: DateTime<Utc>) {
+        self.busy.insert(jobid, 0);
+        self.new_runs.push(NewRun {
+            jobid,
+            status: "starting",
+            message: None,
+            due_time: due,
+            attempt: 1,
+            run_reason: "schedule",
+            retry_of: None,
+        });
     }
 
     /// Queues the next attempt of a failed run when its job allows more.
@@ -396,24 +445,28 @@ impl Dispatcher {
         }
     }
 
-    /// Cancels runs past their job's timeout (SIGINT, as pg_cancel_backend), and terminates
-    /// the runner when the command ignores the cancel.
+    /// Cancels runs past their job's timeout or marked cancelled (SIGINT, as pg_cancel_backend),
+    /// and terminates the runner when the command ignores the cancel for `CANCEL_GRACE`.
     fn enforce_timeouts(&mut self, shared: &Shared) {
         let now_pg = unsafe { pg_sys::GetCurrentTimestamp() };
         for (index, flight) in self.in_flight.iter_mut() {
-            let Some((limit, _)) = flight.timeout else { continue };
             let slot = shared.slot(*index);
             if slot.state() != SlotState::Running {
                 continue;
             }
             let pid = slot.pid.load(Ordering::Acquire);
             let elapsed = Duration::from_micros((now_pg - slot.started_at.load(Ordering::Acquire)).max(0) as u64);
-            match flight.cancelled_at {
-                None if elapsed >= limit => {
-                    signal_runner(pid, libc::SIGINT);
-                    flight.cancelled_at = Some(Instant::now());
+            if let (None, Some((limit, text))) = (&flight.cancelled, &flight.timeout) {
+                if elapsed >= *limit {
+                    flight.cancelled = Some((Instant::now(), "failed", format!("ERROR: job cancelled: it ran longer than its timeout of {text}")));
                 }
-                Some(at) if !flight.terminated && at.elapsed() >= CANCEL_GRACE => {
+            }
+            match &flight.cancelled {
+                Some(_) if !flight.interrupted => {
+                    signal_runner(pid, libc::SIGINT);
+                    flight.interrupted = true;
+                }
+                Some((at, _, _)) if !flight.terminated && at.elapsed() >= CANCEL_GRACE => {
                     signal_runner(pid, libc::SIGTERM);
                     flight.terminated = true;
                 }
@@ -422,34 +475,49 @@ impl Dispatcher {
         }
     }
 
-    /// Queues a run for every job whose next tick has come, or counts the tick skipped when the
-    /// job's previous run is still going (logged once per such run).
+    /// Queues a run for every job whose next tick has come. A tick that comes while the job's
+    /// previous run goes on follows the job's overlap policy: counted as skipped (logged once
+    /// per such run), kept to run when that run ends, or that run is cancelled first.
     fn queue_due_ticks(&mut self, now: DateTime<Utc>) {
-        let Some(zone) = self.zone else { return };
-        for (jobid, job) in self.jobs.iter_mut() {
-            let Some(due) = job.next_due.filter(|due| *due <= now) else { continue };
-            job.next_due = job.schedule.next_after(now, zone);
-            if let Some(&holder) = self.busy.get(jobid) {
-                let skips = self.skips.entry(*jobid).or_insert(Skips { count: 0, last_at: due });
-                skips.count += 1;
-                skips.last_at = due;
-                if job.skip_logged_for != Some(holder) {
-                    job.skip_logged_for = Some(holder);
-                    let holder = if holder > 0 { format!("run {holder}") } else { "a retry".to_string() };
-                    log!("pageperfect scheduler: job {jobid}'s tick at {due} skipped: {holder} of it is still in progress; further skips while it runs are only counted (job.skipped_runs)");
+        let due_jobs: Vec<(i64, DateTime<Utc>)> = self
+            .jobs
+            .iter_mut()
+            .filter_map(|(jobid, job)| {
+                let due = job.next_due.filter(|due| *due <= now)?;
+                job.next_due = job.schedule.next_after(now, job.zone);
+                Some((*jobid, due))
+            })
+            .collect();
+        for (jobid, due) in due_jobs {
+            let Some(&holder) = self.busy.get(&jobid) else {
+                self.queue_tick(jobid, due);
+                continue;
+            };
+            let job = self.jobs.get_mut(&jobid).expect("listed above");
+            if job.overlap != Overlap::Skip && job.queued_tick.is_none() {
+                job.queued_tick = Some(due);
+                if job.overlap == Overlap::CancelPrevious {
+                    self.cancel_in_flight(holder, "cancelled: a newer tick of this job came (overlap = cancel_previous)");
                 }
                 continue;
             }
-            self.busy.insert(*jobid, 0);
-            self.new_runs.push(NewRun {
-                jobid: *jobid,
-                status: "starting",
-                message: None,
-                due_time: due,
-                attempt: 1,
-                run_reason: "schedule",
-                retry_of: None,
-            });
+            let skips = self.skips.entry(jobid).or_insert(Skips { count: 0, last_at: due });
+            skips.count += 1;
+            skips.last_at = due;
+            if job.skip_logged_for != Some(holder) {
+                job.skip_logged_for = Some(holder);
+                let holder = if holder > 0 { format!("run {holder}") } else { "a retry".to_string() };
+                log!("pageperfect scheduler: job {jobid}'s tick at {due} skipped: {holder} of it is still in progress; further skips while it runs are only counted (job.skipped_runs)");
+            }
+        }
+    }
+
+    /// Marks run `runid` cancelled if a runner has it; `enforce_timeouts` interrupts it (and
+    /// terminates its runner after `CANCEL_GRACE` if it ignores that). It is recorded
+    /// `cancelled` with `message`.
+    fn cancel_in_flight(&mut self, runid: i64, message: &str) {
+        if let Some(flight) = self.in_flight.values_mut().find(|f| f.run.runid == runid && f.cancelled.is_none()) {
+            flight.cancelled = Some((Instant::now(), "cancelled", message.to_string()));
         }
     }
 
@@ -501,7 +569,7 @@ impl Dispatcher {
                            coalesce(retry_command, job_command), status, message, due_time, attempt, run_reason,
                            CASE WHEN status = 'skipped' THEN clock_timestamp() END
                       FROM r WHERE coalesce(retry_command, job_command) IS NOT NULL
-                    RETURNING runid, jobid, database, username, due_time, attempt, status)
+                    RETURNING runid, jobid, database, username, due_time, attempt, run_reason, status)
                  SELECT coalesce(jsonb_agg(i), '[]') FROM i WHERE status = 'starting'",
                 Some(serde_json::to_value(&synced.tried).map_err(|e| e.to_string())?),
             )?;
@@ -564,8 +632,12 @@ impl Dispatcher {
                 self.busy.remove(&new_run.jobid);
             }
         }
+        // A job's runs go one at a time: the first new run holds the job (catch-up runs of
+        // `missed = all` wait for it in turn, see `dispatch`).
         for run in inserted {
-            self.busy.insert(run.jobid, run.runid);
+            if matches!(self.busy.get(&run.jobid), None | Some(0)) {
+                self.busy.insert(run.jobid, run.runid);
+            }
             self.enqueue(run);
         }
         for run in queued {
@@ -587,56 +659,86 @@ impl Dispatcher {
     }
 
     /// Re-reads active jobs, with the catch-up runs of a first load. A job keeps its next tick
-    /// unless its schedule changed; a job seen for the first time is due from its creation (so a
-    /// job created just before a tick gets it), or from now when the scheduler starts, where
-    /// `catch_up` decides about missed ticks.
+    /// unless its schedule or time zone changed; a job seen for the first time is due from its
+    /// creation (so a job created just before a tick gets it), or from now when the scheduler
+    /// starts, where its `missed` policy decides about ticks missed while it was down.
     fn load_jobs(&self, now: DateTime<Utc>) -> Result<(Tz, HashMap<i64, Job>, Vec<NewRun>), String> {
-        let zone = super::zone_from_setting()?;
-        let zone_changed = self.zone != Some(zone);
+        let default_zone = super::zone_from_setting()?;
+        let default_changed = self.zone != Some(default_zone);
         let first_load = !self.recovered;
         // The last due tick is read only when a first load needs it, by one index probe (the
         // newest non-manual run), whatever the length of the job's history.
-        let rows: Vec<JobRow> = query_json(
-            "SELECT coalesce(jsonb_agg(jsonb_build_object(
+        #[derive(Deserialize)]
+        struct Loaded {
+            jobs: Vec<JobRow>,
+            max_missed: Option<usize>,
+        }
+        let loaded: Loaded = query_json(
+            "SELECT jsonb_build_object(
+                 'max_missed', (SELECT (p.value #>> '{}')::int FROM pageperfect.parameters p WHERE p.name = 'max_missed_runs'),
+                 'jobs', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                         'jobid', j.jobid, 'schedule', j.schedule,
                         'timeout_us', (extract(epoch FROM j.timeout) * 1000000)::bigint,
                         'timeout_text', j.timeout::text, 'max_attempts', j.max_attempts,
                         'retry_backoff_us', (extract(epoch FROM j.retry_backoff) * 1000000)::bigint,
-                        'catch_up', j.catch_up, 'created_at', j.created_at,
-                        'last_due', CASE WHEN ($1 ->> 'first_load')::boolean AND j.catch_up THEN
+                        'missed', j.missed, 'overlap', j.overlap, 'timezone', j.timezone, 'created_at', j.created_at,
+                        'last_due', CASE WHEN ($1 ->> 'first_load')::boolean AND j.missed <> 'skip' THEN
                                         (SELECT d.due_time FROM pageperfect.job_run_details d
                                           WHERE d.jobid = j.jobid AND d.run_reason <> 'manual'
                                           ORDER BY d.runid DESC LIMIT 1) END)), '[]')
-               FROM pageperfect.job j WHERE j.active",
+                            FROM pageperfect.job j WHERE j.active))",
             Some(json!({ "first_load": first_load })),
         )?;
-        let mut jobs = HashMap::with_capacity(rows.len());
+        let max_missed = loaded.max_missed.unwrap_or(60);
+        let mut jobs = HashMap::with_capacity(loaded.jobs.len());
         let mut catch_ups = Vec::new();
-        for row in rows {
+        for row in loaded.jobs {
             let Ok(schedule) = Schedule::parse(&row.schedule) else {
                 // The table refuses bad schedules; one could only come from an older engine.
                 warning!("pageperfect scheduler: job {} has an invalid schedule \"{}\"; skipping it", row.jobid, row.schedule);
                 continue;
             };
+            let zone = match row.timezone.as_deref().map(|name| super::parse_zone(name, "timezone")) {
+                Some(Ok(zone)) => zone,
+                Some(Err(e)) => {
+                    // The table refuses unknown zones; the zone database may have lost one.
+                    warning!("pageperfect scheduler: job {}: {e}; using pageperfect.timezone", row.jobid);
+                    default_zone
+                }
+                None => default_zone,
+            };
             let previous = self.jobs.get(&row.jobid);
+            let unchanged = previous.is_some_and(|p| {
+                p.schedule_text == row.schedule && p.zone_name == row.timezone && !(row.timezone.is_none() && default_changed)
+            });
             let next_due = match previous {
-                Some(p) if p.schedule_text == row.schedule && !zone_changed => p.next_due,
+                Some(p) if unchanged => p.next_due,
                 Some(_) => schedule.next_after(now, zone),
                 None if first_load => {
-                    if row.catch_up {
-                        let last = row.last_due.unwrap_or(row.created_at);
-                        if let Some(tick) = missed_tick(&schedule, last, now, zone) {
-                            catch_ups.push(NewRun {
-                                jobid: row.jobid,
-                                status: "starting",
-                                message: None,
-                                due_time: tick,
-                                attempt: 1,
-                                run_reason: "catch_up",
-                                retry_of: None,
-                            });
-                        }
+                    let cap = match row.missed.as_str() {
+                        "once" => 1,
+                        "all" => max_missed,
+                        _ => 0,
+                    };
+                    let last = row.last_due.unwrap_or(row.created_at);
+                    let (ticks, missed) = if cap > 0 { missed_ticks(&schedule, last, now, zone, cap) } else { (vec![], 0) };
+                    if row.missed == "all" && missed > ticks.len() {
+                        warning!(
+                            "pageperfect scheduler: job {} missed {missed}{} ticks while the scheduler was down; only the latest {} run (parameter max_missed_runs)",
+                            row.jobid,
+                            if missed >= 86_400 { " or more" } else { "" },
+                            ticks.len()
+                        );
                     }
+                    catch_ups.extend(ticks.into_iter().map(|tick| NewRun {
+                        jobid: row.jobid,
+                        status: "starting",
+                        message: None,
+                        due_time: tick,
+                        attempt: 1,
+                        run_reason: "catch_up",
+                        retry_of: None,
+                    }));
                     schedule.next_after(now, zone)
                 }
                 None => schedule.next_after(row.created_at.min(now), zone),
@@ -650,11 +752,15 @@ impl Dispatcher {
                     max_attempts: row.max_attempts,
                     retry_backoff: Span::microseconds(row.retry_backoff_us),
                     next_due,
+                    zone_name: row.timezone,
+                    zone,
+                    overlap: Overlap::parse(&row.overlap),
+                    queued_tick: previous.and_then(|p| p.queued_tick),
                     skip_logged_for: previous.and_then(|p| p.skip_logged_for),
                 },
             );
         }
-        Ok((zone, jobs, catch_ups))
+        Ok((default_zone, jobs, catch_ups))
     }
 
     /// After a (re)start: adopt runs that live runners still hold, keep runs that were queued
@@ -671,7 +777,7 @@ impl Dispatcher {
         let unfinished: Vec<Unfinished> = query_json(
             "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
                FROM (SELECT runid, jobid, database, username,
-                            coalesce(due_time, start_time, now()) AS due_time, attempt,
+                            coalesce(due_time, start_time, now()) AS due_time, attempt, run_reason,
                             status = 'starting' AND job_pid IS NULL AS never_started
                        FROM pageperfect.job_run_details
                       WHERE status IN ('starting', 'running', 'sending', 'connecting')) d",
@@ -740,6 +846,15 @@ impl Dispatcher {
             }
             let run = &self.pending[index];
             let holder = self.busy.get(&run.jobid).copied();
+            if holder.is_some_and(|h| h != run.runid && h != 0) && run.run_reason == "catch_up" {
+                // Missed ticks (`missed = all`) run one after another.
+                index += 1;
+                continue;
+            }
+            if holder.is_none() && run.run_reason == "catch_up" {
+                self.busy.insert(run.jobid, run.runid);
+            }
+            let holder = self.busy.get(&run.jobid).copied();
             if holder.is_some_and(|h| h != run.runid && h != 0) {
                 let run = self.pending.remove(index);
                 self.push_update(RunUpdate {
@@ -756,7 +871,7 @@ impl Dispatcher {
                 Some(Err(message)) => {
                     let message = message.clone();
                     let run = self.pending.remove(index);
-                    self.finish(&run, false, message, None, now);
+                    self.finish(&run, "failed", message, None, now);
                     continue;
                 }
                 None => {
@@ -869,7 +984,7 @@ impl Dispatcher {
         let timeout = self.jobs.get(&run.jobid).and_then(|j| j.timeout.clone());
         self.in_flight.insert(
             index,
-            InFlight { run, segment, timeout, reported_running: false, cancelled_at: None, terminated: false },
+            InFlight { run, segment, timeout, reported_running: false, cancelled: None, interrupted: false, terminated: false },
         );
     }
 
@@ -889,7 +1004,7 @@ impl Dispatcher {
         if !self.launched.is_empty() {
             sleep = sleep.min(LAUNCH_POLL);
         }
-        if self.in_flight.values().any(|f| f.timeout.is_some()) {
+        if self.in_flight.values().any(|f| f.timeout.is_some() || f.cancelled.is_some()) {
             sleep = sleep.min(TIMEOUT_POLL);
         }
         // Latch waits count whole milliseconds: round up, to wake on the due millisecond, not before.
@@ -930,7 +1045,7 @@ fn write_updates(updates: &[RunUpdate]) -> Result<HashSet<i64>, String> {
 fn load_queued_runs(known: &[i64]) -> Result<Vec<Run>, String> {
     query_json(
         "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
-           FROM (SELECT runid, jobid, database, username, coalesce(due_time, now()) AS due_time, attempt
+           FROM (SELECT runid, jobid, database, username, coalesce(due_time, now()) AS due_time, attempt, run_reason
                    FROM pageperfect.job_run_details
                   WHERE status = 'starting' AND job_pid IS NULL AND command IS NOT NULL
                     AND runid <> ALL (ARRAY(SELECT jsonb_array_elements_text($1)::bigint))) d",

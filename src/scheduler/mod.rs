@@ -22,7 +22,7 @@ pgrx::extension_sql_file!("../../sql/scheduler.sql", name = "scheduler_schema");
 pgrx::extension_sql_file!(
     "../../sql/scheduler_api.sql",
     name = "scheduler_api",
-    requires = ["scheduler_schema", "monitor_schema", pageperfect::validate_schedule, pageperfect::validate_command, pageperfect::next_runs, pageperfect::wake_scheduler]
+    requires = ["scheduler_schema", "monitor_schema", pageperfect::validate_schedule, pageperfect::validate_command, pageperfect::validate_timezone, pageperfect::next_runs, pageperfect::wake_scheduler]
 );
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -45,17 +45,25 @@ fn to_postgres(t: DateTime<Utc>) -> TimestampWithTimeZone {
         .unwrap_or_else(|_| error!("timestamp {t} is out of range"))
 }
 
+/// The IANA time zone `name`, or why it is not one (`what` names where it came from).
+fn parse_zone(name: &str, what: &str) -> Result<Tz, String> {
+    name.parse()
+        .map_err(|_| format!("{what} \"{name}\" is not a known time zone (use an IANA name such as UTC or Europe/Berlin)"))
+}
+
 /// The zone of `pageperfect.timezone`, or why it is not one.
 fn zone_from_setting() -> Result<Tz, String> {
     let name = config::string(&config::TIMEZONE).unwrap_or_else(|| "UTC".to_string());
-    name.parse().map_err(|_| {
-        format!("pageperfect.timezone \"{name}\" is not a known time zone (use an IANA name such as UTC or Europe/Berlin)")
-    })
+    parse_zone(&name, "pageperfect.timezone")
 }
 
-/// The zone of `pageperfect.timezone`; SQLSTATE 22023 when it is not one.
-fn schedule_zone() -> Tz {
-    zone_from_setting().unwrap_or_else(|e| invalid_parameter(e))
+/// A job's zone: its own `timezone`, else `pageperfect.timezone`; SQLSTATE 22023 when not one.
+fn schedule_zone(timezone: Option<&str>) -> Tz {
+    match timezone {
+        Some(name) => parse_zone(name, "timezone"),
+        None => zone_from_setting(),
+    }
+    .unwrap_or_else(|e| invalid_parameter(e))
 }
 
 /// Parses a schedule or raises SQLSTATE 22023 naming the bad field.
@@ -95,18 +103,28 @@ mod pageperfect {
         }
     }
 
-    /// The next `count` fire times of `schedule` strictly after `after`, in `pageperfect.timezone`.
+    /// Raises SQLSTATE 22023 when `timezone` is not an IANA time zone (NULL is: the setting's).
+    #[pg_extern(immutable, parallel_safe)]
+    fn validate_timezone(timezone: Option<&str>) {
+        if let Some(name) = timezone {
+            schedule_zone(Some(name));
+        }
+    }
+
+    /// The next `count` fire times of `schedule` strictly after `after`, in `timezone` (NULL:
+    /// `pageperfect.timezone`).
     #[pg_extern(stable, parallel_safe)]
     fn next_runs(
         schedule: &str,
         after: TimestampWithTimeZone,
         count: default!(i32, 1),
+        timezone: default!(Option<&str>, "NULL"),
     ) -> SetOfIterator<'static, TimestampWithTimeZone> {
         if !(0..=100_000).contains(&count) {
             invalid_parameter("count must be between 0 and 100000");
         }
         let parsed = parse_schedule(schedule);
-        let zone = schedule_zone();
+        let zone = schedule_zone(timezone);
         let mut cursor = to_chrono(after);
         let mut runs = Vec::with_capacity(count as usize);
         while runs.len() < count as usize {

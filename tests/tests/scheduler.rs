@@ -404,3 +404,116 @@ fn a_tick_missed_while_the_server_was_down_is_caught_up_once_when_enabled() {
     assert_eq!(catch_ups(&mut client, with, "%"), 1);
     assert_eq!(catch_ups(&mut client, without, "%"), 0);
 }
+
+#[test]
+fn missed_runs_all_runs_each_missed_tick_in_turn_up_to_the_cap_and_warns_of_the_rest() {
+    // The harness logs from LOG up; this test reads a WARNING.
+    let (cluster, mut client) = Cluster::with_extension("missed-all", &["log_min_messages = warning"]);
+    client.batch_execute("UPDATE pageperfect.parameters SET value = '3' WHERE name = 'max_missed_runs'").unwrap();
+    // Every 2 s, down for 9 s: about 4 missed, capped at 3 (the latest), run one after another.
+    let capped = schedule(&mut client, "capped", "2 seconds", "SELECT pg_sleep(0.3)");
+    client.query_one("SELECT 1 FROM pageperfect.alter_job_policy('capped', missed_runs => 'all')", &[]).unwrap();
+    wait_for(Duration::from_secs(10), "a first run", || {
+        (count(&mut client, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {capped} AND status = 'succeeded'")) >= 1).then_some(())
+    });
+    let before_stop = count(&mut client, "SELECT max(runid) FROM pageperfect.job_run_details");
+    cluster.stop_and_restart_after(Duration::from_secs(9));
+    let mut client = cluster.reconnect(Duration::from_secs(30));
+    let catch_ups = format!("FROM pageperfect.job_run_details WHERE jobid = {capped} AND runid > {before_stop} AND run_reason = 'catch_up'");
+    wait_for(Duration::from_secs(15), "three catch-up runs", || {
+        (count(&mut client, &format!("SELECT count(*) {catch_ups} AND status = 'succeeded'")) == 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&mut client, &format!("SELECT count(*) {catch_ups}")), 3);
+    // Distinct missed ticks, one at a time.
+    assert_eq!(count(&mut client, &format!("SELECT count(DISTINCT due_time) {catch_ups}")), 3);
+    let overlapping = count(
+        &mut client,
+        &format!(
+            "SELECT count(*) FROM pageperfect.job_run_details a JOIN pageperfect.job_run_details b ON a.jobid = b.jobid AND a.runid < b.runid
+              WHERE a.jobid = {capped} AND a.runid > {before_stop} AND b.start_time < a.end_time AND b.end_time > a.start_time"
+        ),
+    );
+    assert_eq!(overlapping, 0);
+    assert!(cluster.log().contains(&format!("job {capped} missed")), "a warning says ticks were dropped");
+    assert!(cluster.log().contains("only the latest 3 run (parameter max_missed_runs)"));
+}
+
+/// (start, end) in seconds since the epoch of a job's finished runs, oldest first.
+fn run_spans(client: &mut Client, jobid: i64, status: &str) -> Vec<(f64, f64)> {
+    client
+        .query(
+            "SELECT extract(epoch FROM start_time)::float8, extract(epoch FROM end_time)::float8 FROM pageperfect.job_run_details
+              WHERE jobid = $1 AND status = $2 AND start_time IS NOT NULL ORDER BY runid",
+            &[&jobid, &status],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn overlap_queue_one_runs_the_waiting_tick_when_the_run_ends_and_cancel_previous_cancels_it() {
+    let (_cluster, mut client) = started_cluster("overlap-policies");
+    let queued = schedule(&mut client, "queued", "1 seconds", "SELECT pg_sleep(2)");
+    client.query_one("SELECT 1 FROM pageperfect.alter_job_policy('queued', overlap => 'queue_one')", &[]).unwrap();
+    let cancelling = schedule(&mut client, "cancelling", "3 seconds", "SELECT pg_sleep(60)");
+    client.query_one("SELECT 1 FROM pageperfect.alter_job_policy('cancelling', overlap => 'cancel_previous')", &[]).unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+
+    // queue_one: back to back, never at once: each run starts as the previous one ends.
+    let spans = run_spans(&mut client, queued, "succeeded");
+    assert!(spans.len() >= 4, "{spans:?}");
+    for pair in spans.windows(2) {
+        let gap = pair[1].0 - pair[0].1;
+        assert!((0.0..0.5).contains(&gap), "the waiting tick started {gap} s after the run before it ended: {spans:?}");
+    }
+
+    // cancel_previous: each run is cancelled when the next tick comes, then that tick runs.
+    let cancelled = client
+        .query("SELECT return_message FROM cron.job_run_details WHERE jobid = $1 AND status = 'cancelled'", &[&cancelling])
+        .unwrap();
+    assert!(cancelled.len() >= 2, "{} cancelled", cancelled.len());
+    for row in &cancelled {
+        assert_eq!(row.get::<_, String>(0), "cancelled: a newer tick of this job came (overlap = cancel_previous)");
+    }
+    let spans = run_spans(&mut client, cancelling, "cancelled");
+    for (start, end) in &spans {
+        assert!(end - start < 3.5, "a run went on {} s past the next tick", end - start);
+    }
+    assert_eq!(
+        count(&mut client, &format!("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pageperfect job {cancelling} %' AND state = 'active'")),
+        1,
+        "one run at a time"
+    );
+}
+
+#[test]
+fn a_job_runs_at_its_own_time_zones_wall_clock_time() {
+    let (_cluster, mut client) = started_cluster("job-zone");
+    // The next minute as a wall-clock time in Tokyo (UTC+9) and in UTC.
+    let row = client
+        .query_one(
+            "SELECT extract(minute FROM t AT TIME ZONE 'Asia/Tokyo')::int, extract(hour FROM t AT TIME ZONE 'Asia/Tokyo')::int,
+                    extract(epoch FROM t - now())::float8
+               FROM (SELECT date_trunc('minute', now()) + interval '1 minute' AS t) x",
+            &[],
+        )
+        .unwrap();
+    let (minute, hour, wait): (i32, i32, f64) = (row.get(0), row.get(1), row.get(2));
+    let at = format!("{minute} {hour} * * *");
+    let tokyo = schedule(&mut client, "tokyo", &at, "SELECT 1");
+    client.query_one("SELECT 1 FROM pageperfect.alter_job_policy('tokyo', timezone => 'Asia/Tokyo')", &[]).unwrap();
+    // The same text in UTC names a time nine hours away.
+    let utc = schedule(&mut client, "utc", &at, "SELECT 1");
+    wait_for(Duration::from_secs_f64(wait + 10.0), "the Tokyo job's run", || {
+        (count(&mut client, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {tokyo} AND status = 'succeeded'")) == 1).then_some(())
+    });
+    let lag: f64 = client
+        .query_one("SELECT extract(epoch FROM start_time - due_time)::float8 FROM pageperfect.job_run_details WHERE jobid = $1", &[&tokyo])
+        .unwrap()
+        .get(0);
+    assert!((0.0..1.0).contains(&lag), "started {lag} s after its due time");
+    assert_eq!(count(&mut client, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {utc}")), 0);
+}
