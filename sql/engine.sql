@@ -138,7 +138,7 @@ BEGIN
     )
     SELECT ready.msg_id, ready.job_id, c.stage, ready.owner,
            coalesce(sl.busy, 0), c.concurrency, ready.owner_busy, per_owner.max_jobs
-      FROM pageperfect.stage_config c
+      FROM (SELECT * FROM pageperfect.stage_config sc WHERE NOT sc.paused) c
       LEFT JOIN stage_load sl ON sl.stage = c.stage
      CROSS JOIN per_owner
      CROSS JOIN LATERAL (
@@ -223,15 +223,33 @@ $$;
 -- when another session holds one of them past the worker's lock_timeout, the worker keeps the
 -- attempt's output and tries again later instead of losing it.
 CREATE FUNCTION pageperfect.lock_held_attempt(p_job uuid, p_stage text, p_attempt int)
-RETURNS void
+RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     held pageperfect.job_stages := pageperfect.held_attempt(p_job, p_stage, p_attempt);
 BEGIN
-    IF held.job_id IS NOT NULL THEN
-        PERFORM FROM pageperfect.queue_messages m WHERE m.msg_id = held.msg_id FOR UPDATE;
-        PERFORM FROM pageperfect.jobs j WHERE j.id = p_job FOR UPDATE;
+    IF held.job_id IS NULL THEN
+        -- Taken back (swept, or the job cancelled): the attempt writes nothing.
+        RETURN false;
     END IF;
+    PERFORM FROM pageperfect.queue_messages m WHERE m.msg_id = held.msg_id FOR UPDATE;
+    PERFORM FROM pageperfect.jobs j WHERE j.id = p_job FOR UPDATE;
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION pageperfect.set_stage_paused(p_stage text, p_paused boolean)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    changed int;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pageperfect.stage_config c WHERE c.stage = p_stage) THEN
+        RAISE EXCEPTION 'stage "%" does not exist', p_stage USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE pageperfect.stage_config c SET paused = p_paused WHERE c.stage = p_stage AND c.paused <> p_paused;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RETURN changed > 0;
 END
 $$;
 
@@ -544,3 +562,40 @@ LANGUAGE sql STABLE AS $$
      ORDER BY g.total, g.stage
 $$;
 
+-- cancel_job(): a queued or running job stops. Its messages go, its unfinished stages end
+-- 'cancelled' and the job with them; an attempt in progress finds at its end that it no longer
+-- holds its stage (lock_held_attempt) and writes nothing. False when the job had ended.
+CREATE FUNCTION pageperfect.cancel_job_stages(p_job uuid)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    current_status text;
+BEGIN
+    PERFORM pageperfect.lock_claims();
+    SELECT j.status INTO current_status FROM pageperfect.jobs j WHERE j.id = p_job FOR UPDATE;
+    IF current_status IS NULL OR current_status NOT IN ('queued', 'processing') THEN
+        RETURN false;
+    END IF;
+    DELETE FROM pageperfect.queue_messages m USING pageperfect.job_stages s
+     WHERE s.job_id = p_job AND m.msg_id = s.msg_id;
+    UPDATE pageperfect.job_stages s
+       SET status = 'cancelled', claimed_pid = NULL, claimed_backend_start = NULL, msg_id = NULL
+     WHERE s.job_id = p_job AND s.status IN ('pending', 'queued', 'processing', 'failed');
+    UPDATE pageperfect.jobs j SET status = 'cancelled', updated_at = pg_catalog.clock_timestamp() WHERE j.id = p_job;
+    PERFORM pageperfect.log_job_event(p_job, NULL, 'cancelled', 'cancelled by cancel_job()');
+    RETURN true;
+END
+$$;
+
+-- pause_stage() / resume_stage() (superusers): workers claim no work of a paused stage; its
+-- queued work waits, and attempts in progress finish. True when the stage changed state.
+CREATE FUNCTION pageperfect.pause_stage(p_stage text)
+RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT pageperfect.set_stage_paused(p_stage, true)
+$$;
+CREATE FUNCTION pageperfect.resume_stage(p_stage text)
+RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT pageperfect.set_stage_paused(p_stage, false)
+$$;

@@ -42,7 +42,7 @@ GRANT EXECUTE ON FUNCTION
     -- cron
     pageperfect.schedule(text, text), pageperfect.schedule(text, text, text),
     pageperfect.unschedule(bigint), pageperfect.unschedule(text),
-    pageperfect.alter_job_policy(text, interval, int, interval, boolean, text, text, text), pageperfect.run_job_now(text),
+    pageperfect.alter_job_policy(text, interval, int, interval, boolean, text, text, text), pageperfect.run_job_now(text), pageperfect.cancel_run(bigint),
     pageperfect.toggle_cron_job(text, boolean), pageperfect.next_runs(text, timestamptz, int, text),
     pageperfect.validate_timezone(text),
     pageperfect.validate_schedule(text), pageperfect.validate_command(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
@@ -53,10 +53,12 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.delete(text, bigint), pageperfect.delete(text, bigint[]),
     pageperfect.archive(text, bigint), pageperfect.archive(text, bigint[]), pageperfect.set_vt(text, bigint, int),
     pageperfect.purge_queue(text), pageperfect.drop_queue(text), pageperfect.metrics(text),
+    pageperfect.pause_queue(text), pageperfect.resume_queue(text),
     pageperfect.metrics_all(), pageperfect.list_queues(), pageperfect.queue_must_allow(text, name),
     pageperfect.check_seconds(text, int),
     -- jobs and the pipeline
     pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean), pageperfect.retry_dead_letter(bigint),
+    pageperfect.cancel_job(uuid),
     pageperfect.run_workflow(text, text[], boolean, int), pageperfect.process_urls(int, interval),
     pageperfect.processor_status(), pageperfect.execution_insights(timestamptz, timestamptz),
     pageperfect.dbscan_cosine(real[], int, float8, int), pageperfect.expected_ctr(float8),
@@ -108,6 +110,7 @@ BEGIN
            AND NOT EXISTS (SELECT FROM pg_catalog.unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
            AND p.oid <> ALL (ARRAY[
                    'pageperfect.queue_must_allow(text, name)', 'pageperfect.check_seconds(text, int)',
+                   'pageperfect.queue_paused(text)',
                    'pageperfect.push_messages(text, jsonb[], float8, int)', 'pageperfect.check_send(name, text, jsonb[], int)',
                    'pageperfect.send_for(name, text, jsonb, int)', 'pageperfect.send_batch_for(name, text, jsonb[], int)',
                    'pageperfect.read_for(name, text, int, int)', 'pageperfect.pop_for(name, text, int)',

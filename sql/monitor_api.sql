@@ -318,7 +318,7 @@ BEGIN
                     ELSE pg_catalog.make_interval(days => (p.value #>> '{}')::int) END AS retention
           FROM (VALUES ('job_run_details',   'end_time',    'status IN (''succeeded'', ''failed'', ''skipped'')', 'run_details_retention_days'),
                        -- Finished workflows, with their stages, payloads, events and dead letters.
-                       ('jobs',              'updated_at',  'status IN (''completed'', ''failed'', ''dead'')', 'jobs_retention_days'),
+                       ('jobs',              'updated_at',  'status IN (''completed'', ''failed'', ''dead'', ''cancelled'')', 'jobs_retention_days'),
                        ('job_events',        'created_at',  'true',                 'events_retention_days'),
                        ('dead_letters',      'routed_at',   'true',                 'dead_letters_retention_days'),
                        ('queue_archive',     'archived_at', 'true',                 'archive_retention_days'),

@@ -8,7 +8,9 @@ CREATE TABLE pageperfect.queues (
     queue_name text PRIMARY KEY,
     -- The role that created it: it and its members (and superusers) use the queue.
     owner      name NOT NULL DEFAULT CURRENT_USER,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- pause_queue(): reads return nothing until resume_queue(); sends are still accepted.
+    paused     boolean NOT NULL DEFAULT false
 );
 
 -- Reads update vt and read_ct only, neither indexed, so with free space on the page they are
@@ -60,7 +62,9 @@ CREATE TABLE pageperfect.stage_config (
     timeout_seconds     int NOT NULL CHECK (timeout_seconds >= 1),
     -- Roles may enqueue it (enqueue_job); the others (alerts, Search Console ingestion) are
     -- created only by the functions meant for them.
-    user_runnable       boolean NOT NULL DEFAULT false
+    user_runnable       boolean NOT NULL DEFAULT false,
+    -- pause_stage(): no work of it is claimed until resume_stage().
+    paused              boolean NOT NULL DEFAULT false
 );
 INSERT INTO pageperfect.stage_config (stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds, user_runnable) VALUES
     ('submit_crawl',       1, 3, 5,  1, 120, true),
@@ -76,7 +80,7 @@ CREATE TABLE pageperfect.jobs (
     page_id           bigint REFERENCES pageperfect.pages (id) ON DELETE SET NULL,
     owner             name NOT NULL DEFAULT CURRENT_USER,
     status            text NOT NULL DEFAULT 'queued'
-                          CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'dead')),
+                          CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'dead', 'cancelled')),
     stage             text REFERENCES pageperfect.stage_config (stage),
     priority          int NOT NULL DEFAULT 0,
     -- Attempts of the current stage that have started.
@@ -102,7 +106,7 @@ CREATE TABLE pageperfect.job_stages (
     -- pending: not reached yet; queued: its message waits; processing: a worker runs it;
     -- failed: the last attempt failed and a retry is due at next_attempt_at.
     status                text NOT NULL DEFAULT 'pending'
-                              CHECK (status IN ('pending', 'queued', 'processing', 'completed', 'failed', 'dead', 'skipped')),
+                              CHECK (status IN ('pending', 'queued', 'processing', 'completed', 'failed', 'dead', 'skipped', 'cancelled')),
     attempt_count         int NOT NULL DEFAULT 0 CHECK (attempt_count >= 0),
     max_attempts          int NOT NULL CHECK (max_attempts >= 1),
     retry_delay_seconds   int NOT NULL CHECK (retry_delay_seconds >= 0),

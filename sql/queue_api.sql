@@ -42,6 +42,26 @@ BEGIN
 END
 $$;
 
+-- Whether the queue (which queue_must_allow has checked) is paused: then reads return nothing.
+CREATE FUNCTION pageperfect.queue_paused(queue_name text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT q.paused FROM pageperfect.queues q WHERE q.queue_name OPERATOR(pg_catalog.=) queue_paused.queue_name
+$$;
+
+-- pause_queue() and resume_queue(): true when the caller's queue changed state.
+CREATE FUNCTION pageperfect.set_queue_paused_for(p_caller name, queue_name text, p_paused boolean) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    changed int;
+BEGIN
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
+    UPDATE pageperfect.queues q SET paused = p_paused
+     WHERE q.queue_name = set_queue_paused_for.queue_name AND q.paused <> p_paused;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RETURN changed > 0;
+END
+$$;
+
 CREATE FUNCTION pageperfect.check_seconds(what text, seconds int) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -149,6 +169,9 @@ DECLARE
     taken int := 0;
 BEGIN
     PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
+    IF pageperfect.queue_paused(queue_name) THEN
+        RETURN;
+    END IF;
     IF vt IS NULL OR vt OPERATOR(pg_catalog.<) 0 THEN
         PERFORM pageperfect.check_seconds('vt', vt);
     END IF;
@@ -225,6 +248,9 @@ RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
+    IF pageperfect.queue_paused(queue_name) THEN
+        RETURN;
+    END IF;
     IF qty IS NULL OR qty OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';

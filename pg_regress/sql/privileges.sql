@@ -37,6 +37,10 @@ VALUES (current_date - 1, 'sc-domain:alice.example', 'https://alice.example/', '
 INSERT INTO pageperfect.gsc_site_owners (site, owner) VALUES ('sc-domain:alice.example', 'alice');
 SELECT jobid AS alice_jobid FROM pageperfect.job WHERE jobname = 'alice-job' \gset
 SELECT id AS alice_request FROM pageperfect.http_requests WHERE owner = 'alice' \gset
+SELECT id AS alice_workflow FROM pageperfect.jobs WHERE owner = 'alice' \gset
+INSERT INTO pageperfect.job_run_details (jobid, database, username, command, status, due_time)
+SELECT jobid, database, username, command, 'starting', now() + interval '1 hour' FROM pageperfect.job WHERE jobid = :alice_jobid
+RETURNING runid AS alice_run \gset
 
 SET ROLE mallory;
 -- The traps: each would make mallory superuser if pageperfect code ran it.
@@ -226,9 +230,33 @@ SELECT * FROM pageperfect.toggle_cron_job('alice-job', false);
 SELECT cron.unschedule('alice-job');
 SELECT cron.unschedule(:alice_jobid);
 SELECT * FROM net.http_collect_response(:alice_request);
+SELECT pageperfect.pause_queue('alice_q');
+SELECT set_config('test.alice_workflow', :'alice_workflow', false) IS NOT NULL AS noted;
+DO $$
+BEGIN
+    PERFORM pageperfect.cancel_job(pg_catalog.current_setting('test.alice_workflow')::pg_catalog.uuid);
+EXCEPTION WHEN no_data_found THEN
+    RAISE NOTICE 'cancel_job of alice''s workflow: % (no such job for mallory)', SQLSTATE;
+END
+$$;
+SELECT set_config('test.alice_run', :'alice_run', false) IS NOT NULL AS noted;
+DO $$
+BEGIN
+    PERFORM pageperfect.cancel_run(pg_catalog.current_setting('test.alice_run')::pg_catalog.int8);
+EXCEPTION WHEN no_data_found THEN
+    RAISE NOTICE 'cancel_run of alice''s run: % (no such run for mallory)', SQLSTATE;
+END
+$$;
+SELECT * FROM pageperfect.alter_job_policy('alice-job', overlap => 'cancel_previous');
+SELECT pageperfect.pause_stage('submit_crawl');
 RESET ROLE;
 SELECT count(*) AS alice_messages_left FROM pageperfect.queue_messages WHERE queue_name = 'alice_q';
 SELECT active AS alice_job_active FROM cron.job WHERE jobname = 'alice-job';
+SELECT paused AS alice_queue_paused FROM pageperfect.queues WHERE queue_name = 'alice_q';
+SELECT status AS alice_workflow_status FROM pageperfect.jobs WHERE id = :'alice_workflow';
+SELECT status AS alice_run_status FROM pageperfect.job_run_details WHERE runid = :alice_run;
+SELECT overlap AS alice_job_overlap FROM pageperfect.job WHERE jobid = :alice_jobid;
+SELECT count(*) AS paused_stages FROM pageperfect.stage_config WHERE paused;
 
 -- Alice sees her Search Console rows; mallory's workflow clusters none of them.
 SET ROLE alice;

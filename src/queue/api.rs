@@ -1,5 +1,6 @@
 //! The job engine's user-facing functions that must know their caller: `enqueue_job` (the job
-//! is the caller's) and `retry_dead_letter` (only a dead letter the caller can see). They
+//! is the caller's), `cancel_job` (only the caller's job) and `retry_dead_letter` (only a dead
+//! letter the caller can see). They
 //! check as the caller, then change the engine's tables as the owner (users have no write
 //! privilege on them), and wake the pipeline workers when the transaction commits.
 
@@ -65,6 +66,25 @@ mod pageperfect {
         .unwrap_or_else(|| error!("create_job returned no job"));
         wake_at_commit(Wake::PipelineWorkers);
         job
+    }
+
+    /// Cancels the caller's job `id` if it is queued or running: its queued stages are dropped,
+    /// and a stage attempt in progress writes nothing when it ends. False when it had ended.
+    #[pg_extern(volatile, strict)]
+    fn cancel_job(id: Uuid) -> bool {
+        crate::refuse_if_read_only("pageperfect.cancel_job()");
+        // As the caller: row-level security shows a role only its own jobs.
+        let visible = Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT FROM pageperfect.jobs WHERE id = $1)", &[id.into()])
+            .unwrap_or_else(|e| error!("{e}"))
+            .unwrap_or(false);
+        if !visible {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, format!("job {id} does not exist"));
+        }
+        let cancelled = as_owner(|| Spi::get_one_with_args::<bool>("SELECT pageperfect.cancel_job_stages($1)", &[id.into()]))
+            .unwrap_or_else(|e| error!("{e}"))
+            .unwrap_or(false);
+        wake_at_commit(Wake::PipelineWorkers);
+        cancelled
     }
 
     /// Puts dead letter `id` back in its queue (a pipeline stage gets a fresh set of attempts).

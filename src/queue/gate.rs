@@ -180,6 +180,19 @@ mod pageperfect {
         one_for_caller("SELECT pageperfect.purge_queue_for($1, $2)", vec![queue_name.into()])
     }
 
+    /// Pauses the queue: reads return nothing until `resume_queue`; sends are still accepted.
+    /// False when it was paused already.
+    #[pg_extern(volatile)]
+    fn pause_queue(queue_name: Option<&str>) -> Option<bool> {
+        one_for_caller("SELECT pageperfect.set_queue_paused_for($1, $2, true)", vec![queue_name.into()])
+    }
+
+    /// Resumes a paused queue; false when it was not paused.
+    #[pg_extern(volatile)]
+    fn resume_queue(queue_name: Option<&str>) -> Option<bool> {
+        one_for_caller("SELECT pageperfect.set_queue_paused_for($1, $2, false)", vec![queue_name.into()])
+    }
+
     /// Drops the queue with its messages, archive and counters; false when the caller has no
     /// such queue.
     #[pg_extern(volatile)]

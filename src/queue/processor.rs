@@ -339,13 +339,17 @@ impl Processor {
         let completed = {
             let (work, output) = (AssertUnwindSafe(&work), AssertUnwindSafe(&mut output));
             try_in_transaction(AssertUnwindSafe(move || {
-                // Locked first, so that a busy row fails this before the output is taken.
-                Spi::run_with_args(
+                // Locked first, so that a busy row fails this before the output is taken. An
+                // attempt taken back meanwhile (swept, or its job cancelled) writes nothing.
+                let held = Spi::get_one_with_args::<bool>(
                     "SELECT pageperfect.lock_held_attempt($1::uuid, $2, $3)",
                     &[work.job_id.as_str().into(), work.stage.as_str().into(), work.attempt.into()],
                 )
                 .map_err(|e| StageError::retryable(e.to_string()))?;
                 let output = output.0.take().expect("an output is stored once");
+                if held != Some(true) {
+                    return Ok("stale".to_string());
+                }
                 let payload = stage.store(&work, output)?;
                 let result = Spi::get_one_with_args::<String>(
                     "SELECT pageperfect.complete_stage($1::uuid, $2, $3, $4)",

@@ -332,6 +332,51 @@ mod pageperfect {
         TableIterator::once(row)
     }
 
+    /// Cancels run `runid` of one of the caller's jobs (a superuser's: any): a queued run is
+    /// recorded `cancelled` at once; a running one is interrupted, as `pg_cancel_backend` would,
+    /// and recorded `cancelled` when it stops. False when the run had ended already.
+    #[pg_extern(strict)]
+    fn cancel_run(runid: i64) -> bool {
+        crate::refuse_if_read_only("pageperfect.cancel_run()");
+        // Who asks is known only before as_owner raises the rights.
+        let (caller, superuser) = (current_user(), is_superuser());
+        let status = as_owner(|| {
+            one::<String>(
+                "SELECT status FROM pageperfect.job_run_details WHERE runid = $1 AND (username = $2 OR $3)",
+                &[runid.into(), caller.as_str().into(), superuser.into()],
+            )
+        })
+        .unwrap_or_else(|| {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, format!("run {runid} does not exist"));
+        });
+        // A run a runner holds (even one whose row still says `starting`): the scheduler
+        // interrupts it and records it.
+        let held = slots::shared().and_then(|shared| {
+            shared.slots().iter().find(|slot| {
+                matches!(slot.state(), slots::SlotState::Assigned | slots::SlotState::Running)
+                    && slot.runid.load(std::sync::atomic::Ordering::Acquire) == runid
+            })
+        });
+        if let Some(slot) = held {
+            slot.cancel_requested.store(true, std::sync::atomic::Ordering::Release);
+            slots::shared().expect("found a slot in it").wake_scheduler();
+            return true;
+        }
+        if status != "starting" {
+            return false;
+        }
+        let cancelled = as_owner(|| {
+            one::<i64>(
+                "UPDATE pageperfect.job_run_details
+                    SET status = 'cancelled', end_time = clock_timestamp(), return_message = 'cancelled by cancel_run()'
+                  WHERE runid = $1 AND status = 'starting' RETURNING runid",
+                &[runid.into()],
+            )
+        });
+        wake_at_commit(Wake::Scheduler);
+        cancelled.is_some()
+    }
+
     /// Starts a run of the caller's job `job_name` now, whatever its schedule; returns the
     /// runid to look for in `job_run_details`.
     #[pg_extern]

@@ -456,6 +456,9 @@ impl Dispatcher {
             }
             let pid = slot.pid.load(Ordering::Acquire);
             let elapsed = Duration::from_micros((now_pg - slot.started_at.load(Ordering::Acquire)).max(0) as u64);
+            if flight.cancelled.is_none() && slot.cancel_requested.load(Ordering::Acquire) {
+                flight.cancelled = Some((Instant::now(), "cancelled", "cancelled by cancel_run()".to_string()));
+            }
             if let (None, Some((limit, text))) = (&flight.cancelled, &flight.timeout) {
                 if elapsed >= *limit {
                     flight.cancelled = Some((Instant::now(), "failed", format!("ERROR: job cancelled: it ran longer than its timeout of {text}")));
@@ -479,13 +482,15 @@ impl Dispatcher {
     /// previous run goes on follows the job's overlap policy: counted as skipped (logged once
     /// per such run), kept to run when that run ends, or that run is cancelled first.
     fn queue_due_ticks(&mut self, now: DateTime<Utc>) {
+        // pageperfect.launch_active_jobs = off pauses the scheduler: ticks pass without runs.
+        let launching = config::LAUNCH_ACTIVE_JOBS.get();
         let due_jobs: Vec<(i64, DateTime<Utc>)> = self
             .jobs
             .iter_mut()
             .filter_map(|(jobid, job)| {
                 let due = job.next_due.filter(|due| *due <= now)?;
                 job.next_due = job.schedule.next_after(now, job.zone);
-                Some((*jobid, due))
+                launching.then_some((*jobid, due))
             })
             .collect();
         for (jobid, due) in due_jobs {
@@ -835,8 +840,11 @@ impl Dispatcher {
         Ok(recovered)
     }
 
-    /// Hands due queued runs to runners, in due order.
+    /// Hands due queued runs to runners, in due order (none while `launch_active_jobs` is off).
     fn dispatch(&mut self, shared: &Shared, now: DateTime<Utc>) {
+        if !config::LAUNCH_ACTIVE_JOBS.get() {
+            return;
+        }
         let mut waiting: HashMap<Pool, usize> = HashMap::new();
         let mut chosen: Vec<(usize, Run)> = Vec::new();
         let mut index = 0;
@@ -909,7 +917,7 @@ impl Dispatcher {
                         self.enqueue(run);
                     }
                 }
-                // The row went away (deleted by a superuser); nothing is left to run or record.
+                // The row went away or was cancelled (`cancel_run`): nothing is left to run or record.
                 None => {
                     if self.busy.get(&run.jobid) == Some(&run.runid) {
                         self.busy.remove(&run.jobid);
@@ -967,6 +975,7 @@ impl Dispatcher {
         slot.jobid.store(run.jobid, Ordering::Release);
         slot.command.store(unsafe { pg_sys::dsm_segment_handle(segment) }, Ordering::Release);
         slot.started_at.store(0, Ordering::Release);
+        slot.cancel_requested.store(false, Ordering::Release);
         if !slot.transition(SlotState::Idle, SlotState::Assigned) {
             // The runner retired in between; the run waits for another one.
             unsafe { pg_sys::dsm_detach(segment) };
@@ -1095,7 +1104,8 @@ fn read_commands(runids: &[i64]) -> Result<HashMap<i64, String>, String> {
         Spi::connect(|client| {
             let mut commands = HashMap::with_capacity(runids.len());
             let rows = client.select(
-                "SELECT d.runid, d.command FROM pageperfect.job_run_details d WHERE d.runid = ANY ($1) AND d.command IS NOT NULL",
+                "SELECT d.runid, d.command FROM pageperfect.job_run_details d
+                  WHERE d.runid = ANY ($1) AND d.command IS NOT NULL AND d.status = 'starting'",
                 None,
                 &[runids.to_vec().into()],
             )?;

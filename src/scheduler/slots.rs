@@ -74,6 +74,9 @@ pub struct Slot {
     pub started_at: AtomicI64,
     pub finished_at: AtomicI64,
     pub succeeded: AtomicBool,
+    /// Set by `cancel_run()` for the run in the slot; the scheduler cancels it and clears this
+    /// when it hands the slot a run.
+    pub cancel_requested: AtomicBool,
     message_len: AtomicU32,
     message: UnsafeCell<[u8; MESSAGE_CAPACITY]>,
 }

@@ -511,3 +511,31 @@ fn row_locks_held_on_jobs_and_queue_messages_hold_up_only_those_rows() {
     );
     assert_eq!(completions, 1);
 }
+
+#[test]
+fn a_paused_stage_waits_and_a_cancelled_job_writes_nothing() {
+    let (_cluster, mut client) = engine_cluster("engine-pause-cancel", &[]);
+    // Paused: queued work of the stage is not claimed; resumed, it runs.
+    client.query_one("SELECT pageperfect.pause_stage('test_flaky')", &[]).unwrap();
+    let waiting = enqueue(&mut client, &["test_flaky"], r#"{"fail_times": 0}"#);
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(job_status(&mut client, &waiting), "queued");
+    client.query_one("SELECT pageperfect.resume_stage('test_flaky')", &[]).unwrap();
+    wait_for_status(&mut client, &waiting, "completed", Duration::from_secs(10));
+
+    // Cancelled while its attempt runs: the job ends cancelled, the attempt's result is not stored.
+    let touched = std::env::temp_dir().join(format!("pageperfect-it-cancelled-{}", std::process::id()));
+    let _ = std::fs::remove_file(&touched);
+    let running = enqueue(&mut client, &["test_sleep"], &format!(r#"{{"sleep_ms": 2000, "touch_after": "{}"}}"#, touched.display()));
+    wait_for_status(&mut client, &running, "processing", Duration::from_secs(5));
+    assert!(client.query_one("SELECT pageperfect.cancel_job($1::text::uuid)", &[&running]).unwrap().get::<_, bool>(0));
+    assert_eq!(job_status(&mut client, &running), "cancelled");
+    // The attempt ends (it wrote its file) and finds its stage taken back: nothing is recorded.
+    wait_for(Duration::from_secs(10), "the attempt to end", || touched.exists().then_some(()));
+    thread::sleep(Duration::from_secs(1));
+    let _ = std::fs::remove_file(&touched);
+    assert_eq!(job_status(&mut client, &running), "cancelled");
+    assert_eq!(count(&mut client, &format!("SELECT count(*) FROM pageperfect.payloads WHERE job_id = '{running}'")), 0);
+    let trail = events(&mut client, &running);
+    assert_eq!(event_names(&trail), ["created", "started", "cancelled"]);
+}

@@ -517,3 +517,36 @@ fn a_job_runs_at_its_own_time_zones_wall_clock_time() {
     assert!((0.0..1.0).contains(&lag), "started {lag} s after its due time");
     assert_eq!(count(&mut client, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {utc}")), 0);
 }
+
+#[test]
+fn cancel_run_stops_a_running_run_and_launch_active_jobs_off_pauses_the_scheduler() {
+    let (cluster, mut client) = started_cluster("cancel-pause");
+    let long = schedule(&mut client, "long", "0 0 1 1 *", "SELECT pg_sleep(60)");
+    let runid: i64 = client.query_one("SELECT pageperfect.run_job_now('long')", &[]).unwrap().get(0);
+    let pid = running_run(&mut client, runid);
+    let asked = std::time::Instant::now();
+    assert!(client.query_one("SELECT pageperfect.cancel_run($1)", &[&runid]).unwrap().get::<_, bool>(0));
+    wait_for(Duration::from_secs(5), "the run to be cancelled", || {
+        let row = client.query_one("SELECT status, return_message FROM cron.job_run_details WHERE runid = $1", &[&runid]).unwrap();
+        (row.get::<_, String>(0) == "cancelled").then(|| row.get::<_, Option<String>>(1))
+    });
+    assert!(asked.elapsed() < Duration::from_secs(3), "cancelled after {:?}", asked.elapsed());
+    assert_eq!(count(&mut client, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'")), 0);
+    assert!(!client.query_one("SELECT pageperfect.cancel_run($1)", &[&runid]).unwrap().get::<_, bool>(0), "an ended run");
+    let _ = long;
+
+    // launch_active_jobs = off: ticks pass and queued runs wait; on again, they run.
+    let tick = schedule(&mut client, "tick", "1 seconds", "SELECT 1");
+    let runs = |client: &mut Client| count(client, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {tick}"));
+    wait_for(Duration::from_secs(10), "a first run", || (runs(&mut client) >= 1).then_some(()));
+    client.batch_execute("ALTER SYSTEM SET pageperfect.launch_active_jobs = off").unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let paused_at = runs(&mut client);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(runs(&mut client), paused_at, "no run starts while the scheduler is paused");
+    client.batch_execute("ALTER SYSTEM RESET pageperfect.launch_active_jobs").unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for(Duration::from_secs(10), "runs again", || (runs(&mut client) >= paused_at + 2).then_some(()));
+    drop(cluster);
+}
