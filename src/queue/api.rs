@@ -33,6 +33,16 @@ fn refuse_system_stages(stages: &[String]) {
     }
 }
 
+/// Raises "<what> does not exist" (SQLSTATE P0002) unless `exists_sql` (an `EXISTS` over `$1`)
+/// is true as the caller: row-level security shows a role only its own jobs and their dead
+/// letters, so another role's look the same as none.
+fn require_visible(exists_sql: &str, id: pgrx::datum::DatumWithOid, what: &str) {
+    let visible = Spi::get_one_with_args::<bool>(exists_sql, &[id]).unwrap_or_else(|e| error!("{e}")).unwrap_or(false);
+    if !visible {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, format!("{what} does not exist"));
+    }
+}
+
 #[pg_schema]
 mod pageperfect {
     use super::*;
@@ -73,13 +83,7 @@ mod pageperfect {
     #[pg_extern(volatile, strict)]
     fn cancel_job(id: Uuid) -> bool {
         crate::refuse_if_read_only("pageperfect.cancel_job()");
-        // As the caller: row-level security shows a role only its own jobs.
-        let visible = Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT FROM pageperfect.jobs WHERE id = $1)", &[id.into()])
-            .unwrap_or_else(|e| error!("{e}"))
-            .unwrap_or(false);
-        if !visible {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, format!("job {id} does not exist"));
-        }
+        require_visible("SELECT EXISTS (SELECT FROM pageperfect.jobs WHERE id = $1)", id.into(), &format!("job {id}"));
         let cancelled = as_owner(|| Spi::get_one_with_args::<bool>("SELECT pageperfect.cancel_job_stages($1)", &[id.into()]))
             .unwrap_or_else(|e| error!("{e}"))
             .unwrap_or(false);
@@ -92,16 +96,7 @@ mod pageperfect {
     #[pg_extern(volatile, strict)]
     fn retry_dead_letter(id: i64) -> i64 {
         crate::refuse_if_read_only("pageperfect.retry_dead_letter()");
-        // As the caller: row-level security shows a role only the dead letters of its jobs.
-        let visible = Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT FROM pageperfect.dead_letters WHERE id = $1)",
-            &[id.into()],
-        )
-        .unwrap_or_else(|e| error!("{e}"))
-        .unwrap_or(false);
-        if !visible {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, format!("dead letter {id} does not exist"));
-        }
+        require_visible("SELECT EXISTS (SELECT FROM pageperfect.dead_letters WHERE id = $1)", id.into(), &format!("dead letter {id}"));
         let msg_id = as_owner(|| Spi::get_one_with_args::<i64>("SELECT pageperfect.requeue_dead_letter($1)", &[id.into()]))
             .unwrap_or_else(|e| error!("{e}"))
             .unwrap_or_else(|| error!("requeue_dead_letter returned no message"));
