@@ -69,8 +69,24 @@ $$;
 
 -- Creates a job owned by p_owner that runs p_stages (NULL: the default pipeline) in order,
 -- minus p_skip_steps, and queues its first stage.
+-- The owner's job with uniqueness key p_key that is queued or running, or was created within
+-- p_window (NULL: only while queued or running), if any. It first takes a transaction lock on
+-- the key, so that two sessions enqueuing the same key at once create one job between them.
+CREATE FUNCTION pageperfect.unique_job(p_owner name, p_key text, p_window interval)
+RETURNS uuid
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock(1885957735, pg_catalog.hashtext(p_owner || '/' || p_key));
+    RETURN (SELECT j.id FROM pageperfect.jobs j
+             WHERE j.owner = p_owner AND j.unique_key = p_key
+               AND (j.status IN ('queued', 'processing') OR j.created_at > pg_catalog.now() - p_window)
+             ORDER BY j.created_at DESC LIMIT 1);
+END
+$$;
+
 CREATE FUNCTION pageperfect.create_job(p_owner name, p_url text, p_stages text[], p_options jsonb,
-                                       p_priority int, p_skip_steps text[], p_force_update boolean)
+                                       p_priority int, p_skip_steps text[], p_force_update boolean,
+                                       p_unique_key text DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -95,9 +111,9 @@ BEGIN
         RAISE EXCEPTION 'a job runs each stage once: %', stages USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    INSERT INTO pageperfect.jobs (url, owner, priority, skip_steps, force_update, options)
+    INSERT INTO pageperfect.jobs (url, owner, priority, skip_steps, force_update, options, unique_key)
     VALUES (p_url, p_owner, coalesce(p_priority, 0), coalesce(p_skip_steps, '{}'), coalesce(p_force_update, false),
-            coalesce(p_options, '{}'))
+            coalesce(p_options, '{}'), p_unique_key)
     RETURNING id INTO job;
     INSERT INTO pageperfect.job_stages (job_id, stage, position, priority, status, max_attempts, retry_delay_seconds)
     SELECT job, u.stage, u.position, coalesce(p_priority, 0),

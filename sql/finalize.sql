@@ -57,9 +57,9 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.metrics_all(), pageperfect.list_queues(), pageperfect.queue_must_allow(text, name),
     pageperfect.check_seconds(text, int),
     -- jobs and the pipeline
-    pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean), pageperfect.retry_dead_letter(bigint),
+    pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean, text, interval), pageperfect.retry_dead_letter(bigint),
     pageperfect.cancel_job(uuid),
-    pageperfect.run_workflow(text, text[], boolean, int), pageperfect.process_urls(int, interval),
+    pageperfect.run_workflow(text, text[], boolean, int, boolean), pageperfect.process_urls(int, interval),
     pageperfect.processor_status(), pageperfect.execution_insights(timestamptz, timestamptz),
     pageperfect.dbscan_cosine(real[], int, float8, int), pageperfect.expected_ctr(float8),
     -- durable HTTP

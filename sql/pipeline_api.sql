@@ -1,12 +1,15 @@
 -- pipeline API: start the PagePerfect workflow for a URL, or for every page that is due.
 
 -- One job that runs the whole pipeline for `url`, minus `skip_steps`; a step whose input is
--- unchanged since its last success is reused unless `force_update`.
+-- unchanged since its last success is reused unless `force_update`. While the caller's workflow
+-- for the same URL is queued or running, that one is returned instead of a second crawl
+-- (`deduplicate => false` starts another anyway).
 CREATE FUNCTION pageperfect.run_workflow(url text, skip_steps text[] DEFAULT '{}', force_update boolean DEFAULT false,
-                                         priority int DEFAULT 0)
+                                         priority int DEFAULT 0, deduplicate boolean DEFAULT true)
 RETURNS uuid
 LANGUAGE sql VOLATILE AS $$
-    SELECT pageperfect.enqueue_job(url, NULL, '{}'::jsonb, priority, skip_steps, force_update)
+    SELECT pageperfect.enqueue_job(url, NULL, '{}'::jsonb, priority, skip_steps, force_update,
+                                   CASE WHEN deduplicate THEN 'workflow ' || url END)
 $$;
 
 -- Starts the workflow for up to `lim` pages (the caller's pages and the pages Search Console

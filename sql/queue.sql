@@ -89,12 +89,16 @@ CREATE TABLE pageperfect.jobs (
     force_update      boolean NOT NULL DEFAULT false,
     options           jsonb NOT NULL DEFAULT '{}',
     result            jsonb,
+    -- enqueue_job(unique_key => …): another enqueue with this key returns this job while it is
+    -- queued or running (or within the caller's window) instead of starting a second one.
+    unique_key        text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
     last_completed_at timestamptz
 );
 CREATE INDEX jobs_status_owner_idx ON pageperfect.jobs (status, owner);
 CREATE INDEX jobs_page_idx ON pageperfect.jobs (page_id);
+CREATE INDEX jobs_unique_key_idx ON pageperfect.jobs (owner, unique_key) WHERE unique_key IS NOT NULL;
 
 CREATE TABLE pageperfect.job_stages (
     job_id                uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,

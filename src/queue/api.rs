@@ -48,8 +48,11 @@ mod pageperfect {
     use super::*;
 
     /// Queues a job for `url` that runs `stages` in order (NULL: the default pipeline) minus
-    /// `skip_steps`; it belongs to the caller. Returns its id.
+    /// `skip_steps`; it belongs to the caller. Returns its id. With `unique_key`, while a job of
+    /// the caller's with that key is queued or running (or was created within `unique_window`),
+    /// returns that job instead of queueing another.
     #[pg_extern(volatile)]
+    #[allow(clippy::too_many_arguments)]
     fn enqueue_job(
         url: &str,
         stages: default!(Option<Vec<String>>, "NULL"),
@@ -57,6 +60,8 @@ mod pageperfect {
         priority: default!(i32, 0),
         skip_steps: default!(Vec<String>, "'{}'"),
         force_update: default!(bool, false),
+        unique_key: default!(Option<&str>, "NULL"),
+        unique_window: default!(Option<pgrx::datum::Interval>, "NULL"),
     ) -> Uuid {
         crate::refuse_if_read_only("pageperfect.enqueue_job()");
         if !options.0.is_object() {
@@ -68,8 +73,19 @@ mod pageperfect {
         }
         let job = as_owner(|| {
             Spi::get_one_with_args::<Uuid>(
-                "SELECT pageperfect.create_job($1, $2, $3, $4, $5, $6, $7)",
-                &[owner.into(), url.into(), stages.into(), options.into(), priority.into(), skip_steps.into(), force_update.into()],
+                "SELECT coalesce(CASE WHEN $8::text IS NOT NULL THEN pageperfect.unique_job($1, $8, $9) END,
+                                 pageperfect.create_job($1, $2, $3, $4, $5, $6, $7, $8))",
+                &[
+                    owner.into(),
+                    url.into(),
+                    stages.into(),
+                    options.into(),
+                    priority.into(),
+                    skip_steps.into(),
+                    force_update.into(),
+                    unique_key.into(),
+                    unique_window.into(),
+                ],
             )
         })
         .unwrap_or_else(|e| error!("{e}"))

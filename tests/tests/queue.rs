@@ -539,3 +539,28 @@ fn a_paused_stage_waits_and_a_cancelled_job_writes_nothing() {
     let trail = events(&mut client, &running);
     assert_eq!(event_names(&trail), ["created", "started", "cancelled"]);
 }
+
+#[test]
+fn two_sessions_enqueuing_the_same_unique_key_at_once_create_one_job() {
+    let (cluster, mut client) = engine_cluster("engine-unique", &[]);
+    let mut first = cluster.connect();
+    let mut tx = first.transaction().unwrap();
+    let job: String = tx
+        .query_one("SELECT pageperfect.enqueue_job('https://example.com/u', ARRAY['test_sleep'], unique_key => 'k')::text", &[])
+        .unwrap()
+        .get(0);
+    // The second session waits for the first to commit, then finds its job.
+    let port = cluster.port;
+    let second = thread::spawn(move || {
+        let mut other = postgres::Client::connect(&format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"), postgres::NoTls).unwrap();
+        other
+            .query_one("SELECT pageperfect.enqueue_job('https://example.com/u', ARRAY['test_sleep'], unique_key => 'k')::text", &[])
+            .unwrap()
+            .get::<_, String>(0)
+    });
+    thread::sleep(Duration::from_millis(500));
+    assert!(!second.is_finished(), "the second enqueue waits for the first transaction");
+    tx.commit().unwrap();
+    assert_eq!(second.join().unwrap(), job);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.jobs WHERE unique_key = 'k'"), 1);
+}

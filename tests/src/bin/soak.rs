@@ -329,7 +329,7 @@ fn workflow_starter(port: u16, site: String, shared: Arc<Shared>) {
         let mut attempts = 0;
         let result = db.run(|c| {
             attempts += 1;
-            c.execute("INSERT INTO soak.workflows (token, url, job_id) VALUES ($1, $2, pageperfect.run_workflow($2))", &[&token, &url])
+            c.execute("INSERT INTO soak.workflows (token, url, job_id) VALUES ($1, $2, pageperfect.run_workflow($2, deduplicate => false))", &[&token, &url])
         });
         match result {
             Ok(_) => {}
