@@ -615,3 +615,38 @@ RETURNS boolean
 LANGUAGE sql AS $$
     SELECT pageperfect.set_stage_paused(p_stage, false)
 $$;
+
+-- Priority aging: every waiting queue message and ready pipeline stage that has waited longer
+-- than priority_aging_seconds, and is below the highest priority waiting beside it (same queue,
+-- same stage), gains 1. Pipeline worker 1 calls it every priority_aging_seconds, so what waits
+-- rises by one step per interval until it competes in arrival order with the highest: low
+-- priority still progresses under a steady stream of high. Returns how many rose.
+CREATE FUNCTION pageperfect.age_priorities()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    waited interval := pg_catalog.make_interval(secs => coalesce(
+        (SELECT (p.value #>> '{}')::float8 FROM pageperfect.parameters p WHERE p.name = 'priority_aging_seconds'), 300));
+    messages bigint;
+    stages bigint;
+BEGIN
+    WITH top AS (
+        SELECT m.queue_name, max(m.priority) AS priority FROM pageperfect.queue_messages m
+         GROUP BY m.queue_name HAVING min(m.priority) < max(m.priority))
+    UPDATE pageperfect.queue_messages m SET priority = m.priority + 1
+      FROM top
+     WHERE m.queue_name = top.queue_name AND m.priority < top.priority
+       AND m.enqueued_at < pg_catalog.clock_timestamp() - waited;
+    GET DIAGNOSTICS messages = ROW_COUNT;
+    WITH top AS (
+        SELECT s.stage, max(s.priority) AS priority FROM pageperfect.job_stages s
+         WHERE s.status IN ('queued', 'failed') GROUP BY s.stage HAVING min(s.priority) < max(s.priority))
+    UPDATE pageperfect.job_stages s SET priority = s.priority + 1
+      FROM top, pageperfect.queue_messages m
+     WHERE s.stage = top.stage AND s.status IN ('queued', 'failed') AND s.priority < top.priority
+       AND m.msg_id = s.msg_id AND m.enqueued_at < pg_catalog.clock_timestamp() - waited;
+    GET DIAGNOSTICS stages = ROW_COUNT;
+    RETURN pg_catalog.jsonb_build_object('messages', messages, 'stages', stages,
+                                         'interval_seconds', extract(epoch FROM waited));
+END
+$$;

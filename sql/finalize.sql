@@ -48,7 +48,7 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.validate_schedule(text), pageperfect.validate_command(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
     pageperfect.get_scheduler_health(), pageperfect.worker_health(),
     -- queues
-    pageperfect.create_queue(text), pageperfect.send(text, jsonb, int), pageperfect.send_batch(text, jsonb[], int),
+    pageperfect.create_queue(text), pageperfect.send(text, jsonb, int, int), pageperfect.send_batch(text, jsonb[], int, int),
     pageperfect.read(text, int, int), pageperfect.read_with_poll(text, int, int, int, int), pageperfect.pop(text, int),
     pageperfect.delete(text, bigint), pageperfect.delete(text, bigint[]),
     pageperfect.archive(text, bigint), pageperfect.archive(text, bigint[]), pageperfect.set_vt(text, bigint, int),
@@ -112,7 +112,7 @@ BEGIN
                    'pageperfect.queue_must_allow(text, name)', 'pageperfect.check_seconds(text, int)',
                    'pageperfect.queue_paused(text)',
                    'pageperfect.push_messages(text, jsonb[], float8, int)', 'pageperfect.check_send(name, text, jsonb[], int)',
-                   'pageperfect.send_for(name, text, jsonb, int)', 'pageperfect.send_batch_for(name, text, jsonb[], int)',
+                   'pageperfect.send_for(name, text, jsonb, int, int)', 'pageperfect.send_batch_for(name, text, jsonb[], int, int)',
                    'pageperfect.read_for(name, text, int, int)', 'pageperfect.pop_for(name, text, int)',
                    'pageperfect.delete_for(name, text, bigint)', 'pageperfect.delete_batch_for(name, text, bigint[])',
                    'pageperfect.archive_for(name, text, bigint)', 'pageperfect.archive_batch_for(name, text, bigint[])',

@@ -132,23 +132,25 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pageperfect.send_batch_for(p_caller name, queue_name text, messages jsonb[], delay_seconds int)
+CREATE FUNCTION pageperfect.send_batch_for(p_caller name, queue_name text, messages jsonb[], delay_seconds int,
+                                           priority int DEFAULT 0)
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pageperfect.check_send(p_caller, queue_name, messages, delay_seconds);
-    RETURN QUERY SELECT pageperfect.push_messages(queue_name, messages, delay_seconds, 0);
+    RETURN QUERY SELECT pageperfect.push_messages(queue_name, messages, delay_seconds, coalesce(priority, 0));
 END
 $$;
 
 -- send_batch of one, without its set-returning call: each level of those costs more than the
 -- INSERT itself.
-CREATE FUNCTION pageperfect.send_for(p_caller name, queue_name text, message jsonb, delay_seconds int)
+CREATE FUNCTION pageperfect.send_for(p_caller name, queue_name text, message jsonb, delay_seconds int,
+                                     priority int DEFAULT 0)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pageperfect.check_send(p_caller, queue_name, ARRAY[message], delay_seconds);
-    RETURN (SELECT pageperfect.push_messages(queue_name, ARRAY[message], delay_seconds, 0));
+    RETURN (SELECT pageperfect.push_messages(queue_name, ARRAY[message], delay_seconds, coalesce(priority, 0)));
 END
 $$;
 

@@ -19,5 +19,7 @@ SELECT pageperfect.cancel_job(:'report') AS cancelled;
 SELECT pageperfect.enqueue_job('https://example.com/report', unique_key => 'daily-report', unique_window => '1 hour') = :'report' AS same_within_window;
 SELECT pageperfect.enqueue_job('https://example.com/report', unique_key => 'daily-report') <> :'report' AS new_without_window;
 -- Clean up for the files after this one.
+SELECT count(pageperfect.cancel_job(id)) >= 0 AS cancelled FROM pageperfect.jobs
+ WHERE url IN ('https://example.com/twice', 'https://example.com/report');
 DELETE FROM pageperfect.jobs WHERE url IN ('https://example.com/twice', 'https://example.com/report');
 DROP ROLE unique_bob;

@@ -85,10 +85,15 @@ mod pageperfect {
     }
 
     #[pg_extern(volatile)]
-    fn send(queue_name: Option<&str>, message: Option<JsonB>, delay_seconds: default!(Option<i32>, 0)) -> Option<i64> {
+    fn send(
+        queue_name: Option<&str>,
+        message: Option<JsonB>,
+        delay_seconds: default!(Option<i32>, 0),
+        priority: default!(Option<i32>, 0),
+    ) -> Option<i64> {
         one_for_caller(
-            "SELECT pageperfect.send_for($1, $2, $3, $4)",
-            vec![queue_name.into(), message.into(), delay_seconds.into()],
+            "SELECT pageperfect.send_for($1, $2, $3, $4, $5)",
+            vec![queue_name.into(), message.into(), delay_seconds.into(), priority.into()],
         )
     }
 
@@ -97,10 +102,11 @@ mod pageperfect {
         queue_name: Option<&str>,
         messages: Option<Vec<Option<JsonB>>>,
         delay_seconds: default!(Option<i32>, 0),
+        priority: default!(Option<i32>, 0),
     ) -> SetOfIterator<'static, i64> {
         ids_for_caller(
-            "SELECT pageperfect.send_batch_for($1, $2, $3, $4)",
-            vec![queue_name.into(), messages.into(), delay_seconds.into()],
+            "SELECT pageperfect.send_batch_for($1, $2, $3, $4, $5)",
+            vec![queue_name.into(), messages.into(), delay_seconds.into(), priority.into()],
         )
     }
 

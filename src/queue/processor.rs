@@ -1,7 +1,8 @@
 //! A pipeline worker's duty: claim due stage work under the limits, run each attempt on the
 //! worker's tokio runtime with no transaction open, and record its outcome in one transaction;
 //! and the same for the durable HTTP requests queued from SQL (`http::delivery`). Pipeline
-//! worker 1 also applies the retention settings every minute (`trigger_cleanup`), in batches.
+//! worker 1 also applies the retention settings every minute (`trigger_cleanup`), in batches,
+//! and ages priorities (`age_priorities`).
 //!
 //! SPI stays on the worker's main thread. Attempts run as tokio tasks on two runtime threads
 //! and hand their outcome back over a channel; the main thread waits on that channel in short
@@ -105,8 +106,9 @@ pub struct Processor {
     next_http_claim: Instant,
     /// Finished attempts not recorded yet (a row was locked): when to try again, tries so far.
     unrecorded: Vec<(Instant, u32, Finished)>,
-    /// When to apply retention next; only pipeline worker 1 does.
+    /// When to apply retention and priority aging next; only pipeline worker 1 does.
     next_cleanup: Option<Instant>,
+    next_aging: Option<Instant>,
 }
 
 /// How soon, and how many times at most, to try again to record an attempt whose rows another
@@ -189,6 +191,7 @@ impl Processor {
             next_http_claim: now,
             unrecorded: Vec::new(),
             next_cleanup: (number == 1).then_some(now + FIRST_CLEANUP),
+            next_aging: (number == 1).then_some(now + FIRST_CLEANUP),
         }
     }
 
@@ -234,6 +237,24 @@ impl Processor {
             }
         };
         self.next_cleanup = Some(Instant::now() + if more { Duration::from_secs(1) } else { interval });
+    }
+
+    /// Raises the priority of what has waited long (`age_priorities`), and plans the next pass
+    /// after the interval it reports.
+    fn age_priorities(&mut self) {
+        let interval = match in_transaction(|| query_json::<serde_json::Value>("SELECT pageperfect.age_priorities()", None)) {
+            Ok(aged) => {
+                if aged["messages"].as_i64().unwrap_or(0) + aged["stages"].as_i64().unwrap_or(0) > 0 {
+                    log!("pageperfect pipeline: priority aging raised {aged}");
+                }
+                aged["interval_seconds"].as_f64().filter(|s| s.is_finite() && *s >= 1.0).map_or(CLEANUP_INTERVAL, Duration::from_secs_f64)
+            }
+            Err(e) => {
+                warning!("pageperfect pipeline: priority aging failed (will retry): {e}");
+                CLEANUP_INTERVAL
+            }
+        };
+        self.next_aging = Some(Instant::now() + interval);
     }
 
     /// Claims up to `free` stages and returns them with the time the next delayed one is due.
@@ -468,6 +489,9 @@ impl Duty for Processor {
         if self.next_cleanup.is_some_and(|at| now >= at) {
             self.clean_up();
         }
+        if self.next_aging.is_some_and(|at| now >= at) {
+            self.age_priorities();
+        }
         let capacity = config::HTTP_CONCURRENCY.get().max(1) as usize;
         let generation = slots::shared().map_or(0, |s| s.pipeline_generation.load(Ordering::Acquire));
         let woken = generation != self.seen_generation;
@@ -496,7 +520,7 @@ impl Duty for Processor {
         }
         let now = Instant::now();
         let next_record = self.unrecorded.iter().map(|(at, _, _)| *at).min();
-        [Some(self.next_claim), Some(self.next_sweep), Some(self.next_http_claim), self.next_cleanup, next_record]
+        [Some(self.next_claim), Some(self.next_sweep), Some(self.next_http_claim), self.next_cleanup, self.next_aging, next_record]
             .iter()
             .flatten()
             .map(|at| at.saturating_duration_since(now))

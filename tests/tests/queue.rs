@@ -564,3 +564,25 @@ fn two_sessions_enqueuing_the_same_unique_key_at_once_create_one_job() {
     assert_eq!(second.join().unwrap(), job);
     assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.jobs WHERE unique_key = 'k'"), 1);
 }
+
+#[test]
+fn a_low_priority_message_rises_to_the_top_while_it_waits() {
+    let (_cluster, mut client) = engine_cluster("engine-aging", &[]);
+    client
+        .batch_execute(
+            "UPDATE pageperfect.parameters SET value = '1' WHERE name = 'priority_aging_seconds';
+             SELECT pageperfect.create_queue('aging');
+             SELECT pageperfect.send('aging', '{\"n\": \"low\"}');
+             SELECT pageperfect.send('aging', '{\"n\": \"high\"}', 0, 3);",
+        )
+        .unwrap();
+    // Pipeline worker 1 raises it by one each second until it meets the top priority.
+    wait_for(Duration::from_secs(20), "the low message to reach priority 3", || {
+        let priority = count(&mut client, "SELECT priority::bigint FROM pageperfect.queue_messages WHERE message->>'n' = 'low'");
+        (priority == 3).then_some(())
+    });
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&mut client, "SELECT priority::bigint FROM pageperfect.queue_messages WHERE message->>'n' = 'low'"), 3, "no higher than the top");
+    let first: String = client.query_one("SELECT message->>'n' FROM pageperfect.read('aging', 30, 1)", &[]).unwrap().get(0);
+    assert_eq!(first, "low", "at the same priority the older goes first");
+}
