@@ -222,28 +222,6 @@ BEGIN
 END
 $$;
 
--- read(), waiting up to max_poll_seconds for a message to become visible (as pgmq's).
-CREATE FUNCTION pageperfect.read_with_poll(queue_name text, vt int, qty int, max_poll_seconds int DEFAULT 5,
-                                           poll_interval_ms int DEFAULT 100)
-RETURNS SETOF pageperfect.message_record
-LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => max_poll_seconds);
-BEGIN
-    PERFORM pageperfect.check_seconds('max_poll_seconds', max_poll_seconds);
-    IF poll_interval_ms IS NULL OR poll_interval_ms < 1 THEN
-        RAISE EXCEPTION 'poll_interval_ms must be at least 1' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    LOOP
-        RETURN QUERY SELECT * FROM pageperfect.read(queue_name, vt, qty);
-        IF FOUND OR pg_catalog.clock_timestamp() >= deadline THEN
-            RETURN;
-        END IF;
-        PERFORM pg_catalog.pg_sleep(poll_interval_ms / 1000.0);
-    END LOOP;
-END
-$$;
-
 -- Reads and deletes at once: the message is gone whether or not the caller's work succeeds.
 CREATE FUNCTION pageperfect.pop_for(p_caller name, queue_name text, qty int)
 RETURNS SETOF pageperfect.message_record

@@ -4,9 +4,15 @@
 //! role it runs as, known only before any rights are raised) and runs the matching
 //! `*_for(caller, …)` function of `sql/queue_api.sql` as the owner, with a pinned search_path;
 //! that function decides whether the caller may use the queue. Read-only functions (`metrics`,
-//! `list_queues`, `read_with_poll`) stay in SQL and run as the caller under row-level security.
+//! `list_queues`) stay in SQL and run as the caller under row-level security.
+//!
+//! `read_with_poll` waits on its latch between reads, and a send that commits while sessions
+//! wait sets their latches (`slots::QueueWaiter`): a waiting reader gets a new message at once,
+//! not at its next poll.
 
-use crate::{as_owner, current_user};
+use crate::scheduler::slots::{self, wake_at_commit, QueueWaiter, Wake};
+use crate::{as_owner, current_user, invalid_parameter};
+use std::time::{Duration, Instant};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
@@ -74,6 +80,13 @@ fn ids_for_caller(sql: &'static str, args: Vec<DatumWithOid<'_>>) -> SetOfIterat
     SetOfIterator::new(rows_for_caller(sql, args, |row| row.get::<i64>(1)).into_iter().flatten())
 }
 
+/// After a send: sessions waiting in `read_with_poll` read again when this transaction commits.
+fn wake_readers() {
+    if slots::shared().is_some_and(|s| s.queue_readers_wait()) {
+        wake_at_commit(Wake::QueueReaders);
+    }
+}
+
 #[pg_schema]
 mod pageperfect {
     use super::*;
@@ -91,10 +104,12 @@ mod pageperfect {
         delay_seconds: default!(Option<i32>, 0),
         priority: default!(Option<i32>, 0),
     ) -> Option<i64> {
-        one_for_caller(
+        let sent = one_for_caller(
             "SELECT pageperfect.send_for($1, $2, $3, $4, $5)",
             vec![queue_name.into(), message.into(), delay_seconds.into(), priority.into()],
-        )
+        );
+        wake_readers();
+        sent
     }
 
     #[pg_extern(volatile)]
@@ -104,10 +119,66 @@ mod pageperfect {
         delay_seconds: default!(Option<i32>, 0),
         priority: default!(Option<i32>, 0),
     ) -> SetOfIterator<'static, i64> {
-        ids_for_caller(
+        let sent = ids_for_caller(
             "SELECT pageperfect.send_batch_for($1, $2, $3, $4, $5)",
             vec![queue_name.into(), messages.into(), delay_seconds.into(), priority.into()],
-        )
+        );
+        wake_readers();
+        sent
+    }
+
+    /// `read`, waiting up to `max_poll_seconds` for a message when none is visible, as pgmq's:
+    /// woken at once when a send commits, and reading again at least every `poll_interval_ms`
+    /// (for messages whose delay ends, or when many sessions wait).
+    #[pg_extern(volatile)]
+    fn read_with_poll(
+        queue_name: Option<&str>,
+        vt: Option<i32>,
+        qty: Option<i32>,
+        max_poll_seconds: default!(Option<i32>, 5),
+        poll_interval_ms: default!(Option<i32>, 100),
+    ) -> TableIterator<
+        'static,
+        (
+            name!(msg_id, i64),
+            name!(read_ct, i32),
+            name!(enqueued_at, TimestampWithTimeZone),
+            name!(vt, TimestampWithTimeZone),
+            name!(message, JsonB),
+        ),
+    > {
+        let max_poll_seconds = max_poll_seconds.filter(|s| *s >= 0).unwrap_or_else(|| {
+            invalid_parameter(format!("max_poll_seconds must be 0 or more seconds, not {}", max_poll_seconds.map_or("NULL".into(), |s| s.to_string())))
+        });
+        let poll_interval = poll_interval_ms
+            .filter(|ms| *ms >= 1)
+            .map(|ms| Duration::from_millis(ms as u64))
+            .unwrap_or_else(|| invalid_parameter("poll_interval_ms must be at least 1"));
+        let deadline = Instant::now() + Duration::from_secs(max_poll_seconds as u64);
+        let _waiting = QueueWaiter::register();
+        loop {
+            // Reset before reading: a send that commits after this read sets the latch again.
+            unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
+            let messages = rows_for_caller(
+                "SELECT * FROM pageperfect.read_for($1, $2, $3, $4)",
+                vec![queue_name.into(), vt.into(), qty.into()],
+                message_row,
+            );
+            let now = Instant::now();
+            if !messages.is_empty() || now >= deadline {
+                return TableIterator::new(messages);
+            }
+            let wait = poll_interval.min(deadline - now);
+            unsafe {
+                pg_sys::WaitLatch(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                    wait.as_millis().max(1) as std::ffi::c_long,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+            }
+            pgrx::check_for_interrupts!();
+        }
     }
 
     /// Up to `qty` visible messages, each invisible to other readers for `vt` seconds.

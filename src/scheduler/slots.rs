@@ -1,7 +1,8 @@
 //! The shared memory of pageperfect's processes: one slot per possible job runner
 //! (`pageperfect.max_running_jobs` of them), the latches of the scheduler and the pipeline
-//! workers (so that SQL can wake them when it changes jobs or queues work), and a counter that
-//! SQL bumps when cron jobs change.
+//! workers (so that SQL can wake them when it changes jobs or queues work), the latches of
+//! sessions waiting in `read_with_poll` (woken when a send commits), and a counter that SQL
+//! bumps when cron jobs change.
 //!
 //! A job's command can run in any database as any role, but the scheduler's tables live in one
 //! database, so runners cannot report through SQL. Each slot is a small state machine instead;
@@ -83,6 +84,8 @@ pub struct Slot {
 
 /// The most pipeline workers `pageperfect.pipeline_workers` allows.
 pub const MAX_PIPELINE_WORKERS: usize = 64;
+/// Sessions that can wait in `read_with_poll` on a latch at once; more poll at their interval.
+pub const MAX_QUEUE_WAITERS: usize = 256;
 
 #[repr(C)]
 pub struct Shared {
@@ -95,6 +98,10 @@ pub struct Shared {
     /// When this memory was initialised (server start or crash restart), as a `TimestampTz`:
     /// runs queued before it had their runners die with it.
     pub initialized_at: AtomicI64,
+    /// Latches of sessions waiting in `read_with_poll` (null: free), and how many are taken.
+    queue_waiters: [AtomicPtr<pg_sys::Latch>; MAX_QUEUE_WAITERS],
+    queue_waiter_pids: [AtomicI32; MAX_QUEUE_WAITERS],
+    queue_waiting: AtomicU32,
     slot_count: u32,
     slots: [Slot; 0],
 }
@@ -200,6 +207,65 @@ impl Shared {
     pub fn has_scheduler(&self) -> bool {
         !self.scheduler_latch.load(Ordering::Acquire).is_null()
     }
+
+    /// Whether any session waits in `read_with_poll` (senders wake them only then).
+    pub fn queue_readers_wait(&self) -> bool {
+        self.queue_waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// Wakes every session waiting in `read_with_poll`: each reads its queue once more (a
+    /// session waiting on another queue finds nothing and waits again).
+    pub fn wake_queue_readers(&self) {
+        for latch in &self.queue_waiters {
+            let latch = latch.load(Ordering::Acquire);
+            if !latch.is_null() {
+                unsafe { pg_sys::SetLatch(latch) };
+            }
+        }
+    }
+}
+
+/// This session's place among the `read_with_poll` waiters; freed when dropped (also when an
+/// error unwinds through the wait).
+pub struct QueueWaiter {
+    index: usize,
+}
+
+impl QueueWaiter {
+    /// Registers this session's latch, or `None` when pageperfect is not preloaded or every
+    /// place is taken (the caller then polls).
+    pub fn register() -> Option<QueueWaiter> {
+        let shared = shared()?;
+        let latch = unsafe { pg_sys::MyLatch };
+        let take = |index: usize, expected: *mut pg_sys::Latch| {
+            shared.queue_waiters[index].compare_exchange(expected, latch, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        };
+        let index = match (0..MAX_QUEUE_WAITERS).find(|&i| take(i, std::ptr::null_mut())) {
+            Some(index) => {
+                shared.queue_waiting.fetch_add(1, Ordering::AcqRel);
+                index
+            }
+            // All taken: a session that ended while waiting (terminated: no unwinding frees its
+            // place) leaves its place behind; take over one whose process is gone.
+            None => (0..MAX_QUEUE_WAITERS).find(|&i| {
+                let pid = shared.queue_waiter_pids[i].load(Ordering::Acquire);
+                let gone = pid > 0 && unsafe { libc::kill(pid, 0) } != 0;
+                gone && take(i, shared.queue_waiters[i].load(Ordering::Acquire))
+            })?,
+        };
+        shared.queue_waiter_pids[index].store(unsafe { pg_sys::MyProcPid }, Ordering::Release);
+        Some(QueueWaiter { index })
+    }
+}
+
+impl Drop for QueueWaiter {
+    fn drop(&mut self) {
+        if let Some(shared) = shared() {
+            shared.queue_waiter_pids[self.index].store(0, Ordering::Release);
+            shared.queue_waiters[self.index].store(std::ptr::null_mut(), Ordering::Release);
+            shared.queue_waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Whom a transaction wakes when it commits.
@@ -210,6 +276,8 @@ pub enum Wake {
     Scheduler = 1,
     /// Pipeline work was queued: the pipeline workers claim it.
     PipelineWorkers = 2,
+    /// Messages were sent: sessions waiting in `read_with_poll` read again.
+    QueueReaders = 4,
 }
 
 /// Wakes `whom` when the calling transaction commits (never when it rolls back), so that its
@@ -234,6 +302,9 @@ pub fn wake_at_commit(whom: Wake) {
             if pending & Wake::PipelineWorkers as u8 != 0 {
                 shared.pipeline_generation.fetch_add(1, Ordering::AcqRel);
                 shared.wake_pipeline_workers();
+            }
+            if pending & Wake::QueueReaders as u8 != 0 {
+                shared.wake_queue_readers();
             }
         }
     });

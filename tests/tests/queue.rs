@@ -586,3 +586,31 @@ fn a_low_priority_message_rises_to_the_top_while_it_waits() {
     let first: String = client.query_one("SELECT message->>'n' FROM pageperfect.read('aging', 30, 1)", &[]).unwrap().get(0);
     assert_eq!(first, "low", "at the same priority the older goes first");
 }
+
+#[test]
+fn a_waiting_read_with_poll_returns_as_soon_as_a_send_commits() {
+    let (cluster, mut client) = engine_cluster("engine-wakeup", &[]);
+    client.batch_execute("SELECT pageperfect.create_queue('wake')").unwrap();
+    let mut latencies = Vec::new();
+    for _ in 0..10 {
+        let port = cluster.port;
+        // Polling every 2 s: only the wake-up can make it return sooner.
+        let reader = thread::spawn(move || {
+            let mut reader = postgres::Client::connect(&format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"), postgres::NoTls).unwrap();
+            reader
+                .query_one("SELECT extract(epoch FROM clock_timestamp())::float8 FROM pageperfect.read_with_poll('wake', 30, 1, 10, 2000)", &[])
+                .unwrap()
+                .get::<_, f64>(0)
+        });
+        thread::sleep(Duration::from_millis(300));
+        let sent_at: f64 = client
+            .query_one("SELECT extract(epoch FROM clock_timestamp())::float8 FROM (SELECT pageperfect.send('wake', '{}')) s", &[])
+            .unwrap()
+            .get(0);
+        latencies.push(reader.join().unwrap() - sent_at);
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!("send to read_with_poll returning: p50 {:.1} ms, max {:.1} ms", latencies[5] * 1000.0, latencies[9] * 1000.0);
+    assert!(latencies[5] < 0.05, "{latencies:?}");
+    assert!(latencies[9] < 0.5, "{latencies:?}");
+}
