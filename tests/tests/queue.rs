@@ -32,6 +32,11 @@ fn enqueue(client: &mut Client, stages: &[&str], options: &str) -> String {
         .get(0)
 }
 
+/// A superuser connection to the cluster on `port`, for another thread.
+fn superuser_at(port: u16) -> Client {
+    Client::connect(&format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"), postgres::NoTls).unwrap()
+}
+
 fn job_status(client: &mut Client, job: &str) -> String {
     client.query_one("SELECT status FROM pageperfect.jobs WHERE id = $1::text::uuid", &[&job]).unwrap().get(0)
 }
@@ -552,8 +557,7 @@ fn two_sessions_enqueuing_the_same_unique_key_at_once_create_one_job() {
     // The second session waits for the first to commit, then finds its job.
     let port = cluster.port;
     let second = thread::spawn(move || {
-        let mut other = postgres::Client::connect(&format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"), postgres::NoTls).unwrap();
-        other
+        superuser_at(port)
             .query_one("SELECT pageperfect.enqueue_job('https://example.com/u', ARRAY['test_sleep'], unique_key => 'k')::text", &[])
             .unwrap()
             .get::<_, String>(0)
@@ -596,8 +600,7 @@ fn a_waiting_read_with_poll_returns_as_soon_as_a_send_commits() {
         let port = cluster.port;
         // Polling every 2 s: only the wake-up can make it return sooner.
         let reader = thread::spawn(move || {
-            let mut reader = postgres::Client::connect(&format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"), postgres::NoTls).unwrap();
-            reader
+            superuser_at(port)
                 .query_one("SELECT extract(epoch FROM clock_timestamp())::float8 FROM pageperfect.read_with_poll('wake', 30, 1, 10, 2000)", &[])
                 .unwrap()
                 .get::<_, f64>(0)
