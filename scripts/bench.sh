@@ -10,6 +10,8 @@
 #   ctr_fit    recalibrate_ctr() on 1 million Search Console rows, beside the plain-SQL logit
 #              regression a user would write (bench/ctr/)
 #   dbscan     2,000, 5,000 and 10,000 vectors of 384 dimensions, beside a straightforward O(n^2)
+#   wakeup     ms from a send's commit to a waiting read_with_poll returning (p50, p99), beside
+#              the same wait done as pgmq does it: read, sleep 100 ms, read again (bench-wakeup)
 #   history    the scheduler's CPU per second with 100 one-second jobs and 3 million runs in
 #              job_run_details, beside the same jobs with an empty history
 #   pipeline   pages/minute end to end with the loopback site and model server answering after
@@ -23,7 +25,7 @@
 # runs pageperfect, then the baseline, after a VACUUM and a CHECKPOINT, so that machine noise and
 # checkpoints hit both sides alike.
 #
-#   BENCH_ONLY          the benchmarks to run (default: "queue scheduler ctr_fit dbscan history pipeline")
+#   BENCH_ONLY          the benchmarks to run (default: "queue scheduler ctr_fit dbscan wakeup history pipeline")
 #   BENCH_SECONDS       queue: seconds per side and cell (default 5)
 #   BENCH_BACKLOG       queue: messages waiting in each queue throughout (default 10000)
 #   BENCH_PAGES         pipeline: pages of the throughput run (default 1000)
@@ -41,7 +43,7 @@ set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/common.sh"
 cd "$REPO"
-BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan history pipeline}"
+BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan wakeup history pipeline}"
 BENCH_SECONDS="${BENCH_SECONDS:-5}"
 BENCH_BACKLOG="${BENCH_BACKLOG:-10000}"
 BENCH_PAGES="${BENCH_PAGES:-1000}"
@@ -80,7 +82,7 @@ cluster_stop "$dir" # one left running by an earlier run that was killed
 # The binaries: the pipeline's driver and loopback servers, the DBSCAN kernels, the chart. Their
 # own target directory, so that they build beside scripts/install.sh (which holds target/).
 export CARGO_TARGET_DIR="$REPO/target/bench"
-build_binaries() { cargo build --profile bench-bins --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-chart; }
+build_binaries() { cargo build --profile bench-bins --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-wakeup --bin bench-chart; }
 if [ "${1:-}" = --install ]; then
     step "building and installing pageperfect (release), and the benchmark binaries beside it"
     build_binaries & binaries=$!
@@ -192,6 +194,13 @@ if wants dbscan; then
     for size_seconds in 2000:10 5000:25 10000:55; do
         between_rounds "${size_seconds#*:}" env BENCH_CSV="$results" "$bin/bench-dbscan" "${size_seconds%:*}"
     done
+fi
+
+# --- wake-ups --------------------------------------------------------------------------------
+
+if wants wakeup; then
+    step "wakeup: send to a waiting read_with_poll, beside pgmq-style polling every 100 ms"
+    between_rounds 40 env BENCH_CSV="$results" "$bin/bench-wakeup" "$BENCH_PORT"
 fi
 
 # --- CTR fit ---------------------------------------------------------------------------------
