@@ -613,17 +613,6 @@ impl Dispatcher {
             self.zone = Some(zone);
             self.jobs = jobs;
         }
-        for recovered in recovered.into_iter().flatten() {
-            match recovered {
-                Recovered::Held(index, run) => self.hold(index, run, std::ptr::null_mut()),
-                Recovered::Queued(run) => {
-                    self.busy.insert(run.jobid, run.runid);
-                    self.enqueue(run);
-                }
-                Recovered::Failed(run) => self.retry_if_allowed(&run, Utc::now()),
-            }
-        }
-        self.recovered = true;
         self.updates.retain(|u| !written.contains(&u.runid));
         self.held_back = self.updates.len();
         for jobid in skips_written {
@@ -645,6 +634,18 @@ impl Dispatcher {
             }
             self.enqueue(run);
         }
+        // After the new runs: a recovered run's retry is a new run of the next tick.
+        for recovered in recovered.into_iter().flatten() {
+            match recovered {
+                Recovered::Held(index, run) => self.hold(index, run, std::ptr::null_mut()),
+                Recovered::Queued(run) => {
+                    self.busy.insert(run.jobid, run.runid);
+                    self.enqueue(run);
+                }
+                Recovered::Failed(run) => self.retry_if_allowed(&run, Utc::now()),
+            }
+        }
+        self.recovered = true;
         for run in queued {
             self.busy.entry(run.jobid).or_insert(run.runid);
             self.enqueue(run);

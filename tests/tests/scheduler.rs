@@ -550,3 +550,35 @@ fn cancel_run_stops_a_running_run_and_launch_active_jobs_off_pauses_the_schedule
     wait_for(Duration::from_secs(10), "runs again", || (runs(&mut client) >= paused_at + 2).then_some(()));
     drop(cluster);
 }
+
+#[test]
+fn a_run_cut_short_by_a_crash_is_retried_when_its_job_allows_and_the_job_runs_on() {
+    let (cluster, mut client) = started_cluster("recover-retry");
+    client.batch_execute("CREATE TABLE done (at timestamptz DEFAULT clock_timestamp())").unwrap();
+    schedule(&mut client, "slow", "0 0 1 1 *", "SELECT pg_sleep(3); INSERT INTO done DEFAULT VALUES");
+    client
+        .query_one("SELECT 1 FROM pageperfect.alter_job_policy('slow', max_attempts => 2, retry_backoff => '1 second')", &[])
+        .unwrap();
+    let runid: i64 = client.query_one("SELECT pageperfect.run_job_now('slow')", &[]).unwrap().get(0);
+    running_run(&mut client, runid);
+    cluster.crash_and_restart();
+    let mut client = cluster.reconnect(Duration::from_secs(30));
+    // The run the crash cut short is failed, and its retry runs to the end.
+    wait_for(Duration::from_secs(20), "the retry to succeed", || {
+        (count(&mut client, "SELECT count(*) FROM cron.job_run_details d JOIN pageperfect.job_run_details p USING (runid)
+                              WHERE p.run_reason = 'retry' AND d.status = 'succeeded'") == 1)
+            .then_some(())
+    });
+    let (status, message): (String, Option<String>) = {
+        let row = client.query_one("SELECT status, return_message FROM cron.job_run_details WHERE runid = $1", &[&runid]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((status.as_str(), message.as_deref()), ("failed", Some("server restarted")));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM done"), 1);
+    // The job is free again: a new run starts and succeeds.
+    let again: i64 = client.query_one("SELECT pageperfect.run_job_now('slow')", &[]).unwrap().get(0);
+    wait_for(Duration::from_secs(15), "another run", || {
+        let status: String = client.query_one("SELECT status FROM cron.job_run_details WHERE runid = $1", &[&again]).unwrap().get(0);
+        (status == "succeeded").then_some(())
+    });
+}
