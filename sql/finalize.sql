@@ -110,7 +110,7 @@ BEGIN
            AND NOT EXISTS (SELECT FROM pg_catalog.unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
            AND p.oid <> ALL (ARRAY[
                    'pageperfect.queue_must_allow(text, name)', 'pageperfect.check_seconds(text, int)',
-                   'pageperfect.queue_paused(text)',
+                   'pageperfect.queue_readable(text, name)',
                    'pageperfect.push_messages(text, jsonb[], float8, int)', 'pageperfect.check_send(name, text, jsonb[], int)',
                    'pageperfect.send_for(name, text, jsonb, int, int)', 'pageperfect.send_batch_for(name, text, jsonb[], int, int)',
                    'pageperfect.read_for(name, text, int, int)', 'pageperfect.pop_for(name, text, int)',

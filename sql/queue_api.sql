@@ -42,10 +42,20 @@ BEGIN
 END
 $$;
 
--- Whether the queue (which queue_must_allow has checked) is paused: then reads return nothing.
-CREATE FUNCTION pageperfect.queue_paused(queue_name text) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT q.paused FROM pageperfect.queues q WHERE q.queue_name OPERATOR(pg_catalog.=) queue_paused.queue_name
+-- queue_must_allow for reads, in the same one probe: false when the queue is paused (reads
+-- then return nothing).
+CREATE FUNCTION pageperfect.queue_readable(queue_name text, p_caller name) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    paused boolean;
+BEGIN
+    SELECT q.paused INTO paused FROM pageperfect.queues q
+     WHERE q.queue_name OPERATOR(pg_catalog.=) queue_readable.queue_name AND pg_catalog.pg_has_role(p_caller, q.owner, 'USAGE');
+    IF NOT FOUND THEN
+        PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
+    END IF;
+    RETURN NOT paused;
+END
 $$;
 
 -- pause_queue() and resume_queue(): true when the caller's queue changed state.
@@ -170,8 +180,7 @@ DECLARE
     next_id bigint;
     taken int := 0;
 BEGIN
-    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
-    IF pageperfect.queue_paused(queue_name) THEN
+    IF NOT pageperfect.queue_readable(queue_name, p_caller) THEN
         RETURN;
     END IF;
     IF vt IS NULL OR vt OPERATOR(pg_catalog.<) 0 THEN
@@ -227,8 +236,7 @@ CREATE FUNCTION pageperfect.pop_for(p_caller name, queue_name text, qty int)
 RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
-    IF pageperfect.queue_paused(queue_name) THEN
+    IF NOT pageperfect.queue_readable(queue_name, p_caller) THEN
         RETURN;
     END IF;
     IF qty IS NULL OR qty OPERATOR(pg_catalog.<) 1 THEN
