@@ -218,7 +218,6 @@ fn a_hostile_page_of_300k_paragraphs_is_capped_without_stalling_the_workers_or_o
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(stalest < 2.0, "a pipeline worker's heartbeat was {stalest} s old");
-    assert!(count(&mut admin, &format!("SELECT count(*) FROM pageperfect.jobs WHERE owner = 'bob' AND status = 'completed'")) >= 1);
     for job in &bobs {
         assert_eq!(finished(&mut admin, job), "completed");
     }
