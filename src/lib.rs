@@ -98,8 +98,13 @@ pub(crate) fn pin_search_path(action: pg_sys::GucAction::Type) {
 /// Refuses `function` in a read-only transaction, and so on a hot standby, where every
 /// transaction is: Postgres's own error (SQLSTATE 25006, "cannot execute cron.schedule() in a
 /// read-only transaction") before anything else is tried.
-pub(crate) fn refuse_if_read_only(function: &str) {
-    let name = std::ffi::CString::new(function).unwrap_or_default();
+pub(crate) fn refuse_if_read_only(function: impl std::fmt::Display) {
+    // The flag alone on the common path: every queue send and read passes here, and the name
+    // is only needed for the error.
+    if unsafe { !pg_sys::XactReadOnly } {
+        return;
+    }
+    let name = std::ffi::CString::new(function.to_string()).unwrap_or_default();
     unsafe { pg_sys::PreventCommandIfReadOnly(name.as_ptr()) }
 }
 

@@ -39,7 +39,7 @@ fn rows_for_caller<T>(
 ) -> Vec<T> {
     // "SELECT pageperfect.send_for($1, …)" is pageperfect.send(): every gate writes.
     let function = sql.split_once("pageperfect.").and_then(|(_, rest)| rest.split_once("_for(")).map_or("", |(name, _)| name);
-    crate::refuse_if_read_only(&format!("pageperfect.{function}()"));
+    crate::refuse_if_read_only(format_args!("pageperfect.{function}()"));
     let mut all_args: Vec<DatumWithOid> = vec![current_user().into()];
     all_args.extend(args);
     as_owner(|| {

@@ -116,6 +116,25 @@ pub struct Processor {
 const RECORD_RETRY: Duration = Duration::from_secs(1);
 const RECORD_TRIES: u32 = 600;
 
+/// Runs one of pipeline worker 1's maintenance passes: `sql` returns a jsonb report with
+/// `interval_seconds`, when to run it again. Returns the report and that interval, or logs why
+/// the pass failed and returns `CLEANUP_INTERVAL`.
+fn maintenance_pass(what: &str, sql: &str, argument: Option<serde_json::Value>) -> (Option<serde_json::Value>, Duration) {
+    match in_transaction(|| query_json::<serde_json::Value>(sql, argument)) {
+        Ok(report) => {
+            let interval = report["interval_seconds"]
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 1.0)
+                .map_or(CLEANUP_INTERVAL, Duration::from_secs_f64);
+            (Some(report), interval)
+        }
+        Err(e) => {
+            warning!("pageperfect pipeline: {what} failed (will retry): {e}");
+            (None, CLEANUP_INTERVAL)
+        }
+    }
+}
+
 /// Logs that an attempt's result was discarded because the attempt was taken back meanwhile.
 fn note_stale(work: &Work, result: &str) {
     if result == "stale" {
@@ -215,45 +234,26 @@ impl Processor {
 
     /// Deletes a batch of what outlived its retention in every table that grows.
     fn clean_up(&mut self) {
-        let result = in_transaction(|| {
-            query_json::<serde_json::Value>(
-                "SELECT pageperfect.trigger_cleanup($1::int) || jsonb_build_object('interval',
-                        (SELECT (p.value #>> '{}')::float8 FROM pageperfect.parameters p WHERE p.name = 'cleanup_interval_seconds'))",
-                Some(json!(CLEANUP_BATCH)),
-            )
-        });
-        let (more, interval) = match result {
-            Ok(summary) => {
-                let deleted = summary["deleted"].as_object().cloned().unwrap_or_default();
-                if deleted.values().any(|n| n.as_i64() != Some(0)) {
-                    log!("pageperfect pipeline: retention deleted {}", serde_json::Value::Object(deleted.clone()));
-                }
-                let interval = summary["interval"].as_f64().filter(|s| s.is_finite() && *s >= 1.0).map_or(CLEANUP_INTERVAL, Duration::from_secs_f64);
-                (deleted.values().any(|n| n.as_i64() == Some(CLEANUP_BATCH)), interval)
-            }
-            Err(e) => {
-                warning!("pageperfect pipeline: retention cleanup failed (will retry): {e}");
-                (false, CLEANUP_INTERVAL)
-            }
-        };
+        let (summary, interval) = maintenance_pass(
+            "retention cleanup",
+            "SELECT pageperfect.trigger_cleanup($1::int) || jsonb_build_object('interval_seconds',
+                    (SELECT (p.value #>> '{}')::float8 FROM pageperfect.parameters p WHERE p.name = 'cleanup_interval_seconds'))",
+            Some(json!(CLEANUP_BATCH)),
+        );
+        let deleted = summary.and_then(|s| s["deleted"].as_object().cloned()).unwrap_or_default();
+        if deleted.values().any(|n| n.as_i64() != Some(0)) {
+            log!("pageperfect pipeline: retention deleted {}", serde_json::Value::Object(deleted.clone()));
+        }
+        let more = deleted.values().any(|n| n.as_i64() == Some(CLEANUP_BATCH));
         self.next_cleanup = Some(Instant::now() + if more { Duration::from_secs(1) } else { interval });
     }
 
-    /// Raises the priority of what has waited long (`age_priorities`), and plans the next pass
-    /// after the interval it reports.
+    /// Raises the priority of what has waited long (`age_priorities`).
     fn age_priorities(&mut self) {
-        let interval = match in_transaction(|| query_json::<serde_json::Value>("SELECT pageperfect.age_priorities()", None)) {
-            Ok(aged) => {
-                if aged["messages"].as_i64().unwrap_or(0) + aged["stages"].as_i64().unwrap_or(0) > 0 {
-                    log!("pageperfect pipeline: priority aging raised {aged}");
-                }
-                aged["interval_seconds"].as_f64().filter(|s| s.is_finite() && *s >= 1.0).map_or(CLEANUP_INTERVAL, Duration::from_secs_f64)
-            }
-            Err(e) => {
-                warning!("pageperfect pipeline: priority aging failed (will retry): {e}");
-                CLEANUP_INTERVAL
-            }
-        };
+        let (aged, interval) = maintenance_pass("priority aging", "SELECT pageperfect.age_priorities()", None);
+        if let Some(aged) = aged.filter(|a| a["messages"].as_i64().unwrap_or(0) + a["stages"].as_i64().unwrap_or(0) > 0) {
+            log!("pageperfect pipeline: priority aging raised {aged}");
+        }
         self.next_aging = Some(Instant::now() + interval);
     }
 

@@ -351,16 +351,16 @@ mod pageperfect {
         });
         // A run a runner holds (even one whose row still says `starting`): the scheduler
         // interrupts it and records it.
-        let held = slots::shared().and_then(|shared| {
-            shared.slots().iter().find(|slot| {
+        if let Some(shared) = slots::shared() {
+            let held = shared.slots().iter().find(|slot| {
                 matches!(slot.state(), slots::SlotState::Assigned | slots::SlotState::Running)
                     && slot.runid.load(std::sync::atomic::Ordering::Acquire) == runid
-            })
-        });
-        if let Some(slot) = held {
-            slot.cancel_requested.store(true, std::sync::atomic::Ordering::Release);
-            slots::shared().expect("found a slot in it").wake_scheduler();
-            return true;
+            });
+            if let Some(slot) = held {
+                slot.cancel_requested.store(true, std::sync::atomic::Ordering::Release);
+                shared.wake_scheduler();
+                return true;
+            }
         }
         if status != "starting" {
             return false;
