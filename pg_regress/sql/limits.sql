@@ -32,3 +32,11 @@ SELECT cron.unschedule('fits');
 -- How long a net.http_* request may take is bounded by a setting.
 SELECT net.http_get('https://example.com/', timeout_milliseconds => 400000);
 SHOW pageperfect.http_max_timeout_ms;
+-- A reader waiting in read_with_poll is cancellable: statement_timeout ends a 10-second wait.
+SELECT pageperfect.create_queue('waiting');
+SELECT clock_timestamp() AS before_wait \gset
+SET statement_timeout = '200ms';
+SELECT count(*) FROM pageperfect.read_with_poll('waiting', 30, 1, 10, 5000);
+RESET statement_timeout;
+SELECT clock_timestamp() - :'before_wait'::timestamptz < interval '2 seconds' AS cancelled_promptly;
+SELECT pageperfect.drop_queue('waiting');
