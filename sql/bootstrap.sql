@@ -39,6 +39,8 @@ INSERT INTO pageperfect.parameters (name, value, description) VALUES
     ('embedding_cache_retention_days', '90', 'cleanup deletes cached embeddings older than this'),
     ('drafts_retention_days',      '90',    'cleanup deletes rewrite drafts older than this, except each page''s latest'),
     ('page_html_retention_days',   '30',    'cleanup forgets the HTML of pages not crawled for this long'),
+    ('crawl_min_delay_ms',         '0',     'least time between the starts of two crawls of one host (see stage_config.per_host_limit)'),
+    ('crawl_delay_max_seconds',    '30',    'a site''s robots.txt Crawl-delay is honoured up to this many seconds'),
     ('http_max_in_flight_per_owner', '24',  'durable HTTP requests one owner may have in flight at once (of pipeline_workers x http_concurrency slots)'),
     ('alert_failure_rate',         '0.2',   'monitoring alerts when the failure rate of the last hour is above this'),
     ('stuck_after_minutes',        '30',    'monitoring alerts on work processing for longer than this'),

@@ -115,8 +115,8 @@ BEGIN
     VALUES (p_url, p_owner, coalesce(p_priority, 0), coalesce(p_skip_steps, '{}'), coalesce(p_force_update, false),
             coalesce(p_options, '{}'), p_unique_key)
     RETURNING id INTO job;
-    INSERT INTO pageperfect.job_stages (job_id, stage, position, priority, status, max_attempts, retry_delay_seconds)
-    SELECT job, u.stage, u.position, coalesce(p_priority, 0),
+    INSERT INTO pageperfect.job_stages (job_id, stage, position, priority, host, status, max_attempts, retry_delay_seconds)
+    SELECT job, u.stage, u.position, coalesce(p_priority, 0), coalesce(pageperfect.url_host(p_url), ''),
            CASE WHEN u.stage = ANY (coalesce(p_skip_steps, '{}')) THEN 'skipped' ELSE 'pending' END,
            c.max_attempts, c.retry_delay_seconds
       FROM pg_catalog.unnest(stages) WITH ORDINALITY AS u (stage, position)
@@ -130,6 +130,49 @@ BEGIN
 END
 $$;
 
+-- The hosts that have queued or retrying work of p_stage, in host order, at most p_max of them:
+-- one index probe per host (a skip scan), however many messages each has waiting.
+CREATE FUNCTION pageperfect.hosts_with_work(p_stage text, p_max int)
+RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE hosts (host, n) AS (
+        (SELECT s.host, 1 FROM pageperfect.job_stages s
+          WHERE s.stage = p_stage AND s.status IN ('queued', 'failed') ORDER BY s.host LIMIT 1)
+        UNION ALL
+        SELECT (SELECT s.host FROM pageperfect.job_stages s
+                 WHERE s.stage = p_stage AND s.status IN ('queued', 'failed') AND s.host > h.host
+                 ORDER BY s.host LIMIT 1),
+               h.n + 1
+          FROM hosts h WHERE h.host IS NOT NULL AND h.n < p_max
+    )
+    SELECT h.host FROM hosts h WHERE h.host IS NOT NULL
+$$;
+
+-- How long a host's next attempt waits after one starts: the crawl_min_delay_ms parameter, or
+-- p_crawl_delay (the site's robots.txt Crawl-delay) when longer, at most crawl_delay_max_seconds.
+CREATE FUNCTION pageperfect.host_delay(p_crawl_delay float8)
+RETURNS interval
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.make_interval(secs => least(
+               greatest(coalesce(p_crawl_delay, 0),
+                        coalesce((SELECT (p.value #>> '{}')::float8 FROM pageperfect.parameters p
+                                   WHERE p.name = 'crawl_min_delay_ms'), 0) / 1000),
+               coalesce((SELECT (p.value #>> '{}')::float8 FROM pageperfect.parameters p
+                          WHERE p.name = 'crawl_delay_max_seconds'), 30)))
+$$;
+
+-- Records the Crawl-delay a crawl of p_host read from its site's robots.txt (NULL: none), and
+-- holds the host's next attempt until that long after now, when the crawl ends.
+CREATE FUNCTION pageperfect.note_crawl_delay(p_host text, p_crawl_delay float8)
+RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO pageperfect.host_politeness AS hp (host, crawl_delay_seconds, next_start_at)
+    VALUES (p_host, p_crawl_delay, pg_catalog.clock_timestamp() + pageperfect.host_delay(p_crawl_delay))
+    ON CONFLICT (host) DO UPDATE
+       SET crawl_delay_seconds = excluded.crawl_delay_seconds,
+           next_start_at = greatest(hp.next_start_at, excluded.next_start_at)
+$$;
+
 -- Visible pipeline messages whose stage can be claimed, with the load their stage and owner have
 -- now; the worker picks among them under the limits (src/queue/claim.rs). Each stage offers its
 -- own: of its first p_lookahead ready messages, as many as it has free slots, passing over owners
@@ -137,6 +180,11 @@ $$;
 -- stages after it, and a claim reads a bounded number of rows however long the backlog. Work
 -- furthest along its job comes first (after priority), so jobs finish in the order they came
 -- instead of every job waiting until the first stage of all of them has run.
+--
+-- A stage with a per_host_limit offers its work host by host instead: of each host (at most
+-- 16 x p_lookahead of them) below the limit and past its delay, its first ready messages up to
+-- the free slots of that host. So a thousand pages of one site wait behind each other, not in
+-- front of another site's, and a slow host holds only its own slots.
 CREATE FUNCTION pageperfect.claim_candidates(p_lookahead int)
 RETURNS TABLE (msg_id bigint, job_id uuid, stage text, owner name,
                stage_busy bigint, stage_limit int, owner_busy bigint, owner_limit int)
@@ -146,6 +194,9 @@ BEGIN
     RETURN QUERY
     WITH stage_load AS (
         SELECT s.stage, count(*) AS busy FROM pageperfect.job_stages s WHERE s.status = 'processing' GROUP BY s.stage
+    ), host_load AS (
+        SELECT s.stage, s.host, count(*) AS busy FROM pageperfect.job_stages s
+         WHERE s.status = 'processing' GROUP BY s.stage, s.host
     ), owner_load AS (
         SELECT j.owner, count(*) AS busy FROM pageperfect.jobs j WHERE j.status = 'processing' GROUP BY j.owner
     ), per_owner AS (
@@ -158,17 +209,39 @@ BEGIN
       LEFT JOIN stage_load sl ON sl.stage = c.stage
      CROSS JOIN per_owner
      CROSS JOIN LATERAL (
-        SELECT first.*, coalesce(ol.busy, 0) AS owner_busy
-          FROM (SELECT m.msg_id, s.priority, s.job_id, s.position, j.owner
-                  FROM pageperfect.job_stages s
-                  JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
-                  JOIN pageperfect.jobs j ON j.id = s.job_id
-                 WHERE s.stage = c.stage AND s.status IN ('queued', 'failed') AND m.vt <= pg_catalog.clock_timestamp()
-                   AND coalesce(sl.busy, 0) < c.concurrency
-                 ORDER BY s.priority DESC, s.msg_id
-                 LIMIT p_lookahead) first
-          LEFT JOIN owner_load ol ON ol.owner = first.owner
-         WHERE coalesce(ol.busy, 0) < per_owner.max_jobs
+        SELECT first.*
+          FROM ((SELECT m.msg_id, s.priority, s.job_id, s.position, j.owner, coalesce(ol.busy, 0) AS owner_busy
+                   FROM pageperfect.job_stages s
+                   JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
+                   JOIN pageperfect.jobs j ON j.id = s.job_id
+                   LEFT JOIN owner_load ol ON ol.owner = j.owner
+                  WHERE c.per_host_limit IS NULL
+                    AND s.stage = c.stage AND s.status IN ('queued', 'failed') AND m.vt <= pg_catalog.clock_timestamp()
+                    AND coalesce(sl.busy, 0) < c.concurrency
+                    AND coalesce(ol.busy, 0) < per_owner.max_jobs
+                  ORDER BY s.priority DESC, s.msg_id
+                  LIMIT p_lookahead)
+                UNION ALL
+                (SELECT per_host.*
+                   FROM pageperfect.hosts_with_work(c.stage, 16 * p_lookahead) AS h (host)
+                   LEFT JOIN host_load hl ON hl.stage = c.stage AND hl.host = h.host
+                   LEFT JOIN pageperfect.host_politeness hp ON hp.host = h.host
+                  CROSS JOIN LATERAL (
+                     SELECT m.msg_id, s.priority, s.job_id, s.position, j.owner, coalesce(ol.busy, 0) AS owner_busy
+                       FROM pageperfect.job_stages s
+                       JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
+                       JOIN pageperfect.jobs j ON j.id = s.job_id
+                       LEFT JOIN owner_load ol ON ol.owner = j.owner
+                      WHERE s.stage = c.stage AND s.host = h.host AND s.status IN ('queued', 'failed')
+                        AND m.vt <= pg_catalog.clock_timestamp()
+                        AND coalesce(ol.busy, 0) < per_owner.max_jobs
+                      ORDER BY s.priority DESC, s.msg_id
+                      LIMIT c.per_host_limit - coalesce(hl.busy, 0)
+                  ) per_host
+                  WHERE c.per_host_limit IS NOT NULL AND coalesce(sl.busy, 0) < c.concurrency
+                    AND coalesce(hl.busy, 0) < c.per_host_limit
+                    AND (hp.next_start_at IS NULL OR hp.next_start_at <= pg_catalog.clock_timestamp()))
+               ) first
          ORDER BY first.priority DESC, first.msg_id
          LIMIT greatest(c.concurrency - coalesce(sl.busy, 0), 0)
      ) ready
@@ -197,7 +270,14 @@ BEGIN
            -- Never before its message is visible (a retry's backoff, a delay).
            AND EXISTS (SELECT FROM pageperfect.queue_messages m
                         WHERE m.msg_id = s.msg_id AND m.vt <= pg_catalog.clock_timestamp())
-        RETURNING s.job_id, s.stage, s.attempt_count, s.msg_id, c.timeout_seconds
+        RETURNING s.job_id, s.stage, s.attempt_count, s.msg_id, c.timeout_seconds, s.host, c.per_host_limit
+    ), politeness AS (
+        -- The next attempt on the same host waits the host's delay from now.
+        INSERT INTO pageperfect.host_politeness AS hp (host, next_start_at)
+        SELECT DISTINCT ON (claimed.host) claimed.host, pg_catalog.clock_timestamp() + pageperfect.host_delay(NULL)
+          FROM claimed WHERE claimed.per_host_limit IS NOT NULL
+        ON CONFLICT (host) DO UPDATE
+           SET next_start_at = pg_catalog.clock_timestamp() + pageperfect.host_delay(hp.crawl_delay_seconds)
     ), message AS (
         -- Visibility is the second line of defence: past the stage's time limit (plus a margin
         -- for the worker to report) the sweeper may take the work back.
@@ -513,14 +593,19 @@ BEGIN
 END
 $$;
 
--- When the next retry becomes visible (NULL: none waits), so that a worker knows how long it may
--- sleep. Only a failed stage's message waits hidden; visible work that the limits held back is
--- claimed when a slot frees, and every recorded attempt wakes the workers.
+-- When the next retry becomes visible or a host's crawl delay ends (NULL: nothing waits), so that
+-- a worker knows how long it may sleep. Only a failed stage's message waits hidden; visible work
+-- that the limits held back is claimed when a slot frees, and every recorded attempt wakes the
+-- workers.
 CREATE FUNCTION pageperfect.next_pipeline_wakeup()
 RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    SELECT min(m.vt) FROM pageperfect.job_stages s JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
-     WHERE s.status = 'failed' AND m.vt > pg_catalog.clock_timestamp()
+    SELECT least(
+        (SELECT min(m.vt) FROM pageperfect.job_stages s JOIN pageperfect.queue_messages m ON m.msg_id = s.msg_id
+          WHERE s.status = 'failed' AND m.vt > pg_catalog.clock_timestamp()),
+        -- A host whose delay ends (it may have work waiting).
+        (SELECT min(hp.next_start_at) FROM pageperfect.host_politeness hp
+          WHERE hp.next_start_at > pg_catalog.clock_timestamp()))
 $$;
 
 -- Reports. They run as the caller: pageperfect_user sees its own jobs only.

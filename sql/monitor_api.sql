@@ -332,6 +332,8 @@ BEGIN
                        ('gsc_ingestions',    'finished_at', 'true',                 'logs_retention_days'),
                        ('monitoring_alerts', 'resolved_at', 'status = ''resolved''', 'logs_retention_days'),
                        ('metrics_data',      'collected_at', 'true',                'metrics_retention_days'),
+                       -- Hosts not crawled since: a crawl learns their Crawl-delay again.
+                       ('host_politeness',   'next_start_at', 'true',               'logs_retention_days'),
                        ('http_responses',    'created',     'true',                 'http_response_ttl_seconds'),
                        -- The fetched HTML of pages not crawled since (their fragments stay).
                        ('pages',             'fetched_at',  'html IS NOT NULL',     'page_html_retention_days'))

@@ -64,15 +64,18 @@ CREATE TABLE pageperfect.stage_config (
     -- created only by the functions meant for them.
     user_runnable       boolean NOT NULL DEFAULT false,
     -- pause_stage(): no work of it is claimed until resume_stage().
-    paused              boolean NOT NULL DEFAULT false
+    paused              boolean NOT NULL DEFAULT false,
+    -- Stages that fetch from the job's site: at most this many of its attempts at once per host,
+    -- each started no sooner than the host's delay after the last (host_politeness). NULL: no limit.
+    per_host_limit      int CHECK (per_host_limit >= 1)
 );
-INSERT INTO pageperfect.stage_config (stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds, user_runnable) VALUES
-    ('submit_crawl',       1, 3, 5,  1, 120, true),
-    ('wait_crawl',         2, 2, 5,  1, 300, true),
-    ('segment_embed',      3, 3, 5,  1, 300, true),
-    ('keyword_clustering', 4, 2, 5,  1, 300, true),
-    ('gap_analysis',       5, 2, 5,  1, 120, true),
-    ('rewrite_draft',      6, 2, 10, 1, 300, true);
+INSERT INTO pageperfect.stage_config (stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds, user_runnable, per_host_limit) VALUES
+    ('submit_crawl',       1, 3, 5,  4, 120, true, 1),
+    ('wait_crawl',         2, 2, 5,  1, 300, true, NULL),
+    ('segment_embed',      3, 3, 5,  1, 300, true, NULL),
+    ('keyword_clustering', 4, 2, 5,  1, 300, true, NULL),
+    ('gap_analysis',       5, 2, 5,  1, 120, true, NULL),
+    ('rewrite_draft',      6, 2, 10, 1, 300, true, NULL);
 
 CREATE TABLE pageperfect.jobs (
     id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -107,6 +110,9 @@ CREATE TABLE pageperfect.job_stages (
     position              int NOT NULL,
     -- The job's priority, kept here so that claims read each stage's work in order from one index.
     priority              int NOT NULL DEFAULT 0,
+    -- The host of the job's URL (lowercase), kept here for the same reason: stages with a
+    -- per_host_limit are claimed host by host.
+    host                  text NOT NULL DEFAULT '',
     -- pending: not reached yet; queued: its message waits; processing: a worker runs it;
     -- failed: the last attempt failed and a retry is due at next_attempt_at.
     status                text NOT NULL DEFAULT 'pending'
@@ -129,12 +135,26 @@ CREATE TABLE pageperfect.job_stages (
     PRIMARY KEY (job_id, stage)
 );
 CREATE UNIQUE INDEX job_stages_position_idx ON pageperfect.job_stages (job_id, position);
-CREATE INDEX job_stages_processing_idx ON pageperfect.job_stages (stage) WHERE status = 'processing';
+CREATE INDEX job_stages_processing_idx ON pageperfect.job_stages (stage, host) WHERE status = 'processing';
 -- Claims find a stage by the message that stands for it.
 CREATE INDEX job_stages_msg_idx ON pageperfect.job_stages (msg_id) WHERE msg_id IS NOT NULL;
 -- Each stage's claimable work in claim order (claim_candidates), and the retries that wait.
 CREATE INDEX job_stages_ready_idx ON pageperfect.job_stages (stage, priority DESC, msg_id) WHERE status IN ('queued', 'failed');
+-- The same per host, for the stages with a per_host_limit.
+CREATE INDEX job_stages_host_ready_idx ON pageperfect.job_stages (stage, host, priority DESC, msg_id) WHERE status IN ('queued', 'failed');
 CREATE INDEX job_stages_retry_idx ON pageperfect.job_stages (msg_id) WHERE status = 'failed';
+
+-- Politeness per host, for the stages with a per_host_limit (crawling): when the host's next
+-- attempt may start. A claim sets it to now plus the host's delay (host_delay: the
+-- crawl_min_delay_ms parameter, or the site's robots.txt Crawl-delay if longer, capped by
+-- crawl_delay_max_seconds); a crawl that read the site's Crawl-delay pushes it out from its end.
+CREATE TABLE pageperfect.host_politeness (
+    host                text PRIMARY KEY,
+    -- The site's robots.txt Crawl-delay for our user agent, as the last crawl read it.
+    crawl_delay_seconds float8 CHECK (crawl_delay_seconds >= 0),
+    next_start_at       timestamptz NOT NULL
+);
+CREATE INDEX host_politeness_next_start_idx ON pageperfect.host_politeness (next_start_at);
 
 CREATE TABLE pageperfect.payloads (
     job_id     uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,

@@ -43,5 +43,5 @@ WITH job AS (INSERT INTO pageperfect.jobs (url) VALUES ('https://example.com/') 
 INSERT INTO pageperfect.job_stages (job_id, stage, position, status, max_attempts, retry_delay_seconds)
 SELECT id, 'submit_crawl', 1, 'waiting', 1, 1 FROM job;
 -- The default pipeline (stages without a position are test-only builds' extras).
-SELECT stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds
+SELECT stage, position, max_attempts, retry_delay_seconds, concurrency, timeout_seconds, per_host_limit
   FROM pageperfect.stage_config WHERE position IS NOT NULL ORDER BY position;

@@ -15,6 +15,7 @@ pub mod gap_analysis;
 pub mod keyword_clustering;
 pub mod openai;
 pub mod rewrite_draft;
+pub mod robots;
 pub mod scraper_api;
 pub mod segment;
 pub mod segment_embed;

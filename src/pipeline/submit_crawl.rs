@@ -2,12 +2,15 @@
 //! shared HTTP client, with the crawler's timeout, size cap, redirect limit and SSRF guard, and
 //! stores the HTML in `pages`. With `crawl_provider = scraper_api` both go through the scraping
 //! API instead. Only HTML is accepted; a 404, a non-HTML answer or a robots.txt disallow is
-//! permanent, timeouts, 429 and 5xx are retried.
+//! permanent, timeouts, 429 and 5xx are retried. The site's `Crawl-delay` goes to the engine's
+//! per-host politeness (`note_crawl_delay`), which spaces the next crawls of the host.
 
+use super::robots::crawl_delay;
 use super::scraper_api::ScraperApi;
 use super::{crawl_http_config, sha256_hex};
 use crate::config::{self, CrawlProvider};
 use crate::http::client::{check_status, HttpClient, HttpConfig, HttpError, Request, Response};
+use crate::queue::claim::url_host;
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -37,6 +40,9 @@ pub struct Output {
     changed: bool,
     /// robots.txt fetched this time, to cache: (origin, status, body when it has rules).
     robots: Option<(String, u16, Option<String>)>,
+    /// The page's host and the Crawl-delay its robots.txt sets for us.
+    host: Option<String>,
+    crawl_delay: Option<f64>,
 }
 
 fn origin(url: &str) -> Result<String, StageError> {
@@ -137,6 +143,7 @@ impl Stage for SubmitCrawl {
                     (body.clone(), Some((origin, status, body)))
                 }
             };
+            let crawl_delay = robots_body.as_deref().and_then(|rules| crawl_delay(rules, &input.http.user_agent));
             if let Some(rules) = &robots_body {
                 let mut matcher = robotstxt::DefaultMatcher::default();
                 if !matcher.one_agent_allowed_by_robots(rules, &input.http.user_agent, &input.url) {
@@ -162,6 +169,8 @@ impl Stage for SubmitCrawl {
                 content_type: response.content_type,
                 content_hash,
                 robots,
+                host: url_host(&input.url),
+                crawl_delay,
             })
         }
     }
@@ -173,6 +182,12 @@ impl Stage for SubmitCrawl {
                  ON CONFLICT (origin) DO UPDATE SET status_code = excluded.status_code, body = excluded.body,
                                                     fetched_at = excluded.fetched_at",
                 &[origin.as_str().into(), i32::from(*status).into(), body.clone().into()],
+            )?;
+        }
+        if let Some(host) = &output.host {
+            Spi::run_with_args(
+                "SELECT pageperfect.note_crawl_delay($1, $2)",
+                &[host.as_str().into(), output.crawl_delay.into()],
             )?;
         }
         Spi::run_with_args(

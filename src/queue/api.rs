@@ -47,6 +47,12 @@ fn require_visible(exists_sql: &str, id: pgrx::datum::DatumWithOid, what: &str) 
 mod pageperfect {
     use super::*;
 
+    /// The host of `url` as the per-host crawl limits count it (lowercase, no port), or NULL.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn url_host(url: &str) -> Option<String> {
+        crate::queue::claim::url_host(url)
+    }
+
     /// Queues a job for `url` that runs `stages` in order (NULL: the default pipeline) minus
     /// `skip_steps`; it belongs to the caller. Returns its id. With `unique_key`, while a job of
     /// the caller's with that key is queued or running (or was created within `unique_window`),

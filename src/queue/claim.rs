@@ -1,7 +1,9 @@
 //! Which queued stages a worker claims, under the limits: at most `capacity` (its free share
 //! of `http_concurrency`), at most a stage's `concurrency` processing at once across all
 //! workers, and at most `max_jobs_per_owner` jobs of one owner. Claims are serialised by an
-//! advisory lock, so the loads a worker sees are the loads there are.
+//! advisory lock, so the loads a worker sees are the loads there are. A stage's
+//! `per_host_limit` and the hosts' delays are applied by `claim_candidates` itself, which offers
+//! no more of a host's work than its free slots; the host is [`url_host`]'s.
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -40,9 +42,26 @@ pub fn choose(candidates: &[Candidate], capacity: usize) -> Vec<i64> {
     chosen
 }
 
+/// The host a job's URL is fetched from, as per-host limits count it: lowercase, without port
+/// or credentials (`https://User@Example.COM:8443/a` → `example.com`); `None` for a URL with none.
+pub fn url_host(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    parsed.host_str().filter(|host| !host.is_empty()).map(str::to_ascii_lowercase)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_is_its_lowercase_name_without_port_or_credentials() {
+        assert_eq!(url_host("https://User:pw@Example.COM:8443/a?b#c").as_deref(), Some("example.com"));
+        assert_eq!(url_host("http://127.0.0.3:8080/").as_deref(), Some("127.0.0.3"));
+        assert_eq!(url_host("http://[::1]:80/").as_deref(), Some("[::1]"));
+        assert_eq!(url_host("http://xn--bcher-kva.example/").as_deref(), url_host("http://Bücher.example/").as_deref());
+        assert_eq!(url_host("not a url"), None);
+        assert_eq!(url_host("mailto:someone@example.com"), None);
+    }
 
     fn candidate(msg_id: i64, stage: &str, owner: &str) -> Candidate {
         Candidate {

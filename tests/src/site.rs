@@ -125,12 +125,18 @@ impl Site {
 
     /// Answers every request with `handler` on 127.0.0.1 until the process ends.
     pub fn with_handler(handler: impl Fn(&Received) -> Route + Send + Sync + 'static) -> Site {
-        Site::listen(TcpListener::bind("127.0.0.1:0").unwrap(), handler)
+        Site::on_host(1, handler)
+    }
+
+    /// Answers every request with `handler` on 127.0.0.`n` until the process ends: loopback
+    /// addresses are as many hosts to the crawler's per-host limits.
+    pub fn on_host(n: u8, handler: impl Fn(&Received) -> Route + Send + Sync + 'static) -> Site {
+        Site::listen(TcpListener::bind(("127.0.0.".to_string() + &n.to_string(), 0)).unwrap(), handler)
     }
 
     /// Answers every request on `listener` with `handler` until the process ends.
     pub fn listen(listener: TcpListener, handler: impl Fn(&Received) -> Route + Send + Sync + 'static) -> Site {
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let handler: Arc<Handler> = Arc::new(handler);
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&requests);
