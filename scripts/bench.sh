@@ -14,6 +14,9 @@
 #              the same wait done as pgmq does it: read, sleep 100 ms, read again (bench-wakeup)
 #   history    the scheduler's CPU per second with 100 one-second jobs and 3 million runs in
 #              job_run_details, beside the same jobs with an empty history
+#   crawl      seconds to crawl 900 pages of 9 hosts answering after 20 ms, beside 100 pages of a 10th
+#              host answering after 500 ms, beside the same 900 alone and beside a first-come queue
+#              with no per-host limit (bench-crawl)
 #   pipeline   pages/minute end to end with the loopback site and model server answering after
 #              20 ms, beside the same HTTP calls made one page at a time with no database; and the
 #              pipeline workers' resident memory over a long run (it must stay flat)
@@ -25,10 +28,11 @@
 # runs pageperfect, then the baseline, after a VACUUM and a CHECKPOINT, so that machine noise and
 # checkpoints hit both sides alike.
 #
-#   BENCH_ONLY          the benchmarks to run (default: "queue scheduler ctr_fit dbscan wakeup history pipeline")
+#   BENCH_ONLY          the benchmarks to run (default: "queue scheduler ctr_fit dbscan wakeup history crawl pipeline")
 #   BENCH_SECONDS       queue: seconds per side and cell (default 5)
 #   BENCH_BACKLOG       queue: messages waiting in each queue throughout (default 10000)
 #   BENCH_PAGES         pipeline: pages of the throughput run (default 1000)
+#   BENCH_CRAWL_PAGES   crawl: pages over the ten hosts (default 1000)
 #   BENCH_MEMORY_PAGES  pipeline: pages of the memory run (default 10000; 0 skips it)
 #   BENCH_PORT          port of the cluster (default: a free one)
 #
@@ -43,10 +47,11 @@ set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/common.sh"
 cd "$REPO"
-BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan wakeup history pipeline}"
+BENCH_ONLY="${BENCH_ONLY:-queue scheduler ctr_fit dbscan wakeup history crawl pipeline}"
 BENCH_SECONDS="${BENCH_SECONDS:-5}"
 BENCH_BACKLOG="${BENCH_BACKLOG:-10000}"
 BENCH_PAGES="${BENCH_PAGES:-1000}"
+BENCH_CRAWL_PAGES="${BENCH_CRAWL_PAGES:-1000}"
 BENCH_MEMORY_PAGES="${BENCH_MEMORY_PAGES:-10000}"
 BENCH_PORT="${BENCH_PORT:-$(free_port)}"
 dir="$WORK/bench"
@@ -58,13 +63,13 @@ psql_in() { "$(bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_PO
 PGBENCH=("$(bindir)/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared)
 wants() { [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
-# bench-pipeline starts its clusters under $WORK too; one it could not stop (it was killed) would
+# bench-pipeline and bench-crawl start their clusters under $WORK too; one it could not stop (it was killed) would
 # go on taking a core from whatever runs next.
 export PAGEPERFECT_WORK="$WORK"
 finish() {
     cluster_stop "$dir"
     rm -rf "$dir/data"
-    for left in "$WORK"/it-bench-pipeline-*/; do
+    for left in "$WORK"/it-bench-pipeline-*/ "$WORK"/it-bench-crawl-*/; do
         if [ -d "$left" ]; then cluster_stop "$left"; fi
     done
 }
@@ -82,7 +87,7 @@ cluster_stop "$dir" # one left running by an earlier run that was killed
 # The binaries: the pipeline's driver and loopback servers, the DBSCAN kernels, the chart. Their
 # own target directory, so that they build beside scripts/install.sh (which holds target/).
 export CARGO_TARGET_DIR="$REPO/target/bench"
-build_binaries() { cargo build --profile bench-bins --quiet -p pageperfect-it --bin bench-pipeline --bin bench-dbscan --bin bench-wakeup --bin bench-chart; }
+build_binaries() { cargo build --profile bench-bins --quiet -p pageperfect-it --bin bench-pipeline --bin bench-crawl --bin bench-dbscan --bin bench-wakeup --bin bench-chart; }
 if [ "${1:-}" = --install ]; then
     step "building and installing pageperfect (release), and the benchmark binaries beside it"
     build_binaries & binaries=$!
@@ -321,6 +326,15 @@ if wants history; then
     record history "tick CPU with ${runs}M runs" "ms CPU/s" lower "$long_cpu" "empty history" "$empty_cpu"
     psql_in postgres -c "SELECT count(cron.unschedule(jobid)) FROM cron.job WHERE jobname LIKE 'hist-%';
                          UPDATE pageperfect.parameters SET value = '10000' WHERE name = 'run_details_per_job'" >/dev/null
+fi
+
+# --- crawl -----------------------------------------------------------------------------------
+
+if wants crawl; then
+    # bench-crawl starts its own preloaded cluster.
+    cluster_stop "$dir"
+    step "crawl: $BENCH_CRAWL_PAGES pages over 10 hosts, one answering after 500 ms"
+    BENCH_CSV="$results" "$bin/bench-crawl" "$BENCH_CRAWL_PAGES" 500
 fi
 
 # --- pipeline --------------------------------------------------------------------------------

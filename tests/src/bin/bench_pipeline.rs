@@ -2,8 +2,9 @@
 //! embed, keyword clustering, gap analysis, draft) on a preloaded cluster, against a loopback site
 //! and a loopback OpenAI-compatible model server that both answer after LATENCY_MS. Each page has
 //! 28 days of Search Console rows for eight queries in four topics, most of which the page lacks.
-//! Stages run with concurrency `BENCH_CONCURRENCY` (default 4) and one owner may have
-//! `BENCH_JOBS_PER_OWNER` (default 8) jobs in progress, as a user tunes them for a bulk run.
+//! Stages run with concurrency `BENCH_CONCURRENCY` (default 4), the crawl as many at a time on
+//! the one site, and one owner may have `BENCH_JOBS_PER_OWNER` (default 8) jobs in progress, as a
+//! user tunes them for a bulk run of their own site.
 //!
 //! - `throughput`: pages per minute, beside the baseline of the same HTTP calls (replayed from
 //!   what the servers received) made one after another with no database: what a script or edge
@@ -101,7 +102,11 @@ fn main() {
     let cluster = Cluster::start("bench-pipeline", true, &settings.iter().map(String::as_str).collect::<Vec<_>>());
     let mut client = cluster.connect();
     client.batch_execute("CREATE EXTENSION pageperfect").unwrap();
-    client.execute("UPDATE pageperfect.stage_config SET concurrency = $1", &[&concurrency]).unwrap();
+    // All pages are on one site, the user's own: crawling it as many at a time as the other
+    // stages run is theirs to allow (polite crawling's default is one at a time per host).
+    client
+        .execute("UPDATE pageperfect.stage_config SET concurrency = $1::int, per_host_limit = CASE WHEN per_host_limit IS NOT NULL THEN $1::int END", &[&concurrency])
+        .unwrap();
     client.execute("UPDATE pageperfect.parameters SET value = to_jsonb($1::int) WHERE name = 'max_jobs_per_owner'", &[&jobs_per_owner]).unwrap();
     client
         .execute(
