@@ -48,7 +48,7 @@ CREATE TABLE pageperfect.job_run_details (
     -- backend start time that, with job_pid, tells whether the run's process is still alive.
     due_time       timestamptz,
     attempt        int NOT NULL DEFAULT 1 CHECK (attempt >= 1),
-    run_reason     text NOT NULL DEFAULT 'schedule' CHECK (run_reason IN ('schedule', 'manual', 'retry', 'catch_up')),
+    run_reason     text NOT NULL DEFAULT 'schedule' CHECK (run_reason IN ('schedule', 'manual', 'retry', 'catch_up', 'restart')),
     backend_start  timestamptz
 );
 CREATE INDEX job_run_details_jobid_idx ON pageperfect.job_run_details (jobid, runid DESC);
@@ -75,3 +75,9 @@ CREATE POLICY job_run_details_owner ON pageperfect.job_run_details USING (userna
 GRANT SELECT ON pageperfect.job TO PUBLIC;
 GRANT SELECT ON pageperfect.job_run_details TO PUBLIC;
 GRANT SELECT ON pageperfect.task_schedule TO PUBLIC;
+
+-- The job runs as a superuser (pageperfect.enable_superuser_jobs = off keeps such jobs from running).
+CREATE FUNCTION pageperfect.runs_as_superuser(j pageperfect.job) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = j.username AND r.rolsuper)
+$$;

@@ -79,6 +79,8 @@ pub static MAX_FRAGMENTS_PER_PAGE: GucSetting<i32> = GucSetting::<i32>::new(2000
 pub static HTTP_MAX_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
 pub static LAUNCH_ACTIVE_JOBS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static RUN_LOG: GucSetting<RunLog> = GucSetting::<RunLog>::new(RunLog::All);
+pub static LOG_STATEMENT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ENABLE_SUPERUSER_JOBS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static CRAWL_ALLOW_PRIVATE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static HTTP_ALLOW_PRIVATE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static CRAWL_PROVIDER: GucSetting<CrawlProvider> = GucSetting::<CrawlProvider>::new(CrawlProvider::Direct);
@@ -196,8 +198,10 @@ pub fn define_gucs(preloading: bool) {
         GucRegistry::define_int_guc(name, description, c"", setting, min, max, scope.context(), scope.flags());
     }
 
-    let bools: [(&CStr, &CStr, &GucSetting<bool>); 3] = [
+    let bools: [(&CStr, &CStr, &GucSetting<bool>); 5] = [
         (c"pageperfect.launch_active_jobs", c"Start cron runs (off: the scheduler pauses; runs in progress finish, queued ones wait), as pg_cron's cron.launch_active_jobs.", &LAUNCH_ACTIVE_JOBS),
+        (c"pageperfect.log_statement", c"Log each cron run's command before it runs and its result after, as pg_cron's cron.log_statement.", &LOG_STATEMENT),
+        (c"pageperfect.enable_superuser_jobs", c"Allow cron jobs that run as a superuser, as pg_cron's cron.enable_superuser_jobs.", &ENABLE_SUPERUSER_JOBS),
         (c"pageperfect.crawl_allow_private", c"Let the crawler fetch loopback, private and link-local addresses (off: SSRF guard).", &CRAWL_ALLOW_PRIVATE),
         (c"pageperfect.http_allow_private", c"Let non-superusers' net.http_* requests reach loopback, private and link-local addresses (off: SSRF guard).", &HTTP_ALLOW_PRIVATE),
     ];

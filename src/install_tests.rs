@@ -99,7 +99,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             seeded,
-            "submit_crawl 3/1, wait_crawl 2/1, segment_embed 3/1, keyword_clustering 2/1, gap_analysis 2/1, rewrite_draft 2/1"
+            "submit_crawl 3/4, wait_crawl 2/1, segment_embed 3/1, keyword_clustering 2/1, gap_analysis 2/1, rewrite_draft 2/1"
         );
     }
 

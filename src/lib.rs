@@ -47,6 +47,20 @@ pub(crate) fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
     ereport!(ERROR, code, message.into());
 }
 
+/// Raises an ERROR with this SQLSTATE and, when given, a DETAIL and a HINT line.
+#[track_caller]
+pub(crate) fn raise_with(code: PgSqlErrorCode, message: impl Into<String>, detail: Option<String>, hint: Option<&str>) -> ! {
+    let mut report = pgrx::pg_sys::panic::ErrorReport::new(code, message.into(), "pageperfect");
+    if let Some(detail) = detail {
+        report = report.set_detail(detail);
+    }
+    if let Some(hint) = hint {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("an ERROR does not return")
+}
+
 /// The only search_path under which SQL runs with raised rights (`as_owner`, the workers,
 /// `SECURITY DEFINER` and every function the extension creates): the caller's schemas could
 /// otherwise plant operators, functions or types that the raised code would run. `pg_temp` is

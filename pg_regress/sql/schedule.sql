@@ -17,18 +17,26 @@ SET pageperfect.timezone = 'Mars/Olympus_Mons';
 SELECT pageperfect.next_runs('0 9 * * *', '2026-07-01 00:00:00+00', 1);
 RESET pageperfect.timezone;
 
+-- pg_cron's message names the schedule; the DETAIL says what is wrong with which field.
 CREATE FUNCTION pg_temp.schedule_error(schedule text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    detail text;
 BEGIN
     PERFORM pageperfect.validate_schedule(schedule);
     RETURN 'ok';
 EXCEPTION WHEN others THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ': ' || detail;
 END
 $$;
 SELECT schedule, pg_temp.schedule_error(schedule)
   FROM unnest(ARRAY['61 * * * *', '* 24 * * *', '* * 0 * *', '* * * 13 *', '* * * * 8', '* * * * $',
                     '*/0 * * * *', '5/10 * * * *', '10-5 * * * *', '* * * *', '@reboot', '0 seconds',
-                    '60 seconds', 'every day', '0 0 1 JAN *', '15 seconds', '@annually']) AS schedule;
+                    '60 seconds', 'every day', '0 0 1 JAN *', '15 seconds', '@annually',
+                    -- pg_cron 1.6's limits: no step past the field's largest value, `$` alone.
+                    '*/60 * * * *', '0 */24 * * *', '0 0 1 */13 *', '0 0 1,$ * *', '0 0 $ * *', '@restart', '@every']) AS schedule;
+-- pg_cron's message and hint, word for word, with the field-by-field reason as the DETAIL.
+SELECT cron.schedule('*/60 10 * * *', 'SELECT 1');
 
 -- The table refuses bad schedules however they arrive; nothing is written.
 \set VERBOSITY terse

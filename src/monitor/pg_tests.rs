@@ -89,7 +89,9 @@ mod tests {
              INSERT INTO pageperfect.http_requests (id, method, url, timeout_milliseconds, status) OVERRIDING SYSTEM VALUE VALUES
                  (1, 'GET', 'https://example.com/a', 1000, 'done'), (2, 'GET', 'https://example.com/b', 1000, 'done');
              INSERT INTO pageperfect.http_responses (id, status_code, created) VALUES
-                 (1, 200, now() - interval '7 hours'), (2, 200, now() - interval '5 hours')",
+                 (1, 200, now() - interval '7 hours'), (2, 200, now() - interval '5 hours');
+             INSERT INTO pageperfect.host_politeness (host, crawl_delay_seconds, next_start_at) VALUES
+                 ('forgotten.example', 5, now() - interval '15 days'), ('recent.example', 5, now() - interval '13 days')",
             &[old_job.into()],
         )
         .unwrap();
@@ -100,6 +102,7 @@ mod tests {
         assert_eq!(deleted["monitoring_alerts"], 1, "{summary}");
         assert_eq!(deleted["job_run_details"], 1, "{summary}");
         assert_eq!(deleted["http_responses"], 1, "{summary}");
+        assert_eq!(deleted["host_politeness"], 1, "{summary}");
         assert_eq!(
             Spi::get_one::<String>("SELECT string_agg(message, ',' ORDER BY id) FROM pageperfect.job_events").unwrap().as_deref(),
             Some("recent")
@@ -117,7 +120,7 @@ mod tests {
             count("SELECT count(*) FROM pageperfect.cleanup_logs WHERE table_name = 'job_events' AND deleted_count = 1 AND retention = interval '0 days'"),
             1
         );
-        assert_eq!(count("SELECT count(DISTINCT table_name) FROM pageperfect.cleanup_logs"), 15);
+        assert_eq!(count("SELECT count(DISTINCT table_name) FROM pageperfect.cleanup_logs"), 16);
     }
 
     #[pg_test]

@@ -30,8 +30,15 @@ fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> Option<T> 
     .unwrap_or_else(|e: pgrx::spi::Error| error!("{e}"))
 }
 
-/// pg_cron's checks on the role a job runs as and the database it runs in.
+/// pg_cron's checks on the role a job runs as and the database it runs in, in pg_cron's order:
+/// the role exists and may log in, it is not a superuser while `enable_superuser_jobs` is off,
+/// the database exists and the role may connect to it.
 fn check_role_and_database(username: &str, database: &str) {
+    check_role(username);
+    check_database(username, database);
+}
+
+fn check_role(username: &str) {
     let can_login = one::<bool>("SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", &[username.into()])
         .unwrap_or_else(|| error!("role \"{username}\" does not exist"));
     if !can_login {
@@ -43,6 +50,19 @@ fn check_role_and_database(username: &str, database: &str) {
             "Jobs may only be run by roles that have the LOGIN attribute."
         );
     }
+    if !crate::config::ENABLE_SUPERUSER_JOBS.get()
+        && one::<bool>("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", &[username.into()]).unwrap_or(false)
+    {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "cannot schedule jobs as superuser",
+            "Scheduling jobs as superuser is disallowed when pageperfect.enable_superuser_jobs is set to off."
+        );
+    }
+}
+
+fn check_database(username: &str, database: &str) {
     let can_connect = one::<bool>(
         "SELECT pg_catalog.has_database_privilege($1, d.oid, 'CONNECT') FROM pg_catalog.pg_database d WHERE d.datname = $2",
         &[username.into(), database.into()],
@@ -199,31 +219,42 @@ mod pageperfect {
         let job_id = require(job_id, "job_id");
         let caller = current_user();
         let superuser = is_superuser();
-        if username.is_some() && !superuser {
-            error!("must be superuser to alter username");
-        }
-        if let Some(schedule) = schedule {
-            parse_schedule(schedule);
-        }
-        if schedule.is_none() && command.is_none() && database.is_none() && username.is_none() && active.is_none() {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                "no updates specified",
-                "You must specify at least one job attribute to change when calling alter_job"
-            );
-        }
+        // The job, if the caller may alter it; its absence is reported after the checks of
+        // what was asked, which come in pg_cron's order.
         let current = as_owner(|| {
             one::<Vec<String>>(
                 "SELECT ARRAY[username, database] FROM pageperfect.job WHERE jobid = $1 AND ($2 OR username = $3)",
                 &[job_id.into(), superuser.into(), caller.clone().into()],
             )
-        });
-        let Some([owner, current_database]) = current.and_then(|pair| <[String; 2]>::try_from(pair).ok()) else {
+        })
+        .and_then(|pair| <[String; 2]>::try_from(pair).ok());
+        if username.is_some() && !superuser {
+            error!("must be superuser to alter username");
+        }
+        // Who the job will run as: the new role, or its owner (pg_cron checks the caller; the
+        // owner is who connects).
+        let runs_as = username.map(str::to_string).or_else(|| current.as_ref().map(|[owner, _]| owner.clone())).unwrap_or(caller);
+        if username.is_some() || database.is_some() || !crate::config::ENABLE_SUPERUSER_JOBS.get() {
+            check_role(&runs_as);
+        }
+        if let Some(database) = database {
+            check_database(&runs_as, database);
+        } else if let (Some(_), Some([_, current_database])) = (username, &current) {
+            check_database(&runs_as, current_database);
+        }
+        if let Some(schedule) = schedule {
+            parse_schedule(schedule);
+        }
+        if schedule.is_none() && command.is_none() && database.is_none() && username.is_none() && active.is_none() {
+            crate::raise_with(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "no updates specified",
+                None,
+                Some("You must specify at least one job attribute to change when calling alter_job"),
+            );
+        }
+        if current.is_none() {
             error!("Job {job_id} does not exist or you don't own it");
-        };
-        if username.is_some() || database.is_some() {
-            check_role_and_database(username.unwrap_or(&owner), database.unwrap_or(&current_database));
         }
         as_owner(|| {
             Spi::run_with_args(

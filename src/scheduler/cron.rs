@@ -2,8 +2,10 @@
 //!
 //! Syntax: five fields (minute hour day-of-month month day-of-week) of comma lists of `*`,
 //! numbers, names (`jan`, `mon`, any case) and ranges, each with an optional `/step`; `$` in the
-//! day-of-month field is the last day of the month; the macros `@yearly @annually @monthly
-//! @weekly @daily @midnight @hourly`; and `'N seconds'` (1–59) for interval jobs.
+//! day-of-month field is the last day of the month (only as the whole field); the macros
+//! `@yearly @annually @monthly @weekly @daily @midnight @hourly`; `@reboot` and `@restart` (once
+//! each time the scheduler starts, never by the clock); and `'N seconds'` (1–59) for interval
+//! jobs. As in pg_cron 1.6, a step may not exceed its field's largest value (`*/60` in minutes).
 //!
 //! Semantics are Vixie's: day-of-week 0 and 7 are Sunday; when both day fields are restricted a
 //! day matches if EITHER does, and a day field that begins with `*` (so `*/2` too) counts as
@@ -24,6 +26,8 @@ pub enum Schedule {
     /// `'N seconds'`: fires at every multiple of N seconds since the Unix epoch.
     EverySeconds(u32),
     Cron(CronFields),
+    /// `@reboot` / `@restart`: runs once when the scheduler starts; the clock never fires it.
+    AtStart,
 }
 
 /// The five fields as bit sets.
@@ -49,9 +53,23 @@ pub struct ScheduleError {
     pub reason: String,
 }
 
+impl ScheduleError {
+    /// What is wrong, field by field (pg_cron's message says only which schedule).
+    pub fn detail(&self) -> String {
+        // The message quotes the whole schedule already; a field of a thousand characters
+        // need not be quoted again in full.
+        let text = match self.text.char_indices().nth(60) {
+            Some((cut, _)) => format!("{}…", &self.text[..cut]),
+            None => self.text.clone(),
+        };
+        format!("{} field \"{text}\": {}", self.field, self.reason)
+    }
+}
+
+/// pg_cron's message, word for word.
 impl fmt::Display for ScheduleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid schedule \"{}\": {} field \"{}\": {}", self.schedule, self.field, self.text, self.reason)
+        write!(f, "invalid schedule: {}", self.schedule)
     }
 }
 
@@ -95,6 +113,7 @@ impl Schedule {
             return Ok(Schedule::EverySeconds(n));
         }
         let expanded = match trimmed.to_ascii_lowercase().as_str() {
+            "@reboot" | "@restart" => return Ok(Schedule::AtStart),
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
             "@weekly" => "0 0 * * 0",
@@ -104,7 +123,7 @@ impl Schedule {
                 return Err(error(
                     "macro",
                     trimmed,
-                    "unknown macro (use @yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly)".into(),
+                    "unknown macro (use @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly, @reboot or @restart)".into(),
                 ))
             }
             _ => trimmed,
@@ -150,15 +169,17 @@ impl Schedule {
                 DateTime::from_timestamp(next, 0)
             }
             Schedule::Cron(fields) => fields.next_after(after, zone),
+            Schedule::AtStart => None,
         }
     }
 }
 
-/// `Some` when the text has the `'N seconds'` form: the number, or why it is out of range.
+/// `Some` when the text has the `'N seconds'` form (`'5 second'`, `'30 SECONDS'`, `'5seconds'`):
+/// the number, or why it is out of range.
 fn parse_seconds(text: &str) -> Option<Result<u32, String>> {
-    let mut words = text.split_whitespace();
-    let (number, unit) = (words.next()?, words.next()?);
-    if words.next().is_some() || !matches!(unit.to_ascii_lowercase().as_str(), "second" | "seconds") {
+    let digits = text.find(|c: char| !(c.is_ascii_digit() || c == '-' || c == '+')).unwrap_or(text.len());
+    let (number, unit) = (&text[..digits], text[digits..].trim());
+    if number.is_empty() || !matches!(unit.to_ascii_lowercase().as_str(), "second" | "seconds") {
         return None;
     }
     Some(match number.parse::<u32>() {
@@ -169,12 +190,13 @@ fn parse_seconds(text: &str) -> Option<Result<u32, String>> {
 
 /// One field as a bit set (bit i set when value i matches), and whether `$` appeared.
 fn parse_field(spec: &FieldSpec, text: &str, allow_last: bool) -> Result<(u64, bool), String> {
+    if text == "$" && allow_last {
+        return Ok((0, true));
+    }
     let mut bits = 0u64;
-    let mut last = false;
     for item in text.split(',') {
         if item == "$" && allow_last {
-            last = true;
-            continue;
+            return Err("$ (last day of the month) must be the whole day-of-month field".into());
         }
         let (range, step) = match item.split_once('/') {
             Some((range, step)) => {
@@ -182,11 +204,16 @@ fn parse_field(spec: &FieldSpec, text: &str, allow_last: bool) -> Result<(u64, b
                 if step == 0 {
                     return Err("a step must be at least 1".into());
                 }
+                if step > spec.max {
+                    return Err(format!("step {step} is larger than the field's largest value ({})", spec.max));
+                }
                 (range, Some(step))
             }
             None => (item, None),
         };
-        let (low, high) = if range == "*" {
+        let (low, high) = if range.starts_with('-') {
+            return Err(format!("\"{range}\" is not a number"));
+        } else if range == "*" {
             (spec.min, spec.max)
         } else if let Some((a, b)) = range.split_once('-') {
             let (low, high) = (value(spec, a)?, value(spec, b)?);
@@ -205,7 +232,7 @@ fn parse_field(spec: &FieldSpec, text: &str, allow_last: bool) -> Result<(u64, b
             bits |= 1 << v;
         }
     }
-    Ok((bits, last))
+    Ok((bits, false))
 }
 
 fn value(spec: &FieldSpec, text: &str) -> Result<u32, String> {
@@ -391,7 +418,9 @@ mod tests {
             ["2027-12-31T23:00:00+00:00", "2028-01-31T23:00:00+00:00", "2028-02-29T23:00:00+00:00", "2028-03-31T23:00:00+00:00"]
         );
         assert_eq!(next_utc("0 0 $ 2 *", "2026-01-01T00:00:00Z", 1), ["2026-02-28T00:00:00+00:00"]);
-        assert_eq!(next_utc("0 0 15,$ * *", "2026-04-16T00:00:00Z", 2), ["2026-04-30T00:00:00+00:00", "2026-05-15T00:00:00+00:00"]);
+        // As in pg_cron, `$` is the whole field or nothing.
+        assert_eq!(rejects("0 0 15,$ * *").reason, "$ (last day of the month) must be the whole day-of-month field");
+        assert_eq!(rejects("0 11 $foo * *").field, "day-of-month");
     }
 
     #[test]
@@ -421,12 +450,25 @@ mod tests {
         assert_eq!(next_utc("@monthly", after, 1), ["2026-12-01T00:00:00+00:00"]);
         assert_eq!(next_utc("@yearly", after, 1), ["2027-01-01T00:00:00+00:00"]);
         assert_eq!(next_utc("@ANNUALLY", after, 1), ["2027-01-01T00:00:00+00:00"]);
+        // Runs when the scheduler starts, never by the clock.
+        for at_start in ["@reboot", "@restart", "@RESTART"] {
+            assert_eq!(Schedule::parse(at_start).unwrap(), Schedule::AtStart);
+            assert!(next_utc(at_start, after, 1).is_empty());
+        }
+        assert_eq!(rejects("@restar").field, "macro");
     }
 
     #[test]
     fn seconds_intervals() {
         assert_eq!(Schedule::parse("10 seconds").unwrap(), Schedule::EverySeconds(10));
         assert_eq!(Schedule::parse(" 1 second ").unwrap(), Schedule::EverySeconds(1));
+        // pg_cron's forms: any case, spaces around, none between.
+        assert_eq!(Schedule::parse(" 30 sEcOnDs ").unwrap(), Schedule::EverySeconds(30));
+        assert_eq!(Schedule::parse("17  seconds ").unwrap(), Schedule::EverySeconds(17));
+        assert_eq!(Schedule::parse("5seconds").unwrap(), Schedule::EverySeconds(5));
+        for bad in ["5 secondc", "50 seconds c", "-1 seconds", "10000000000 seconds", "5 sec", "1.5 seconds", " seconds"] {
+            assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             next_utc("20 seconds", "2026-11-23T10:00:05Z", 3),
             ["2026-11-23T10:00:20+00:00", "2026-11-23T10:00:40+00:00", "2026-11-23T10:01:00+00:00"]
@@ -464,7 +506,8 @@ mod tests {
     fn bad_schedules_name_the_field_and_the_text() {
         let e = rejects("61 * * * *");
         assert_eq!((e.field, e.text.as_str(), e.reason.as_str()), ("minute", "61", "61 is out of range 0-59"));
-        assert_eq!(e.to_string(), "invalid schedule \"61 * * * *\": minute field \"61\": 61 is out of range 0-59");
+        assert_eq!(e.to_string(), "invalid schedule: 61 * * * *");
+        assert_eq!(e.detail(), "minute field \"61\": 61 is out of range 0-59");
         assert_eq!(rejects("* 24 * * *").field, "hour");
         assert_eq!(rejects("* * 0 * *").field, "day-of-month");
         assert_eq!(rejects("* * 32 * *").field, "day-of-month");
@@ -479,7 +522,17 @@ mod tests {
         assert_eq!(rejects("* * * *").field, "schedule");
         assert_eq!(rejects("* * * * * *").reason, "expected 5 fields (minute hour day-of-month month day-of-week), found 6");
         assert_eq!(rejects("").field, "schedule");
-        assert_eq!(rejects("@reboot").field, "macro");
+        assert_eq!(rejects("@every").field, "macro");
+        // pg_cron 1.6: no step beyond the field's largest value.
+        assert_eq!(rejects("*/60 10 * * *").reason, "step 60 is larger than the field's largest value (59)");
+        assert_eq!(rejects("0 */24 * * *").field, "hour");
+        assert_eq!(rejects("* * */32 * *").field, "day-of-month");
+        assert_eq!(rejects("* * * */13 *").field, "month");
+        assert_eq!(rejects("* * * * */8").field, "day-of-week");
+        assert_eq!(rejects("*/5000000000 10 * * *").field, "minute");
+        for fine in ["*/59 * * * *", "0 */23 * * *", "* * */31 * *", "* * * */12 *", "* * * * */7"] {
+            assert!(Schedule::parse(fine).is_ok(), "{fine}");
+        }
         assert_eq!(rejects("*/x * * * *").reason, "step \"x\" is not a number");
     }
 }

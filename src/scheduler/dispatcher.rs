@@ -678,6 +678,8 @@ impl Dispatcher {
         struct Loaded {
             jobs: Vec<JobRow>,
             max_missed: Option<usize>,
+            /// Active jobs of superusers, left out while `enable_superuser_jobs` is off.
+            superusers_jobs: Vec<i64>,
         }
         let loaded: Loaded = query_json(
             "SELECT jsonb_build_object(
@@ -692,9 +694,15 @@ impl Dispatcher {
                                         (SELECT d.due_time FROM pageperfect.job_run_details d
                                           WHERE d.jobid = j.jobid AND d.run_reason <> 'manual'
                                           ORDER BY d.runid DESC LIMIT 1) END)), '[]')
-                            FROM pageperfect.job j WHERE j.active))",
-            Some(json!({ "first_load": first_load })),
+                            FROM pageperfect.job j
+                           WHERE j.active AND (($1 ->> 'superuser_jobs')::boolean OR NOT pageperfect.runs_as_superuser(j))),
+                 'superusers_jobs', (SELECT coalesce(jsonb_agg(j.jobid), '[]') FROM pageperfect.job j
+                                      WHERE NOT ($1 ->> 'superuser_jobs')::boolean AND j.active AND pageperfect.runs_as_superuser(j)))",
+            Some(json!({ "first_load": first_load, "superuser_jobs": config::ENABLE_SUPERUSER_JOBS.get() })),
         )?;
+        for jobid in &loaded.superusers_jobs {
+            warning!("skipping job {jobid} since superuser jobs are currently disallowed (pageperfect.enable_superuser_jobs is off)");
+        }
         let max_missed = loaded.max_missed.unwrap_or(60);
         let mut jobs = HashMap::with_capacity(loaded.jobs.len());
         let mut catch_ups = Vec::new();
@@ -720,6 +728,20 @@ impl Dispatcher {
             let next_due = match previous {
                 Some(p) if unchanged => p.next_due,
                 Some(_) => schedule.next_after(now, zone),
+                // @reboot and @restart: one run each time the scheduler starts (and when a
+                // promoted standby's starts acting), as pg_cron's launcher runs them.
+                None if first_load && schedule == Schedule::AtStart => {
+                    catch_ups.push(NewRun {
+                        jobid: row.jobid,
+                        status: "starting",
+                        message: None,
+                        due_time: now,
+                        attempt: 1,
+                        run_reason: "restart",
+                        retry_of: None,
+                    });
+                    None
+                }
                 None if first_load => {
                     let cap = match row.missed.as_str() {
                         "once" => 1,

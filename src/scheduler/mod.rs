@@ -67,8 +67,15 @@ fn schedule_zone(timezone: Option<&str>) -> Tz {
 }
 
 /// Parses a schedule or raises SQLSTATE 22023 naming the bad field.
+/// pg_cron's hint for a schedule it cannot read, word for word (clients match on it).
+const SCHEDULE_HINT: &str = "Use cron format (e.g. 5 4 * * *), or interval format '[1-59] seconds'";
+
+/// The schedule, or pg_cron's error (`invalid schedule: …` and its HINT, SQLSTATE 22023) with
+/// what is wrong with which field as the DETAIL.
 fn parse_schedule(schedule: &str) -> Schedule {
-    Schedule::parse(schedule).unwrap_or_else(|e| invalid_parameter(e.to_string()))
+    Schedule::parse(schedule).unwrap_or_else(|e| {
+        crate::raise_with(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), Some(e.detail()), Some(SCHEDULE_HINT))
+    })
 }
 
 #[pg_schema]

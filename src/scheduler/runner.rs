@@ -4,6 +4,7 @@
 //! exits after idling for `RUNNER_IDLE_EXIT` or when the scheduler needs its slot elsewhere.
 
 use super::execute::run_command;
+use crate::config;
 use super::slots::{self, Shared, Slot, SlotState};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker};
 use pgrx::prelude::*;
@@ -152,6 +153,10 @@ fn run_assigned(shared: &Shared, slot: &Slot) {
         pg_sys::debug_query_string = command_c.as_ptr();
         pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, command_c.as_ptr());
     }
+    let jobid = slot.jobid.load(Ordering::Acquire);
+    if config::LOG_STATEMENT.get() {
+        log!("cron job {jobid} starting: {command}");
+    }
     let outcome = run_command(&command);
     unsafe {
         pg_sys::debug_query_string = std::ptr::null();
@@ -165,9 +170,14 @@ fn run_assigned(shared: &Shared, slot: &Slot) {
         warning!("pageperfect job runner: could not reset its session after a run, so it exits: {error}");
     }
     match &outcome {
-        Ok(tag) => slot.set_result(true, tag, now()),
+        Ok(tag) => {
+            if config::LOG_STATEMENT.get() {
+                log!("cron job {jobid} COMMAND completed: {tag}");
+            }
+            slot.set_result(true, tag, now())
+        }
         Err(error) => {
-            log!("pageperfect job {} run {} failed: {error}", slot.jobid.load(Ordering::Acquire), slot.runid.load(Ordering::Acquire));
+            log!("pageperfect job {jobid} run {} failed: {error}", slot.runid.load(Ordering::Acquire));
             slot.set_result(false, error, now())
         }
     }

@@ -582,3 +582,59 @@ fn a_run_cut_short_by_a_crash_is_retried_when_its_job_allows_and_the_job_runs_on
         (status == "succeeded").then_some(())
     });
 }
+
+#[test]
+fn reboot_jobs_run_once_each_time_the_scheduler_starts_and_superuser_jobs_can_be_switched_off() {
+    // WARNINGs too in the server log: the skipped superuser job is reported at that level.
+    let (cluster, mut client) = Cluster::with_extension("reboot", &["log_min_messages = warning"]);
+    client
+        .batch_execute(
+            "CREATE TABLE boots (job text, at timestamptz DEFAULT clock_timestamp());
+             CREATE ROLE carol LOGIN; GRANT USAGE ON SCHEMA cron TO carol; GRANT INSERT ON boots TO carol;",
+        )
+        .unwrap();
+    let boots = |client: &mut Client, job: &str| count(client, &format!("SELECT count(*) FROM boots WHERE job = '{job}'"));
+    // The scheduler is up and has loaded the jobs once (it ran this one).
+    let probe = schedule(&mut client, "probe", "1 seconds", "SELECT 1");
+    wait_for(Duration::from_secs(10), "the scheduler's first run", || (!runs(&mut client, probe).is_empty()).then_some(()));
+    client.query_one("SELECT cron.unschedule('probe')", &[]).unwrap();
+    schedule(&mut client, "on-reboot", "@reboot", "INSERT INTO boots (job) VALUES ('reboot')");
+    let mut carol = cluster.connect_to("postgres", "carol");
+    schedule(&mut carol, "on-restart", "@restart", "INSERT INTO boots (job) VALUES ('restart')");
+    // Scheduled while the scheduler runs: nothing until it starts again, as in pg_cron.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!((boots(&mut client, "reboot"), boots(&mut client, "restart")), (0, 0));
+
+    cluster.stop_and_restart_after(Duration::ZERO);
+    let mut client = cluster.reconnect(Duration::from_secs(30));
+    wait_for(Duration::from_secs(15), "a run of each at the start", || {
+        (boots(&mut client, "reboot") == 1 && boots(&mut client, "restart") == 1).then_some(())
+    });
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.job_run_details WHERE run_reason = 'restart' AND status = 'succeeded'"), 2);
+    // pageperfect.log_statement (on by default) logs each command and its outcome, as pg_cron's.
+    let log = cluster.log();
+    assert!(log.contains("starting: INSERT INTO boots (job) VALUES ('reboot')"), "no 'starting' line in the log");
+    assert!(log.contains("COMMAND completed: INSERT 0 1"), "no 'completed' line in the log");
+
+    // The scheduler process ends (it is restarted): the jobs run once more, not more.
+    let scheduler: i32 = client.query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pageperfect scheduler'", &[]).unwrap().get(0);
+    client.query_one("SELECT pg_terminate_backend($1)", &[&scheduler]).unwrap();
+    wait_for(Duration::from_secs(20), "a second run of each", || {
+        (boots(&mut client, "reboot") == 2 && boots(&mut client, "restart") == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!((boots(&mut client, "reboot"), boots(&mut client, "restart")), (2, 2));
+
+    // enable_superuser_jobs = off: a superuser may not schedule, and superusers' jobs do not run.
+    client.batch_execute("ALTER SYSTEM SET pageperfect.enable_superuser_jobs = off").unwrap();
+    client.query_one("SELECT pg_reload_conf()", &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = client.query_one("SELECT cron.schedule('as-superuser', '* * * * *', 'SELECT 1')", &[]).unwrap_err();
+    assert_eq!(db_message(refused), "cannot schedule jobs as superuser");
+    let scheduler: i32 = client.query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pageperfect scheduler'", &[]).unwrap().get(0);
+    client.query_one("SELECT pg_terminate_backend($1)", &[&scheduler]).unwrap();
+    wait_for(Duration::from_secs(20), "carol's job to run again", || (boots(&mut client, "restart") == 3).then_some(()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(boots(&mut client, "reboot"), 2, "the superuser's job ran while superuser jobs are off");
+    assert!(cluster.log().contains("since superuser jobs are currently disallowed"), "no warning for the skipped job");
+}
