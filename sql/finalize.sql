@@ -48,13 +48,16 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.validate_schedule(text), pageperfect.validate_command(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
     pageperfect.get_scheduler_health(), pageperfect.worker_health(),
     -- queues
-    pageperfect.create_queue(text), pageperfect.send(text, jsonb, int, int), pageperfect.send_batch(text, jsonb[], int, int),
-    pageperfect.read(text, int, int), pageperfect.read_with_poll(text, int, int, int, int), pageperfect.pop(text, int),
+    pageperfect.create_queue(text), pageperfect.send(text, jsonb, int, int, jsonb), pageperfect.send_batch(text, jsonb[], int, int, jsonb[]),
+    pageperfect.read(text, int, int, jsonb), pageperfect.read_with_poll(text, int, int, int, int, jsonb), pageperfect.pop(text, int),
     pageperfect.delete(text, bigint), pageperfect.delete(text, bigint[]),
     pageperfect.archive(text, bigint), pageperfect.archive(text, bigint[]), pageperfect.set_vt(text, bigint, int),
     pageperfect.purge_queue(text), pageperfect.drop_queue(text), pageperfect.metrics(text),
     pageperfect.pause_queue(text), pageperfect.resume_queue(text),
     pageperfect.metrics_all(), pageperfect.list_queues(), pageperfect.queue_must_allow(text, name),
+    -- pgmq's schema (sql/pgmq.sql) over the same functions
+    pageperfect.pgmq_seconds_until(timestamptz), pageperfect.pgmq_validate_queue_name(text),
+    pageperfect.pgmq_send_batch(text, jsonb[], jsonb[], int), pageperfect.pgmq_queues(), pageperfect.pgmq_drop_queue(text),
     pageperfect.check_seconds(text, int),
     -- jobs and the pipeline
     pageperfect.enqueue_job(text, text[], jsonb, int, text[], boolean, text, interval), pageperfect.retry_dead_letter(bigint),
@@ -84,6 +87,7 @@ END
 $$;
 SELECT pageperfect.adopt_compat_schema('pageperfect_cron_staging', 'cron');
 SELECT pageperfect.adopt_compat_schema('pageperfect_net_staging', 'net');
+SELECT pageperfect.adopt_compat_schema('pageperfect_pgmq_staging', 'pgmq');
 
 DROP FUNCTION pageperfect.adopt_compat_schema(text, text);
 DROP FUNCTION pageperfect.scope_rows_to_parent(text[], text, text, text);
@@ -111,9 +115,9 @@ BEGIN
            AND p.oid <> ALL (ARRAY[
                    'pageperfect.queue_must_allow(text, name)', 'pageperfect.check_seconds(text, int)',
                    'pageperfect.queue_readable(text, name)',
-                   'pageperfect.push_messages(text, jsonb[], float8, int)', 'pageperfect.check_send(name, text, jsonb[], int)',
-                   'pageperfect.send_for(name, text, jsonb, int, int)', 'pageperfect.send_batch_for(name, text, jsonb[], int, int)',
-                   'pageperfect.read_for(name, text, int, int)', 'pageperfect.pop_for(name, text, int)',
+                   'pageperfect.push_messages(text, jsonb[], float8, int, jsonb[])', 'pageperfect.check_send(name, text, jsonb[], int, jsonb[])',
+                   'pageperfect.send_for(name, text, jsonb, int, int, jsonb)', 'pageperfect.send_batch_for(name, text, jsonb[], int, int, jsonb[])',
+                   'pageperfect.read_for(name, text, int, int, jsonb)', 'pageperfect.pop_for(name, text, int)',
                    'pageperfect.delete_for(name, text, bigint)', 'pageperfect.delete_batch_for(name, text, bigint[])',
                    'pageperfect.archive_for(name, text, bigint)', 'pageperfect.archive_batch_for(name, text, bigint[])',
                    'pageperfect.set_vt_for(name, text, bigint, int)']::pg_catalog.regprocedure[])

@@ -22,7 +22,10 @@ CREATE TABLE pageperfect.queue_messages (
     enqueued_at timestamptz NOT NULL DEFAULT now(),
     vt          timestamptz NOT NULL DEFAULT now(),
     priority    int NOT NULL DEFAULT 0,
-    message     jsonb NOT NULL
+    message     jsonb NOT NULL,
+    -- pgmq 1.10+'s: when a read last took it, and the sender's headers.
+    last_read_at timestamptz,
+    headers     jsonb
 ) WITH (fillfactor = 70);
 -- The dequeue order: highest priority first, then oldest; invisible messages are filtered.
 CREATE INDEX queue_messages_dequeue_idx ON pageperfect.queue_messages (queue_name, priority DESC, msg_id);
@@ -35,7 +38,9 @@ CREATE TABLE pageperfect.queue_archive (
     vt          timestamptz NOT NULL,
     priority    int NOT NULL,
     message     jsonb NOT NULL,
-    archived_at timestamptz NOT NULL DEFAULT now()
+    archived_at timestamptz NOT NULL DEFAULT now(),
+    last_read_at timestamptz,
+    headers     jsonb
 );
 CREATE INDEX queue_archive_queue_idx ON pageperfect.queue_archive (queue_name, archived_at);
 

@@ -7,12 +7,16 @@
 -- touches one queue's rows through the dequeue index. Queues whose names start with
 -- `pageperfect_` belong to pageperfect itself.
 
+-- pgmq 1.13's message_record and metrics_result, column for column (clients read them by
+-- position).
 CREATE TYPE pageperfect.message_record AS (
-    msg_id      bigint,
-    read_ct     int,
-    enqueued_at timestamptz,
-    vt          timestamptz,
-    message     jsonb
+    msg_id       bigint,
+    read_ct      int,
+    enqueued_at  timestamptz,
+    last_read_at timestamptz,
+    vt           timestamptz,
+    message      jsonb,
+    headers      jsonb
 );
 
 CREATE TYPE pageperfect.queue_metrics AS (
@@ -22,7 +26,9 @@ CREATE TYPE pageperfect.queue_metrics AS (
     oldest_msg_age_sec   int,
     total_messages       bigint,
     scrape_time          timestamptz,
-    queue_visible_length bigint
+    queue_visible_length bigint,
+    -- Partitioned pgmq queues only: always NULL here.
+    default_partition_length bigint
 );
 
 -- The queue's name when it exists and p_caller may use it (its owner, a member of its owner,
@@ -36,7 +42,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pageperfect.queues q
                     WHERE q.queue_name OPERATOR(pg_catalog.=) queue_must_allow.queue_name AND pg_catalog.pg_has_role(p_caller, q.owner, 'USAGE')) THEN
         RAISE EXCEPTION 'queue "%" does not exist', queue_name
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with pageperfect.create_queue().';
+            USING ERRCODE = 'undefined_table', HINT = 'Create it with pageperfect.create_queue().';
     END IF;
     RETURN queue_name;
 END
@@ -106,15 +112,18 @@ END
 $$;
 
 -- Sends messages with a priority (the pgmq API has none): send_batch and the job engine use it.
-CREATE FUNCTION pageperfect.push_messages(p_queue text, p_messages jsonb[], p_delay_seconds float8, p_priority int)
+-- p_headers, when given, holds one value (or NULL) per message.
+CREATE FUNCTION pageperfect.push_messages(p_queue text, p_messages jsonb[], p_delay_seconds float8, p_priority int,
+                                          p_headers jsonb[] DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     sent bigint;
 BEGIN
     RETURN QUERY
-        INSERT INTO pageperfect.queue_messages (queue_name, vt, priority, message)
-        SELECT p_queue, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => p_delay_seconds), p_priority, m
+        INSERT INTO pageperfect.queue_messages (queue_name, vt, priority, message, headers)
+        SELECT p_queue, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => p_delay_seconds), p_priority, m,
+               p_headers[n]
           FROM pg_catalog.unnest(p_messages) WITH ORDINALITY AS u (m, n)
          ORDER BY n
         RETURNING msg_id;
@@ -127,10 +136,15 @@ $$;
 
 -- Checks a send and holds the queue until commit: the lock is shared with concurrent senders and
 -- taken exclusively by drop_queue, so no message lands in a queue that is being dropped.
-CREATE FUNCTION pageperfect.check_send(p_caller name, queue_name text, messages jsonb[], delay_seconds int)
+CREATE FUNCTION pageperfect.check_send(p_caller name, queue_name text, messages jsonb[], delay_seconds int,
+                                       headers jsonb[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF headers IS NOT NULL AND pg_catalog.cardinality(headers) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(messages) THEN
+        RAISE EXCEPTION 'headers array length (%) must match msgs array length (%)',
+            pg_catalog.cardinality(headers), pg_catalog.cardinality(messages) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF delay_seconds IS NULL OR delay_seconds OPERATOR(pg_catalog.<) 0 THEN
         PERFORM pageperfect.check_seconds('delay_seconds', delay_seconds);
     END IF;
@@ -143,24 +157,24 @@ END
 $$;
 
 CREATE FUNCTION pageperfect.send_batch_for(p_caller name, queue_name text, messages jsonb[], delay_seconds int,
-                                           priority int DEFAULT 0)
+                                           priority int DEFAULT 0, headers jsonb[] DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pageperfect.check_send(p_caller, queue_name, messages, delay_seconds);
-    RETURN QUERY SELECT pageperfect.push_messages(queue_name, messages, delay_seconds, coalesce(priority, 0));
+    PERFORM pageperfect.check_send(p_caller, queue_name, messages, delay_seconds, headers);
+    RETURN QUERY SELECT pageperfect.push_messages(queue_name, messages, delay_seconds, coalesce(priority, 0), headers);
 END
 $$;
 
 -- send_batch of one, without its set-returning call: each level of those costs more than the
 -- INSERT itself.
 CREATE FUNCTION pageperfect.send_for(p_caller name, queue_name text, message jsonb, delay_seconds int,
-                                     priority int DEFAULT 0)
+                                     priority int DEFAULT 0, headers jsonb DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pageperfect.check_send(p_caller, queue_name, ARRAY[message], delay_seconds);
-    RETURN (SELECT pageperfect.push_messages(queue_name, ARRAY[message], delay_seconds, coalesce(priority, 0)));
+    RETURN (SELECT pageperfect.push_messages(queue_name, ARRAY[message], delay_seconds, coalesce(priority, 0), ARRAY[headers]));
 END
 $$;
 
@@ -172,7 +186,8 @@ $$;
 -- so it is planned once per session. A LIMIT qty query would be planned anew on every call
 -- (its generic plan is costed for a tenth of the queue and never chosen), which costs more
 -- than the read itself; for large reads that cost is shared by many messages.
-CREATE FUNCTION pageperfect.read_for(p_caller name, queue_name text, vt int, qty int)
+-- conditional (pgmq's): only messages that contain it (jsonb @>); '{}' or NULL: all.
+CREATE FUNCTION pageperfect.read_for(p_caller name, queue_name text, vt int, qty int, conditional jsonb DEFAULT NULL)
 RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -190,10 +205,14 @@ BEGIN
         RAISE EXCEPTION 'qty must be at least 1, not %', coalesce(qty::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF conditional OPERATOR(pg_catalog.=) '{}'::pg_catalog.jsonb THEN
+        conditional := NULL;
+    END IF;
     IF qty OPERATOR(pg_catalog.<=) 10 THEN
         OPEN visible FOR
             SELECT m.msg_id FROM pageperfect.queue_messages m
              WHERE m.queue_name OPERATOR(pg_catalog.=) read_for.queue_name AND m.vt OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
+               AND (conditional IS NULL OR m.message OPERATOR(pg_catalog.@>) conditional)
              ORDER BY m.priority DESC, m.msg_id
                FOR UPDATE SKIP LOCKED;
         LOOP
@@ -202,9 +221,9 @@ BEGIN
             RETURN QUERY
                 UPDATE pageperfect.queue_messages m
                    SET vt = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => read_for.vt),
-                       read_ct = m.read_ct OPERATOR(pg_catalog.+) 1
+                       read_ct = m.read_ct OPERATOR(pg_catalog.+) 1, last_read_at = pg_catalog.clock_timestamp()
                  WHERE m.msg_id OPERATOR(pg_catalog.=) next_id
-                RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message;
+                RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.last_read_at, m.vt, m.message, m.headers;
             taken := taken OPERATOR(pg_catalog.+) 1;
             EXIT WHEN taken OPERATOR(pg_catalog.>=) qty;
         END LOOP;
@@ -215,16 +234,17 @@ BEGIN
                 SELECT m.msg_id
                   FROM pageperfect.queue_messages m
                  WHERE m.queue_name OPERATOR(pg_catalog.=) read_for.queue_name AND m.vt OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
+                   AND (conditional IS NULL OR m.message OPERATOR(pg_catalog.@>) conditional)
                  ORDER BY m.priority DESC, m.msg_id
                  LIMIT qty
                    FOR UPDATE SKIP LOCKED
             ), updated AS (
                 UPDATE pageperfect.queue_messages m
                    SET vt = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => read_for.vt),
-                       read_ct = m.read_ct OPERATOR(pg_catalog.+) 1
+                       read_ct = m.read_ct OPERATOR(pg_catalog.+) 1, last_read_at = pg_catalog.clock_timestamp()
                   FROM taken
                  WHERE m.msg_id OPERATOR(pg_catalog.=) taken.msg_id
-                RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
+                RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.last_read_at, m.vt, m.message, m.headers
             )
             SELECT * FROM updated ORDER BY msg_id;
     END IF;
@@ -254,7 +274,7 @@ BEGIN
         ), deleted AS (
             DELETE FROM pageperfect.queue_messages m USING taken
              WHERE m.msg_id OPERATOR(pg_catalog.=) taken.msg_id
-            RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
+            RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.last_read_at, m.vt, m.message, m.headers
         )
         SELECT * FROM deleted ORDER BY msg_id;
 END
@@ -295,8 +315,10 @@ BEGIN
              WHERE m.msg_id OPERATOR(pg_catalog.=) ANY (msg_ids) AND m.queue_name OPERATOR(pg_catalog.=) archive_batch_for.queue_name
             RETURNING m.*
         )
-        INSERT INTO pageperfect.queue_archive (msg_id, queue_name, read_ct, enqueued_at, vt, priority, message)
-        SELECT moved.msg_id, moved.queue_name, moved.read_ct, moved.enqueued_at, moved.vt, moved.priority, moved.message
+        INSERT INTO pageperfect.queue_archive (msg_id, queue_name, read_ct, enqueued_at, vt, priority, message,
+                                               last_read_at, headers)
+        SELECT moved.msg_id, moved.queue_name, moved.read_ct, moved.enqueued_at, moved.vt, moved.priority, moved.message,
+               moved.last_read_at, moved.headers
           FROM moved
         RETURNING queue_archive.msg_id;
 END
@@ -322,7 +344,7 @@ BEGIN
         UPDATE pageperfect.queue_messages m
            SET vt = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => set_vt_for.vt)
          WHERE m.msg_id OPERATOR(pg_catalog.=) set_vt_for.msg_id AND m.queue_name OPERATOR(pg_catalog.=) set_vt_for.queue_name
-        RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message;
+        RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.last_read_at, m.vt, m.message, m.headers;
 END
 $$;
 
@@ -340,7 +362,8 @@ BEGIN
            (SELECT coalesce(sum(c.sent), 0)::bigint FROM pageperfect.queue_sent_counts c
              WHERE c.queue_name = metrics.queue_name),
            pg_catalog.clock_timestamp(),
-           count(*) FILTER (WHERE m.vt <= pg_catalog.clock_timestamp())
+           count(*) FILTER (WHERE m.vt <= pg_catalog.clock_timestamp()),
+           NULL::bigint
       INTO result
       FROM pageperfect.queue_messages m
      WHERE m.queue_name = metrics.queue_name;

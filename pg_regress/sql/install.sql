@@ -33,8 +33,16 @@ SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pageperfect%' ORDER BY 1;
 DROP EXTENSION pageperfect;
 SELECT count(*) AS foreign_cron_schema_kept FROM pg_namespace WHERE nspname = 'cron';
 DROP SCHEMA cron CASCADE;
+-- The same for pgmq: a schema "pgmq" of its own is left alone.
+CREATE SCHEMA pgmq;
+CREATE FUNCTION pgmq.send(queue_name text, msg jsonb) RETURNS SETOF bigint LANGUAGE sql AS 'SELECT 42::bigint';
+CREATE EXTENSION pageperfect;
+SELECT pgmq.send('q', '{}') AS the_real_pgmq_answers;
+DROP EXTENSION pageperfect;
+DROP SCHEMA pgmq CASCADE;
 CREATE EXTENSION pageperfect;
 SELECT relname FROM pg_class WHERE relnamespace = 'cron'::regnamespace ORDER BY 1;
+SELECT count(*) AS pgmq_functions FROM pg_proc WHERE pronamespace = 'pgmq'::regnamespace;
 
 -- Status columns refuse values outside their state machine.
 INSERT INTO pageperfect.jobs (url, status) VALUES ('https://example.com/', 'paused');

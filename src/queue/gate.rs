@@ -20,9 +20,10 @@ use pgrx::{JsonB, PgOid};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// One message as pgmq returns it: msg_id, read_ct, enqueued_at, vt, message. (The pg_extern
-/// signatures below spell the columns out: pgrx reads them from the signature itself.)
-type MessageRow = (i64, i32, TimestampWithTimeZone, TimestampWithTimeZone, JsonB);
+/// One message as pgmq 1.13 returns it: msg_id, read_ct, enqueued_at, last_read_at, vt, message,
+/// headers. (The pg_extern signatures below spell the columns out: pgrx reads them from the
+/// signature itself.)
+type MessageRow = (i64, i32, TimestampWithTimeZone, Option<TimestampWithTimeZone>, TimestampWithTimeZone, JsonB, Option<JsonB>);
 
 thread_local! {
     /// Each call's plan, prepared once per backend: parsing and planning the call anew each
@@ -67,8 +68,10 @@ fn message_row(row: pgrx::spi::SpiHeapTupleData) -> Result<MessageRow, pgrx::spi
         row.get::<i64>(1)?.ok_or_else(missing)?,
         row.get::<i32>(2)?.ok_or_else(missing)?,
         row.get::<TimestampWithTimeZone>(3)?.ok_or_else(missing)?,
-        row.get::<TimestampWithTimeZone>(4)?.ok_or_else(missing)?,
-        row.get::<JsonB>(5)?.ok_or_else(missing)?,
+        row.get::<TimestampWithTimeZone>(4)?,
+        row.get::<TimestampWithTimeZone>(5)?.ok_or_else(missing)?,
+        row.get::<JsonB>(6)?.ok_or_else(missing)?,
+        row.get::<JsonB>(7)?,
     ))
 }
 
@@ -103,10 +106,11 @@ mod pageperfect {
         message: Option<JsonB>,
         delay_seconds: default!(Option<i32>, 0),
         priority: default!(Option<i32>, 0),
+        headers: default!(Option<JsonB>, "NULL"),
     ) -> Option<i64> {
         let sent = one_for_caller(
-            "SELECT pageperfect.send_for($1, $2, $3, $4, $5)",
-            vec![queue_name.into(), message.into(), delay_seconds.into(), priority.into()],
+            "SELECT pageperfect.send_for($1, $2, $3, $4, $5, $6)",
+            vec![queue_name.into(), message.into(), delay_seconds.into(), priority.into(), headers.into()],
         );
         wake_readers();
         sent
@@ -118,10 +122,11 @@ mod pageperfect {
         messages: Option<Vec<Option<JsonB>>>,
         delay_seconds: default!(Option<i32>, 0),
         priority: default!(Option<i32>, 0),
+        headers: default!(Option<Vec<Option<JsonB>>>, "NULL"),
     ) -> SetOfIterator<'static, i64> {
         let sent = ids_for_caller(
-            "SELECT pageperfect.send_batch_for($1, $2, $3, $4, $5)",
-            vec![queue_name.into(), messages.into(), delay_seconds.into(), priority.into()],
+            "SELECT pageperfect.send_batch_for($1, $2, $3, $4, $5, $6)",
+            vec![queue_name.into(), messages.into(), delay_seconds.into(), priority.into(), headers.into()],
         );
         wake_readers();
         sent
@@ -137,14 +142,17 @@ mod pageperfect {
         qty: Option<i32>,
         max_poll_seconds: default!(Option<i32>, 5),
         poll_interval_ms: default!(Option<i32>, 100),
+        conditional: default!(Option<JsonB>, "'{}'"),
     ) -> TableIterator<
         'static,
         (
             name!(msg_id, i64),
             name!(read_ct, i32),
             name!(enqueued_at, TimestampWithTimeZone),
+            name!(last_read_at, Option<TimestampWithTimeZone>),
             name!(vt, TimestampWithTimeZone),
             name!(message, JsonB),
+            name!(headers, Option<JsonB>),
         ),
     > {
         let max_poll_seconds = max_poll_seconds.filter(|s| *s >= 0).unwrap_or_else(|| {
@@ -160,8 +168,8 @@ mod pageperfect {
             // Reset before reading: a send that commits after this read sets the latch again.
             unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
             let messages = rows_for_caller(
-                "SELECT * FROM pageperfect.read_for($1, $2, $3, $4)",
-                vec![queue_name.into(), vt.into(), qty.into()],
+                "SELECT * FROM pageperfect.read_for($1, $2, $3, $4, $5)",
+                vec![queue_name.into(), vt.into(), qty.into(), conditional.as_ref().map(|c| JsonB(c.0.clone())).into()],
                 message_row,
             );
             let now = Instant::now();
@@ -181,19 +189,30 @@ mod pageperfect {
         }
     }
 
-    /// Up to `qty` visible messages, each invisible to other readers for `vt` seconds.
+    /// Up to `qty` visible messages (containing `conditional`, when given), each invisible to
+    /// other readers for `vt` seconds.
     #[pg_extern(volatile)]
-    fn read(queue_name: Option<&str>, vt: Option<i32>, qty: Option<i32>) -> TableIterator<
+    fn read(
+        queue_name: Option<&str>,
+        vt: Option<i32>,
+        qty: Option<i32>,
+        conditional: default!(Option<JsonB>, "'{}'"),
+    ) -> TableIterator<
         'static,
         (
             name!(msg_id, i64),
             name!(read_ct, i32),
             name!(enqueued_at, TimestampWithTimeZone),
+            name!(last_read_at, Option<TimestampWithTimeZone>),
             name!(vt, TimestampWithTimeZone),
             name!(message, JsonB),
+            name!(headers, Option<JsonB>),
         ),
     > {
-        messages_for_caller("SELECT * FROM pageperfect.read_for($1, $2, $3, $4)", vec![queue_name.into(), vt.into(), qty.into()])
+        messages_for_caller(
+            "SELECT * FROM pageperfect.read_for($1, $2, $3, $4, $5)",
+            vec![queue_name.into(), vt.into(), qty.into(), conditional.into()],
+        )
     }
 
     /// Reads and deletes at once: the message is gone whether or not the caller's work succeeds.
@@ -204,8 +223,10 @@ mod pageperfect {
             name!(msg_id, i64),
             name!(read_ct, i32),
             name!(enqueued_at, TimestampWithTimeZone),
+            name!(last_read_at, Option<TimestampWithTimeZone>),
             name!(vt, TimestampWithTimeZone),
             name!(message, JsonB),
+            name!(headers, Option<JsonB>),
         ),
     > {
         messages_for_caller("SELECT * FROM pageperfect.pop_for($1, $2, $3)", vec![queue_name.into(), qty.into()])
@@ -241,8 +262,10 @@ mod pageperfect {
             name!(msg_id, i64),
             name!(read_ct, i32),
             name!(enqueued_at, TimestampWithTimeZone),
+            name!(last_read_at, Option<TimestampWithTimeZone>),
             name!(vt, TimestampWithTimeZone),
             name!(message, JsonB),
+            name!(headers, Option<JsonB>),
         ),
     > {
         messages_for_caller(
