@@ -19,6 +19,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# pgmq's own Python client, which tests/tests/pgmq_clients.rs runs against pageperfect's pgmq.
+if ! python3 -c 'import pgmq' 2>/dev/null; then
+    step "pip: pgmq (pgmq's Python client)"
+    pip_install=(python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore pgmq==1.1.4)
+    # Debian's own python3 refuses pip installs unless told (PEP 668); a pyenv one does not.
+    "${pip_install[@]}" 2>/dev/null || "${pip_install[@]}" --break-system-packages
+fi
+
 if [ "$(id -u)" = 0 ] && ! id "$PG_USER" >/dev/null 2>&1; then
     step "creating OS user $PG_USER to run clusters"
     useradd --system --create-home --shell /bin/bash "$PG_USER"

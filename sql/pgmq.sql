@@ -139,6 +139,11 @@ BEGIN
 END
 $$;
 
+-- pgmq's lock on a queue's name for the rest of the transaction (its Rust client takes it
+-- around create()).
+CREATE FUNCTION pageperfect_pgmq_staging.acquire_queue_lock(queue_name text) RETURNS void
+LANGUAGE sql AS $$ SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgmq.queue_' || queue_name)) $$;
+
 CREATE FUNCTION pageperfect_pgmq_staging.purge_queue(queue_name text) RETURNS bigint
 LANGUAGE sql AS $$ SELECT pageperfect.purge_queue(queue_name) $$;
 
