@@ -65,11 +65,20 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.run_workflow(text, text[], boolean, int, boolean), pageperfect.process_urls(int, interval),
     pageperfect.processor_status(), pageperfect.execution_insights(timestamptz, timestamptz),
     pageperfect.dbscan_cosine(real[], int, float8, int), pageperfect.expected_ctr(float8),
-    -- durable HTTP
-    pageperfect.http_get(text, jsonb, jsonb, int), pageperfect.http_post(text, jsonb, jsonb, jsonb, int),
-    pageperfect.http_delete(text, jsonb, jsonb, int, jsonb), pageperfect.http_collect_response(bigint, boolean),
-    pageperfect.queue_http_request(text, text, jsonb, jsonb, bytea, int)
+    -- the Search Console / queue / cron functions above are for pageperfect_user only
+    pageperfect.http_collect_response(bigint, boolean)
 TO pageperfect_user;
+-- Durable HTTP is for every role, as pg_net's functions are: each request is its caller's, and
+-- the gate (queue_http_request) applies the SSRF guard and the time and in-flight limits. The
+-- net.* functions call these, so every role may also find names in schema pageperfect (it gets
+-- no other right there: each function, table and view keeps its own grants).
+GRANT USAGE ON SCHEMA pageperfect TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    pageperfect.http_get(text, jsonb, jsonb, int, int), pageperfect.http_post(text, jsonb, jsonb, jsonb, int, int),
+    pageperfect.http_delete(text, jsonb, jsonb, int, jsonb, int), pageperfect.net_collect_response(bigint, boolean),
+    pageperfect.queue_http_request(text, text, jsonb, jsonb, bytea, int, int), pageperfect.wake_pipeline_workers(),
+    pageperfect.pipeline_workers_up(), pageperfect.urlencode(text), pageperfect.url_with_params(text, text[])
+TO PUBLIC;
 
 CREATE FUNCTION pageperfect.adopt_compat_schema(staging text, target text)
 RETURNS void LANGUAGE plpgsql AS $$

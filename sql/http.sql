@@ -9,6 +9,9 @@ CREATE TABLE pageperfect.http_requests (
     headers               jsonb NOT NULL DEFAULT '{}',
     body                  bytea,
     timeout_milliseconds  int NOT NULL CHECK (timeout_milliseconds > 0),
+    -- Attempts before a transport failure, 408, 429 or 5xx is the final answer: 1 (pg_net's way:
+    -- every answer, a 500 too, is the response) unless the caller asked for retries.
+    max_attempts          int NOT NULL DEFAULT 1 CHECK (max_attempts BETWEEN 1 AND 10),
     status                text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'in_flight', 'done', 'failed')),
     attempts              int NOT NULL DEFAULT 0,
     next_attempt_at       timestamptz NOT NULL DEFAULT now(),
@@ -39,4 +42,6 @@ CREATE INDEX http_responses_created_idx ON pageperfect.http_responses (created);
 ALTER TABLE pageperfect.http_requests ENABLE ROW LEVEL SECURITY;
 CREATE POLICY http_requests_owner ON pageperfect.http_requests USING (owner = CURRENT_USER);
 SELECT pageperfect.scope_rows_to_parent(ARRAY['http_responses'], 'http_requests', 'id');
-GRANT SELECT ON pageperfect.http_requests TO pageperfect_user;
+-- pg_net lets every role send requests and read its own: so do these tables (row-level
+-- security shows a role only its own requests and their responses).
+GRANT SELECT ON pageperfect.http_requests, pageperfect.http_responses TO PUBLIC;

@@ -222,6 +222,11 @@ impl HttpClient {
         let client = reqwest::Client::builder()
             .user_agent(config.user_agent)
             .redirect(reqwest::redirect::Policy::none())
+            // Servers send malformed header lines (a space in a name, a stray line); as libcurl
+            // does, such a response is still the response (the bad line is dropped), not an error.
+            .http1_ignore_invalid_headers_in_responses(true)
+            .http1_allow_spaces_after_header_name_in_responses(true)
+            .http1_allow_obsolete_multiline_headers_in_responses(true)
             // A proxy would look names up itself, out of the guard's sight.
             .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver { policy }))

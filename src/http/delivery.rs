@@ -1,10 +1,11 @@
 //! Delivery of the durable requests that `http_get`, `http_post` and `http_delete` queue: a
 //! pipeline worker claims due requests (`in_flight`, with its backend recorded), sends them on
 //! its tokio runtime with no transaction open, and records each outcome in its own
-//! transaction: the response (`done`), a retry with backoff (`pending` again) on timeouts,
-//! resets, 408, 429 (not before its Retry-After) and 5xx, or, after the last attempt, the final
-//! failure with its reason (`failed`). A request is only marked done together with its stored
-//! response, so a crash loses none and never resends one that has its response.
+//! transaction: the response (`done`, whatever its status), or a transport failure with
+//! pg_net's (libcurl's) words for it (`failed`). A request that may take more than one attempt
+//! (`max_attempts`) is retried with backoff on timeouts, resets, 408, 429 (not before its
+//! Retry-After) and 5xx until its last attempt. A request is only marked done together with its
+//! stored response, so a crash loses none and never resends one that has its response.
 
 use super::client::{HttpClient, HttpConfig, HttpError, Method, Request, Response};
 use crate::backoff;
@@ -14,8 +15,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
-/// Attempts of one request before its failure is final.
-pub const MAX_ATTEMPTS: i32 = 5;
 /// Wait before the second attempt; it doubles for each further one (1, 2, 4, 8 s, with jitter).
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Largest response body kept.
@@ -33,6 +32,8 @@ pub struct Claimed {
     body: Option<String>,
     timeout_milliseconds: u64,
     pub attempts: i32,
+    /// Attempts before the outcome is final (1: the first is).
+    pub max_attempts: i32,
     /// Sent through the SSRF guard (see `queue_http_request`).
     guarded: bool,
 }
@@ -42,6 +43,7 @@ pub struct Claimed {
 pub struct Delivered {
     pub id: i64,
     pub attempt: i32,
+    pub max_attempts: i32,
     pub result: Result<Response, HttpError>,
 }
 
@@ -56,26 +58,59 @@ pub enum Verdict {
     GaveUp(String),
 }
 
-/// The verdict on `attempt` (1 for the first) of a request: a response is its answer unless
-/// its status asks for a retry (408, 429, 5xx); network failures are retried; either becomes
-/// final after [`MAX_ATTEMPTS`]. `jitter` is a number in [0, 1).
-pub fn judge(result: &Result<Response, HttpError>, attempt: i32, jitter: f64) -> Verdict {
-    let (reason, retry_after) = match result {
-        Ok(response) if !matches!(response.status, 408 | 429 | 500..=599) => return Verdict::Answered,
-        Ok(response) => (format!("HTTP {}", response.status), response.retry_after),
-        Err(error) if error.is_retryable() => (error.to_string(), error.retry_after()),
-        Err(error) => return Verdict::GaveUp(error.to_string()),
+/// The verdict on `attempt` (1 for the first) of a request that may take `max_attempts`: a
+/// response is its answer, and so is a 408, 429 or 5xx on the last attempt; before that those
+/// and network failures are retried. A failure on the last attempt is final, in libcurl's words
+/// (see [`curl_message`]). `jitter` is a number in [0, 1).
+pub fn judge(result: &Result<Response, HttpError>, attempt: i32, max_attempts: i32, jitter: f64) -> Verdict {
+    let last = attempt >= max_attempts;
+    let retry_after = match result {
+        Ok(response) if last || !matches!(response.status, 408 | 429 | 500..=599) => return Verdict::Answered,
+        Ok(response) => response.retry_after,
+        Err(error) if !last && error.is_retryable() => error.retry_after(),
+        Err(error) if attempt > 1 => return Verdict::GaveUp(format!("{} (gave up after {attempt} attempts)", curl_message(error))),
+        Err(error) => return Verdict::GaveUp(curl_message(error)),
     };
-    if attempt >= MAX_ATTEMPTS {
-        return Verdict::GaveUp(format!("{reason} (gave up after {attempt} attempts)"));
-    }
     Verdict::Retry(backoff::stage_retry_delay(FIRST_RETRY_DELAY, attempt, retry_after, jitter))
+}
+
+/// A failure as pg_net stores it (libcurl's messages, and pg_net's own for a timeout), so that
+/// code written against pg_net's `error_msg` reads ours alike. Failures libcurl has no words for
+/// (the SSRF guard, the size cap) keep pageperfect's.
+pub fn curl_message(error: &HttpError) -> String {
+    match error {
+        HttpError::Timeout(limit) => {
+            let ms = limit.as_secs_f64() * 1000.0;
+            format!(
+                "Timeout of {} ms reached. Total time: {ms:.6} ms (DNS time: 0.000000 ms, TCP/SSL handshake time: 0.000000 ms, HTTP Request/Response time: {ms:.6} ms)",
+                limit.as_millis()
+            )
+        }
+        HttpError::Dns(_) => "Couldn't resolve host name".into(),
+        HttpError::TooManyRedirects(_) => "Number of redirects hit maximum amount".into(),
+        HttpError::InvalidUrl(url) if url.contains("only http and https") => "Unsupported protocol".into(),
+        HttpError::Connect(cause) => {
+            let cause = cause.to_ascii_lowercase();
+            if cause.contains("connection refused") || cause.contains("error trying to connect") {
+                "Couldn't connect to server".into()
+            } else if cause.contains("closed before message completed") || cause.contains("incomplete message") {
+                "Server returned nothing (no headers, no data)".into()
+            } else if cause.contains("invalid") || cause.contains("parse") {
+                "Weird server reply".into()
+            } else if cause.contains("reset") {
+                "Recv failure: Connection reset by peer".into()
+            } else {
+                "Failure when receiving data from the peer".into()
+            }
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The clients a worker's requests share (a connection pool each): superusers' requests (and
 /// everyone's when `http_allow_private` is on) may reach loopback and private addresses, as
-/// with pg_net; the others go through the SSRF guard. Redirects are returned as responses, as
-/// libcurl does by default.
+/// with pg_net; the others go through the SSRF guard. Redirects are followed (up to libcurl's
+/// 30), as pg_net has libcurl do.
 #[derive(Clone)]
 pub struct Clients {
     open: HttpClient,
@@ -84,7 +119,7 @@ pub struct Clients {
 
 impl Clients {
     pub fn new() -> Result<Clients, HttpError> {
-        let config = |allow_private| HttpConfig { max_bytes: MAX_RESPONSE_BYTES, max_redirects: 0, allow_private, ..HttpConfig::default() };
+        let config = |allow_private| HttpConfig { max_bytes: MAX_RESPONSE_BYTES, max_redirects: 30, allow_private, ..HttpConfig::default() };
         Ok(Clients { open: HttpClient::new(config(true))?, guarded: HttpClient::new(config(false))? })
     }
 
@@ -103,10 +138,11 @@ impl Claimed {
 
     pub fn request(&self) -> Result<Request, HttpError> {
         let mut url = url::Url::parse(&self.url).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", self.url)))?;
-        if !self.params.is_empty() {
+        let params: Vec<(&String, String)> = self.params.iter().filter_map(|(name, value)| Some((name, as_text(value)?))).collect();
+        if !params.is_empty() {
             let mut query = url.query_pairs_mut();
-            for (name, value) in &self.params {
-                query.append_pair(name, value.as_str().unwrap_or_default());
+            for (name, value) in params {
+                query.append_pair(name, &value);
             }
         }
         let method = match self.method.as_str() {
@@ -117,9 +153,21 @@ impl Claimed {
         let body = self.body.as_deref().map(decode_bytea_hex).transpose()?;
         let mut request = Request { method, body, timeout: Some(self.timeout()), ..Request::get(url.to_string()) };
         for (name, value) in &self.headers {
-            request = request.header(name.as_str(), value.as_str().unwrap_or_default());
+            if let Some(value) = as_text(value) {
+                request = request.header(name.as_str(), &value);
+            }
         }
         Ok(request)
+    }
+}
+
+/// A param or header value as pg_net sends it (`jsonb_each_text`): strings as they are, other
+/// values as their JSON text, nulls not at all.
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
     }
 }
 
@@ -171,7 +219,8 @@ pub fn claim(limit: usize) -> Result<(Vec<Claimed>, Option<f64>), String> {
                     SET status = 'in_flight', attempts = r.attempts + 1, claimed_pid = pg_backend_pid(),
                         claimed_backend_start = (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())
                    FROM due WHERE r.id = due.id
-                 RETURNING r.id, r.method, r.url, r.params, r.headers, r.body, r.timeout_milliseconds, r.attempts, r.guarded
+                 RETURNING r.id, r.method, r.url, r.params, r.headers, r.body, r.timeout_milliseconds, r.attempts, r.guarded,
+                           r.max_attempts
              )
              SELECT jsonb_build_object(
                  'requests', (SELECT coalesce(jsonb_agg(c ORDER BY c.id), '[]') FROM claimed c),
@@ -215,8 +264,9 @@ impl Outcomes {
         self.headers.push(response.map(|r| {
             pgrx::JsonB(Value::Object(r.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()))
         }));
-        // Postgres text cannot hold NUL; a binary body is otherwise kept as text, as pg_net keeps it.
-        self.content.push(response.map(|r| r.text().replace('\0', "")));
+        // Postgres text cannot hold NUL; a binary body is otherwise kept as text, as pg_net keeps
+        // it, and an empty one is NULL, as there.
+        self.content.push(response.filter(|r| !r.body.is_empty()).map(|r| r.text().replace('\0', "")));
         self.timed_out.push(matches!(delivered.result, Err(HttpError::Timeout(_))));
         self.error_msg.push(error);
         self.attempts.push(delivered.attempt);
@@ -271,7 +321,7 @@ pub fn record(batch: Vec<Delivered>) {
     let judged: Vec<(Delivered, Verdict)> = batch
         .into_iter()
         .map(|delivered| {
-            let verdict = judge(&delivered.result, delivered.attempt, fastrand::f64());
+            let verdict = judge(&delivered.result, delivered.attempt, delivered.max_attempts, fastrand::f64());
             (delivered, verdict)
         })
         .collect();
@@ -286,7 +336,7 @@ pub fn record(batch: Vec<Delivered>) {
         single.push(delivered, verdict);
         let Err(error) = single.store() else { continue };
         let mut failure = Outcomes::default();
-        let unstored = Delivered { id: delivered.id, attempt: delivered.attempt, result: Err(HttpError::Other(String::new())) };
+        let unstored = Delivered { result: Err(HttpError::Other(String::new())), ..*delivered };
         failure.push(&unstored, &Verdict::GaveUp(format!("the response could not be stored: {error}")));
         if let Err(error) = failure.store() {
             warning!("pageperfect pipeline: could not record HTTP request {}: {error}", delivered.id);
@@ -311,42 +361,51 @@ mod tests {
     }
 
     #[test]
-    fn a_response_is_the_answer_unless_its_status_asks_for_a_retry() {
-        for status in [200, 201, 204, 301, 400, 404, 422] {
-            assert_eq!(judge(&response(status, None), 1, 0.0), Verdict::Answered, "{status}");
+    fn with_one_attempt_every_answer_is_the_response_and_failures_are_said_as_libcurl_says_them() {
+        for status in [200, 201, 204, 301, 400, 404, 422, 429, 500, 503] {
+            assert_eq!(judge(&response(status, None), 1, 1, 0.0), Verdict::Answered, "{status}");
         }
-        assert_eq!(judge(&response(500, None), 1, 0.0), Verdict::Retry(Duration::from_secs(1)));
-        assert_eq!(judge(&response(503, None), 3, 0.0), Verdict::Retry(Duration::from_secs(4)));
-        assert_eq!(judge(&response(429, Some(7)), 1, 0.0), Verdict::Retry(Duration::from_secs(7)), "Retry-After is a floor");
-        assert_eq!(judge(&response(502, None), MAX_ATTEMPTS, 0.0), Verdict::GaveUp("HTTP 502 (gave up after 5 attempts)".into()));
+        let timeout = Err(HttpError::Timeout(Duration::from_millis(5000)));
+        let Verdict::GaveUp(message) = judge(&timeout, 1, 1, 0.0) else { panic!("a timeout is final") };
+        assert!(message.starts_with("Timeout of 5000 ms reached. Total time: 5000.000000 ms (DNS time: "), "{message}");
+        let refused = Err(HttpError::Connect("error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)".into()));
+        assert_eq!(judge(&refused, 1, 1, 0.0), Verdict::GaveUp("Couldn't connect to server".into()));
+        let nothing = Err(HttpError::Connect("error sending request: connection closed before message completed".into()));
+        assert_eq!(judge(&nothing, 1, 1, 0.0), Verdict::GaveUp("Server returned nothing (no headers, no data)".into()));
+        assert_eq!(judge(&Err(HttpError::Dns("x: no such host".into())), 1, 1, 0.0), Verdict::GaveUp("Couldn't resolve host name".into()));
+        assert_eq!(judge(&Err(HttpError::TooManyRedirects(30)), 1, 1, 0.0), Verdict::GaveUp("Number of redirects hit maximum amount".into()));
     }
 
     #[test]
-    fn timeouts_and_resets_are_retried_and_bad_requests_are_not() {
+    fn with_retries_408_429_5xx_and_network_failures_are_tried_again_until_the_last_attempt() {
+        assert_eq!(judge(&response(500, None), 1, 5, 0.0), Verdict::Retry(Duration::from_secs(1)));
+        assert_eq!(judge(&response(503, None), 3, 5, 0.0), Verdict::Retry(Duration::from_secs(4)));
+        assert_eq!(judge(&response(429, Some(7)), 1, 5, 0.0), Verdict::Retry(Duration::from_secs(7)), "Retry-After is a floor");
+        assert_eq!(judge(&response(502, None), 5, 5, 0.0), Verdict::Answered, "the last attempt's 502 is the answer");
+        assert_eq!(judge(&response(404, None), 1, 5, 0.0), Verdict::Answered);
         let timeout = Err(HttpError::Timeout(Duration::from_millis(500)));
-        assert_eq!(judge(&timeout, 2, 0.0), Verdict::Retry(Duration::from_secs(2)));
-        assert_eq!(
-            judge(&timeout, MAX_ATTEMPTS, 0.0),
-            Verdict::GaveUp("no complete response within 500ms (gave up after 5 attempts)".into())
-        );
-        assert!(matches!(judge(&Err(HttpError::Connect("reset".into())), 1, 0.5), Verdict::Retry(_)));
-        assert_eq!(judge(&Err(HttpError::InvalidUrl("x".into())), 1, 0.0), Verdict::GaveUp("invalid URL x".into()));
+        assert_eq!(judge(&timeout, 2, 5, 0.0), Verdict::Retry(Duration::from_secs(2)));
+        let Verdict::GaveUp(message) = judge(&timeout, 5, 5, 0.0) else { panic!("the last attempt is final") };
+        assert!(message.starts_with("Timeout of 500 ms reached") && message.ends_with("(gave up after 5 attempts)"), "{message}");
+        assert!(matches!(judge(&Err(HttpError::Connect("reset".into())), 1, 5, 0.5), Verdict::Retry(_)));
+        assert_eq!(judge(&Err(HttpError::InvalidUrl("x".into())), 1, 5, 0.0), Verdict::GaveUp("invalid URL x".into()));
     }
 
     #[test]
     fn the_request_carries_params_headers_body_and_timeout() {
         let claimed: Claimed = serde_json::from_value(json!({
             "id": 1, "method": "POST", "url": "https://example.com/hook?a=1",
-            "params": {"b": "two words"}, "headers": {"Content-Type": "application/json", "X-Key": "k"},
-            "body": "\\x7b7d", "timeout_milliseconds": 2500, "attempts": 1, "guarded": true
+            "params": {"b": "two words", "n": 3, "gone": null}, "headers": {"Content-Type": "application/json", "X-Key": "k", "X-N": 1},
+            "body": "\\x7b7d", "timeout_milliseconds": 2500, "attempts": 1, "guarded": true, "max_attempts": 1
         }))
         .unwrap();
         let request = claimed.request().unwrap();
         assert_eq!(request.method, Method::Post);
-        assert_eq!(request.url, "https://example.com/hook?a=1&b=two+words");
+        assert_eq!(request.url, "https://example.com/hook?a=1&b=two+words&n=3");
         assert_eq!(request.body.as_deref(), Some(&b"{}"[..]));
         assert_eq!(request.timeout, Some(Duration::from_millis(2500)));
         assert!(request.headers.contains(&("X-Key".to_string(), "k".to_string())));
+        assert!(request.headers.contains(&("X-N".to_string(), "1".to_string())));
         assert!(decode_bytea_hex("\\x7").is_err());
     }
 }

@@ -317,7 +317,8 @@ impl Processor {
                 let due_in = next_due_in.map_or(CLAIM_POLL, |s| Duration::from_secs_f64(s.clamp(0.0, 1.0)));
                 self.next_http_claim = Instant::now() + due_in.min(CLAIM_POLL);
                 for request in claimed {
-                    let (id, attempt, client, finished_tx) = (request.id, request.attempts, self.http.for_request(&request), self.finished_tx.clone());
+                    let (id, attempt, max_attempts) = (request.id, request.attempts, request.max_attempts);
+                    let (client, finished_tx) = (self.http.for_request(&request), self.finished_tx.clone());
                     self.http_in_flight += 1;
                     // The client's own timeout ends the request first; the bound is for a
                     // request that hangs anyway, or panics: its slot and row must come back.
@@ -334,7 +335,7 @@ impl Processor {
                             Err(Cut::TimedOut) => Err(HttpError::Timeout(limit)),
                             Err(Cut::Panicked(message)) => Err(HttpError::Other(format!("sending the request panicked: {message}"))),
                         };
-                        let _ = finished_tx.send(Done::Http(Delivered { id, attempt, result }));
+                        let _ = finished_tx.send(Done::Http(Delivered { id, attempt, max_attempts, result }));
                     });
                 }
             }

@@ -1,5 +1,7 @@
 //! Durable HTTP from SQL, pg_net's way: `net.http_post(url := …, headers := …, body := …)` sends
-//! only after commit and exactly once, runs unchanged from a cron job, and a burst of 2,000
+//! only after commit and exactly once, runs unchanged from a cron job, and what a misbehaving
+//! server does (500, too slow, refused, hung up, redirected, malformed headers) is recorded as
+//! pg_net records it, for any role. With retries asked for (`max_attempts`), a burst of 2,000
 //! requests against a loopback server that answers 500, 429 and too slowly ends with every
 //! request answered or failed with its reason — also through kill -9 of the workers and an
 //! immediate stop of the cluster. Roles' requests pass the SSRF guard, and one owner's burst
@@ -75,6 +77,90 @@ fn pg_net_calls_send_only_after_commit_exactly_once_and_from_cron_unchanged() {
     assert!(seen.lock().unwrap().iter().filter(|r| r.path == "/hooks/cron").all(|r| r.method == "POST" && r.headers.get("x-token").is_some()));
 }
 
+/// A port on loopback where nothing listens.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server that reads each request and hangs up without a word.
+fn hang_up_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buffer = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buffer);
+        }
+    });
+    format!("http://127.0.0.1:{port}/pathological")
+}
+
+#[test]
+fn a_misbehaving_server_is_recorded_as_pg_net_records_it_for_any_role() {
+    let (site, seen) = server(|path, _| match path {
+        "/status500" => Route::status(500, "text/plain", "oops"),
+        "/slow" => Route::status(200, "text/plain", "late").delayed(Duration::from_secs(3)),
+        "/redirect_me" => Route::redirect("/to_here"),
+        "/to_here" => Route::status(200, "text/plain", "I got redirected\n"),
+        "/malformed" => Route::status(200, "text/plain", "still an answer")
+            .with_header("MissingValue", "")
+            .with_header("Spaces In Header Name", "This header name contains spaces"),
+        _ => Route::status(200, "text/plain", "Hello world\n"),
+    });
+    // Loopback is private: allowed here for the role's requests, as a test server needs.
+    let (cluster, mut admin) = Cluster::with_extension("http_pg_net", &["pageperfect.http_allow_private = on"]);
+    // Any role may use net, as with pg_net (this one is not in pageperfect_user).
+    admin.batch_execute("CREATE ROLE carol LOGIN").unwrap();
+    let mut carol = cluster.connect_to("postgres", "carol");
+    let mut get = |client: &mut Client, url: &str, timeout_ms: i32| -> i64 {
+        client.query_one("SELECT net.http_get($1, timeout_milliseconds := $2)", &[&url, &timeout_ms]).unwrap().get(0)
+    };
+    let refused_url = format!("http://127.0.0.1:{}/", closed_port());
+    let hang_up_url = hang_up_server();
+    let ids = [
+        get(&mut carol, &site.url("/status500"), 5000),
+        get(&mut carol, &site.url("/slow"), 1000),
+        get(&mut carol, &refused_url, 5000),
+        get(&mut carol, &hang_up_url, 5000),
+        get(&mut carol, &site.url("/redirect_me"), 5000),
+        get(&mut carol, &site.url("/malformed"), 5000),
+    ];
+    // pg_net's collect, waiting for each (async := false).
+    let collect = |client: &mut Client, id: i64| -> (String, String, Option<i32>, Option<String>) {
+        let row = client
+            .query_one(
+                "SELECT status::text, message, (response).status_code, (response).body FROM net._http_collect_response($1, async := false)",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2), row.get(3))
+    };
+    let results: Vec<_> = ids.iter().map(|id| collect(&mut carol, *id)).collect();
+    // A 500 is a response, sent once.
+    assert_eq!(results[0], ("SUCCESS".into(), "ok".into(), Some(500), Some("oops".into())));
+    assert_eq!(seen.lock().unwrap().iter().filter(|r| r.path == "/status500").count(), 1);
+    // Transport failures are recorded at once (no retries), in pg_net's words.
+    assert_eq!(results[1].0, "ERROR");
+    assert!(results[1].1.starts_with("Timeout of 1000 ms reached. Total time: "), "{}", results[1].1);
+    assert_eq!((results[2].0.as_str(), results[2].1.as_str()), ("ERROR", "Couldn't connect to server"));
+    assert_eq!((results[3].0.as_str(), results[3].1.as_str()), ("ERROR", "Server returned nothing (no headers, no data)"));
+    // Redirects are followed; malformed header lines do not fail the response.
+    assert_eq!(results[4], ("SUCCESS".into(), "ok".into(), Some(200), Some("I got redirected\n".into())));
+    assert_eq!((results[5].0.as_str(), results[5].2), ("SUCCESS", Some(200)));
+    let flags: Vec<(bool, i32)> = carol
+        .query("SELECT r.timed_out, q.attempts FROM net._http_response r JOIN pageperfect.http_requests q USING (id) ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(flags, vec![(false, 1), (true, 1), (false, 1), (false, 1), (false, 1), (false, 1)]);
+    // carol sees her own requests only; another role's are not hers to collect.
+    let other = get(&mut admin, &site.url("/admins"), 5000);
+    assert_eq!(collect(&mut admin, other).0, "SUCCESS");
+    assert_eq!(count(&mut carol, "SELECT count(*) FROM net._http_response"), 6);
+    assert_eq!(collect(&mut carol, other).1, "request matching request_id not found");
+}
+
 /// Under `/flaky/`, paths whose number ends in 1 fail once with 500, in 2 once with 429
 /// (Retry-After: 1), and every 50th (3, 53, …) answers only after 4 s, past the requests'
 /// `BURST_TIMEOUT_MS`. Every other path is answered at once.
@@ -98,7 +184,7 @@ const BURST_TIMEOUT_MS: i32 = 1500;
 fn burst(client: &mut Client, site: &Site, prefix: &str, n: i64, timeout_ms: i32) {
     client
         .execute(
-            "SELECT net.http_get($1 || i, timeout_milliseconds := $3) FROM generate_series(1, $2::int) i",
+            "SELECT pageperfect.http_get($1 || i, timeout_milliseconds := $3, max_attempts := 5) FROM generate_series(1, $2::int) i",
             &[&site.url(prefix), &(n as i32), &timeout_ms],
         )
         .unwrap();
