@@ -28,7 +28,6 @@ INSERT INTO pageperfect.parameters (name, value, description) VALUES
     ('events_retention_days',      '30',    'cleanup deletes job_events older than this'),
     ('logs_retention_days',        '14',    'cleanup deletes sweeper/cleanup logs, health checks and resolved alerts older than this'),
     ('metrics_retention_days',     '30',    'cleanup deletes metrics_data older than this'),
-    ('http_response_ttl_seconds',  '21600', 'cleanup deletes http_responses older than this (pg_net default: 6 hours)'),
     ('priority_aging_seconds',     '300',   'a waiting message or pipeline stage below the top priority of its queue or stage gains 1 per this many seconds'),
     ('max_missed_runs',            '60',    'cron jobs with missed = all run at most this many missed ticks (the latest) after a downtime'),
     ('cleanup_interval_seconds',   '60',    'how often pipeline worker 1 applies the retention settings (in batches)'),

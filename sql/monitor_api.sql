@@ -294,7 +294,7 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- Deletes what outlived its retention (parameters *_retention_days, run_details_per_job,
--- http_response_ttl_seconds) in every table that grows, and logs per table what it deleted.
+-- pg_net.ttl) in every table that grows, and logs per table what it deleted.
 -- Pipeline worker 1 calls it every minute with max_rows_per_table (short transactions; only
 -- tables where something went are logged); the nightly cron job calls it without a limit.
 CREATE FUNCTION pageperfect.trigger_cleanup(max_rows_per_table int DEFAULT NULL)
@@ -314,7 +314,9 @@ BEGIN
     END IF;
     FOR target IN
         SELECT t.table_name, t.time_column, t.extra_condition,
-               CASE WHEN t.parameter LIKE '%seconds' THEN pg_catalog.make_interval(secs => p.value::float8)
+               CASE WHEN t.parameter = 'pg_net.ttl'
+                    THEN coalesce(nullif(pg_catalog.current_setting('pg_net.ttl', true), ''), '6 hours')::interval
+                    WHEN t.parameter LIKE '%seconds' THEN pg_catalog.make_interval(secs => p.value::float8)
                     ELSE pg_catalog.make_interval(days => (p.value #>> '{}')::int) END AS retention
           FROM (VALUES ('job_run_details',   'end_time',    'status IN (''succeeded'', ''failed'', ''skipped'')', 'run_details_retention_days'),
                        -- Finished workflows, with their stages, payloads, events and dead letters.
@@ -334,11 +336,13 @@ BEGIN
                        ('metrics_data',      'collected_at', 'true',                'metrics_retention_days'),
                        -- Hosts not crawled since: a crawl learns their Crawl-delay again.
                        ('host_politeness',   'next_start_at', 'true',               'logs_retention_days'),
-                       ('http_responses',    'created',     'true',                 'http_response_ttl_seconds'),
+                       -- pg_net's setting, as with pg_net.
+                       ('http_responses',    'created',     'true',                 'pg_net.ttl'),
                        -- The fetched HTML of pages not crawled since (their fragments stay).
                        ('pages',             'fetched_at',  'html IS NOT NULL',     'page_html_retention_days'))
                AS t (table_name, time_column, extra_condition, parameter)
-          JOIN pageperfect.parameters p ON p.name = t.parameter
+          LEFT JOIN pageperfect.parameters p ON p.name = t.parameter
+         WHERE p.name IS NOT NULL OR t.parameter = 'pg_net.ttl'
     LOOP
         IF target.table_name = 'http_responses' THEN
             -- The request goes with its response (ON DELETE CASCADE), as pg_net forgets both.

@@ -79,6 +79,11 @@ pub static MAX_FRAGMENTS_PER_PAGE: GucSetting<i32> = GucSetting::<i32>::new(2000
 pub static HTTP_MAX_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
 pub static LAUNCH_ACTIVE_JOBS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static RUN_LOG: GucSetting<RunLog> = GucSetting::<RunLog>::new(RunLog::All);
+/// pg_net's settings, defined here when pg_net itself is not preloaded (see `define_pg_net_gucs`).
+pub static PG_NET_TTL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"6 hours"));
+pub static PG_NET_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(200);
+pub static PG_NET_USERNAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static PG_NET_DATABASE_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub static LOG_STATEMENT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ENABLE_SUPERUSER_JOBS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static CRAWL_ALLOW_PRIVATE: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -126,6 +131,35 @@ impl Scope {
 type StringGuc = (&'static CStr, &'static CStr, &'static GucSetting<Option<CString>>, Scope);
 type IntGuc = (&'static CStr, &'static CStr, &'static GucSetting<i32>, i32, i32, Scope);
 
+/// pg_net 0.20's settings, so that a configuration written for pg_net keeps working: `ttl` is how
+/// long responses are kept (cleanup deletes older ones), `batch_size` how many requests a
+/// pipeline worker takes at once. `username` and `database_name` are accepted and shown, but the
+/// requests live in pageperfect's database and its workers send them (docs/compat.md). Only
+/// when pg_net is not preloaded: then the names are pg_net's own.
+fn define_pg_net_gucs() {
+    let preloads_pg_net = unsafe {
+        let libraries = pg_sys::GetConfigOption(c"shared_preload_libraries".as_ptr(), true, false);
+        !libraries.is_null()
+            && CStr::from_ptr(libraries).to_string_lossy().split(',').any(|library| library.trim().trim_matches('"') == "pg_net")
+    };
+    if preloads_pg_net {
+        return;
+    }
+    GucRegistry::define_string_guc(c"pg_net.ttl", c"time to live for request/response rows", c"should be a valid interval type", &PG_NET_TTL, GucContext::Sighup, GucFlags::default());
+    GucRegistry::define_int_guc(
+        c"pg_net.batch_size",
+        c"number of requests executed in one iteration of the background worker",
+        c"",
+        &PG_NET_BATCH_SIZE,
+        0,
+        32767,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(c"pg_net.username", c"Connection user for the worker", c"", &PG_NET_USERNAME, GucContext::SuBackend, GucFlags::default());
+    GucRegistry::define_string_guc(c"pg_net.database_name", c"Database where the worker will connect to", c"", &PG_NET_DATABASE_NAME, GucContext::SuBackend, GucFlags::default());
+}
+
 /// Registers the settings. Called from `_PG_init` in the postmaster (`preloading`) and in any
 /// backend that loads the library later. Postgres forbids defining restart-only settings after
 /// startup, and they mean nothing without the preloaded workers, so a late load leaves them as
@@ -133,6 +167,7 @@ type IntGuc = (&'static CStr, &'static CStr, &'static GucSetting<i32>, i32, i32,
 pub fn define_gucs(preloading: bool) {
     use Scope::*;
     let wanted = |scope: Scope| preloading || !matches!(scope, Restart);
+    define_pg_net_gucs();
     let strings: [StringGuc; 13] = [
         (c"pageperfect.database_name", c"Database the pageperfect background workers attach to.", &DATABASE_NAME, Restart),
         (c"pageperfect.timezone", c"Time zone in which cron schedules are interpreted.", &TIMEZONE, Superuser),

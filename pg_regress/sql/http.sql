@@ -50,3 +50,7 @@ SELECT net.http_get('https://example.com/rolled-back') > 0 AS queued;
 ROLLBACK;
 SELECT count(*) AS requests FROM pageperfect.http_requests WHERE url LIKE '%rolled-back';
 DELETE FROM pageperfect.http_requests;
+
+-- pg_net's settings, with pg_net's defaults: how long responses are kept, how many requests a
+-- worker takes at once.
+SELECT name, setting, context FROM pg_settings WHERE name LIKE 'pg\_net.%' ORDER BY name;

@@ -185,6 +185,8 @@ fn decode_bytea_hex(text: &str) -> Result<Vec<u8>, HttpError> {
 /// `http_max_in_flight_per_owner` requests in flight across all workers, so that one role's
 /// burst cannot hold every delivery slot (the oldest 1,000 due requests are considered).
 pub fn claim(limit: usize) -> Result<(Vec<Claimed>, Option<f64>), String> {
+    // pg_net.batch_size: how many requests one claim takes at most.
+    let limit = limit.min(crate::config::PG_NET_BATCH_SIZE.get().max(0) as usize);
     #[derive(Deserialize)]
     struct Claim {
         requests: Vec<Claimed>,
