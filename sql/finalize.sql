@@ -53,7 +53,7 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.delete(text, bigint), pageperfect.delete(text, bigint[]),
     pageperfect.archive(text, bigint), pageperfect.archive(text, bigint[]), pageperfect.set_vt(text, bigint, int),
     pageperfect.purge_queue(text), pageperfect.drop_queue(text), pageperfect.metrics(text),
-    pageperfect.pause_queue(text), pageperfect.resume_queue(text),
+    pageperfect.pause_queue(text), pageperfect.resume_queue(text), pageperfect.set_dead_letter(text, int, text),
     pageperfect.metrics_all(), pageperfect.list_queues(), pageperfect.queue_must_allow(text, name),
     -- pgmq's schema (sql/pgmq.sql) over the same functions
     pageperfect.pgmq_seconds_until(timestamptz), pageperfect.pgmq_validate_queue_name(text),

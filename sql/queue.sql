@@ -10,7 +10,11 @@ CREATE TABLE pageperfect.queues (
     owner      name NOT NULL DEFAULT CURRENT_USER,
     created_at timestamptz NOT NULL DEFAULT now(),
     -- pause_queue(): reads return nothing until resume_queue(); sends are still accepted.
-    paused     boolean NOT NULL DEFAULT false
+    paused     boolean NOT NULL DEFAULT false,
+    -- set_dead_letter(): a message read this many times that comes round again is moved to
+    -- dead_letter_queue (or the archive) instead of being read again (pgmq#274's ask).
+    max_reads  int CHECK (max_reads >= 1),
+    dead_letter_queue text
 );
 
 -- Reads update vt and read_ct only, neither indexed, so with free space on the page they are

@@ -187,15 +187,30 @@ $$;
 -- (its generic plan is costed for a tenth of the queue and never chosen), which costs more
 -- than the read itself; for large reads that cost is shared by many messages.
 -- conditional (pgmq's): only messages that contain it (jsonb @>); '{}' or NULL: all.
+--
+-- A queue with max_reads (set_dead_letter) is read with the cursor whatever qty: a message read
+-- max_reads times that comes round again is moved to its dead letter queue (or the archive) as
+-- the cursor reaches it, and the read goes on to the next.
 CREATE FUNCTION pageperfect.read_for(p_caller name, queue_name text, vt int, qty int, conditional jsonb DEFAULT NULL)
 RETURNS SETOF pageperfect.message_record
 LANGUAGE plpgsql AS $$
 DECLARE
     visible pg_catalog.refcursor;
     next_id bigint;
+    next_read_ct int;
     taken int := 0;
+    paused boolean;
+    max_reads int;
+    dead_letter_queue pg_catalog.text;
 BEGIN
-    IF NOT pageperfect.queue_readable(queue_name, p_caller) THEN
+    -- One probe for the permission, the pause and the dead-letter option.
+    SELECT q.paused, q.max_reads, q.dead_letter_queue INTO paused, max_reads, dead_letter_queue
+      FROM pageperfect.queues q
+     WHERE q.queue_name OPERATOR(pg_catalog.=) read_for.queue_name AND pg_catalog.pg_has_role(p_caller, q.owner, 'USAGE');
+    IF NOT FOUND THEN
+        PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
+    END IF;
+    IF paused THEN
         RETURN;
     END IF;
     IF vt IS NULL OR vt OPERATOR(pg_catalog.<) 0 THEN
@@ -208,16 +223,20 @@ BEGIN
     IF conditional OPERATOR(pg_catalog.=) '{}'::pg_catalog.jsonb THEN
         conditional := NULL;
     END IF;
-    IF qty OPERATOR(pg_catalog.<=) 10 THEN
+    IF qty OPERATOR(pg_catalog.<=) 10 OR max_reads IS NOT NULL THEN
         OPEN visible FOR
-            SELECT m.msg_id FROM pageperfect.queue_messages m
+            SELECT m.msg_id, m.read_ct FROM pageperfect.queue_messages m
              WHERE m.queue_name OPERATOR(pg_catalog.=) read_for.queue_name AND m.vt OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
                AND (conditional IS NULL OR m.message OPERATOR(pg_catalog.@>) conditional)
              ORDER BY m.priority DESC, m.msg_id
                FOR UPDATE SKIP LOCKED;
         LOOP
-            FETCH visible INTO next_id;
+            FETCH visible INTO next_id, next_read_ct;
             EXIT WHEN NOT FOUND;
+            IF next_read_ct OPERATOR(pg_catalog.>=) max_reads THEN
+                PERFORM pageperfect.dead_letter_message(next_id, read_for.queue_name, dead_letter_queue);
+                CONTINUE;
+            END IF;
             RETURN QUERY
                 UPDATE pageperfect.queue_messages m
                    SET vt = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => read_for.vt),
@@ -248,6 +267,51 @@ BEGIN
             )
             SELECT * FROM updated ORDER BY msg_id;
     END IF;
+END
+$$;
+
+-- Moves a message that was read too often out of its queue: to p_dead_letter_queue (visible at
+-- once, with headers saying where it came from and how often it was read), or to the archive.
+CREATE FUNCTION pageperfect.dead_letter_message(p_msg_id bigint, p_queue text, p_dead_letter_queue text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    dead pageperfect.queue_messages;
+BEGIN
+    DELETE FROM pageperfect.queue_messages m WHERE m.msg_id = p_msg_id RETURNING m.* INTO dead;
+    IF p_dead_letter_queue IS NULL THEN
+        INSERT INTO pageperfect.queue_archive (msg_id, queue_name, read_ct, enqueued_at, vt, priority, message, last_read_at, headers)
+        VALUES (dead.msg_id, dead.queue_name, dead.read_ct, dead.enqueued_at, dead.vt, dead.priority, dead.message,
+                dead.last_read_at, dead.headers);
+    ELSE
+        PERFORM pageperfect.push_messages(p_dead_letter_queue, ARRAY[dead.message], 0, dead.priority,
+            ARRAY[coalesce(dead.headers, '{}') || pg_catalog.jsonb_build_object(
+                'x-dead-letter-from', p_queue, 'x-read-ct', dead.read_ct, 'x-original-msg-id', dead.msg_id)]);
+    END IF;
+END
+$$;
+
+-- set_dead_letter(): messages of the caller's queue read max_reads times go to
+-- dead_letter_queue (one of the caller's queues, not this one) or, when NULL, to the archive;
+-- max_reads NULL turns it off.
+CREATE FUNCTION pageperfect.set_dead_letter_for(p_caller name, queue_name text, max_reads int, dead_letter_queue text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pageperfect.queue_must_allow(queue_name, p_caller);
+    IF max_reads < 1 THEN
+        RAISE EXCEPTION 'max_reads must be at least 1 (got %)', max_reads USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF dead_letter_queue IS NOT NULL THEN
+        PERFORM pageperfect.queue_must_allow(dead_letter_queue, p_caller);
+        IF dead_letter_queue = queue_name THEN
+            RAISE EXCEPTION 'a queue cannot be its own dead letter queue' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    UPDATE pageperfect.queues q
+       SET max_reads = set_dead_letter_for.max_reads,
+           dead_letter_queue = CASE WHEN set_dead_letter_for.max_reads IS NULL THEN NULL ELSE set_dead_letter_for.dead_letter_queue END
+     WHERE q.queue_name = set_dead_letter_for.queue_name;
 END
 $$;
 

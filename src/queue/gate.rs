@@ -287,6 +287,19 @@ mod pageperfect {
         one_for_caller("SELECT pageperfect.set_queue_paused_for($1, $2, true)", vec![queue_name.into()])
     }
 
+    /// Dead letters after `max_reads` reads (pgmq has none: pgmq#274): a message of the queue
+    /// read that many times that comes round again goes to `dead_letter_queue` (one of the
+    /// caller's queues; its headers say where from) or, when NULL, to the archive, instead of
+    /// being read again. `max_reads` NULL turns it off.
+    #[pg_extern(volatile)]
+    fn set_dead_letter(queue_name: Option<&str>, max_reads: Option<i32>, dead_letter_queue: default!(Option<&str>, "NULL")) {
+        rows_for_caller(
+            "SELECT pageperfect.set_dead_letter_for($1, $2, $3, $4)",
+            vec![queue_name.into(), max_reads.into(), dead_letter_queue.into()],
+            |_| Ok(()),
+        );
+    }
+
     /// Resumes a paused queue; false when it was not paused.
     #[pg_extern(volatile)]
     fn resume_queue(queue_name: Option<&str>) -> Option<bool> {
