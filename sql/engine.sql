@@ -351,7 +351,8 @@ $$;
 
 -- Completes an attempt: 'completed' or 'job_completed', or 'stale' (nothing changed) when this
 -- backend no longer holds it.
-CREATE FUNCTION pageperfect.complete_stage(p_job uuid, p_stage text, p_attempt int, p_payload jsonb)
+CREATE FUNCTION pageperfect.complete_stage(p_job uuid, p_stage text, p_attempt int, p_payload jsonb,
+                                           p_input_hash text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -362,11 +363,15 @@ BEGIN
     END IF;
     UPDATE pageperfect.job_stages s
        SET status = 'completed', completed_at = pg_catalog.clock_timestamp(), claimed_pid = NULL,
-           claimed_backend_start = NULL, msg_id = NULL
+           claimed_backend_start = NULL, msg_id = NULL, input_hash = p_input_hash
      WHERE s.job_id = p_job AND s.stage = p_stage;
     INSERT INTO pageperfect.payloads AS p (job_id, stage, data) VALUES (p_job, p_stage, coalesce(p_payload, '{}'))
         ON CONFLICT (job_id, stage) DO UPDATE SET data = excluded.data, created_at = excluded.created_at;
     DELETE FROM pageperfect.queue_messages m WHERE m.msg_id = held.msg_id;
+    IF (p_payload ->> 'reused_from') IS NOT NULL AND p_input_hash IS NOT NULL THEN
+        PERFORM pageperfect.log_job_event(p_job, p_stage, 'reused',
+            'inputs unchanged since job ' || (p_payload ->> 'reused_from') || ': its result is kept');
+    END IF;
     PERFORM pageperfect.log_job_event(p_job, p_stage, 'completed', 'attempt ' || p_attempt || ' succeeded',
         pg_catalog.jsonb_build_object('attempt', p_attempt,
             'duration_ms', round(extract(epoch FROM pg_catalog.clock_timestamp() - held.started_at) * 1000)));

@@ -41,6 +41,9 @@ CREATE TABLE pageperfect.page_embeddings (
     embedding  real[] NOT NULL,
     provider   text NOT NULL,
     model      text NOT NULL,
+    -- The embedding_dimensions setting it was made with (0: the model's own): vectors are only
+    -- reused under the same provider, model and dimensions.
+    dimensions int NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT page_embeddings_page_position_uniq UNIQUE (page_id, position)
 );

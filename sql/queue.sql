@@ -111,6 +111,8 @@ CREATE TABLE pageperfect.jobs (
 CREATE INDEX jobs_status_owner_idx ON pageperfect.jobs (status, owner);
 CREATE INDEX jobs_page_idx ON pageperfect.jobs (page_id);
 CREATE INDEX jobs_unique_key_idx ON pageperfect.jobs (owner, unique_key) WHERE unique_key IS NOT NULL;
+-- A stage's earlier runs for the same page (owner and URL): reuse of unchanged results.
+CREATE INDEX jobs_owner_url_idx ON pageperfect.jobs (owner, url);
 
 CREATE TABLE pageperfect.job_stages (
     job_id                uuid NOT NULL REFERENCES pageperfect.jobs (id) ON DELETE CASCADE,

@@ -29,6 +29,17 @@ pub enum LlmProvider {
     OpenAi,
 }
 
+/// Which field of a chat completion request limits the answer's length: `max_tokens` (most
+/// servers; a server that refuses it is asked again with the other, once per worker), or
+/// `max_completion_tokens` (OpenAI's reasoning models, which also refuse a temperature).
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LlmTokenLimit {
+    #[name = c"max_tokens"]
+    MaxTokens,
+    #[name = c"max_completion_tokens"]
+    MaxCompletionTokens,
+}
+
 /// Which finished cron runs keep their `job_run_details` row (pg_cron's `cron.log_run`, with
 /// the middle ground its users ask for).
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -62,7 +73,10 @@ pub static EMBEDDING_URL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"https://api.openai.com/v1/embeddings"));
 pub static EMBEDDING_MODEL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"text-embedding-3-small"));
-pub static EMBEDDING_DIMENSIONS: GucSetting<i32> = GucSetting::<i32>::new(384);
+/// 0: the model's own (the `openai` provider sends no `dimensions`; `local` makes 384).
+pub static EMBEDDING_DIMENSIONS: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static EMBEDDING_BATCH_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(8192);
+pub static LLM_TOKEN_LIMIT: GucSetting<LlmTokenLimit> = GucSetting::<LlmTokenLimit>::new(LlmTokenLimit::MaxTokens);
 pub static LLM_PROVIDER: GucSetting<LlmProvider> = GucSetting::<LlmProvider>::new(LlmProvider::Local);
 pub static LLM_URL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"https://api.openai.com/v1/chat/completions"));
@@ -215,12 +229,13 @@ pub fn define_gucs(preloading: bool) {
         );
     }
 
-    let ints: [IntGuc; 12] = [
+    let ints: [IntGuc; 13] = [
         (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once (each needs a max_worker_processes slot).", &MAX_RUNNING_JOBS, 1, 1024, Restart),
         (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, 64, Restart),
         (c"pageperfect.http_concurrency", c"Most HTTP requests each pipeline worker has in flight.", &HTTP_CONCURRENCY, 1, 1024, Superuser),
         (c"pageperfect.queue_visibility_seconds", c"Default visibility timeout of a claimed message, in seconds.", &QUEUE_VISIBILITY_SECONDS, 1, 604_800, Superuser),
-        (c"pageperfect.embedding_dimensions", c"Dimensions of the embedding vectors.", &EMBEDDING_DIMENSIONS, 8, 8192, Superuser),
+        (c"pageperfect.embedding_dimensions", c"Dimensions of the embedding vectors; 0: the model's own (openai sends none; local makes 384).", &EMBEDDING_DIMENSIONS, 0, 8192, Superuser),
+        (c"pageperfect.embedding_batch_tokens", c"Most tokens (estimated as characters / 4) of texts in one embeddings request.", &EMBEDDING_BATCH_TOKENS, 256, 1_000_000, Superuser),
         (c"pageperfect.crawl_timeout_ms", c"Timeout of one page fetch, in milliseconds.", &CRAWL_TIMEOUT_MS, 100, 600_000, Superuser),
         (c"pageperfect.crawl_max_bytes", c"Largest page body the crawler reads, in bytes.", &CRAWL_MAX_BYTES, 1024, i32::MAX, Superuser),
         (c"pageperfect.max_command_bytes", c"Longest cron job command, in bytes.", &MAX_COMMAND_BYTES, 1024, 64 * 1024 * 1024, Superuser),
@@ -256,6 +271,14 @@ pub fn define_gucs(preloading: bool) {
         c"Drafting provider: local (structured outline) or openai (any OpenAI-compatible server).",
         c"",
         &LLM_PROVIDER,
+        Superuser.context(),
+        Superuser.flags(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pageperfect.llm_token_limit",
+        c"Field that limits a draft's length: max_tokens, or max_completion_tokens (reasoning models).",
+        c"",
+        &LLM_TOKEN_LIMIT,
         Superuser.context(),
         Superuser.flags(),
     );

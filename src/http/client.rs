@@ -341,14 +341,19 @@ impl HttpClient {
         url: Url,
         started: Instant,
     ) -> Result<Response, HttpError> {
-        let header = |name| {
+        let header = |name: &str| {
             response
                 .headers()
                 .get(name)
                 .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         };
-        let content_type = header(CONTENT_TYPE);
-        let retry_after = header(RETRY_AFTER).and_then(|value| parse_retry_after(&value, SystemTime::now()));
+        let content_type = header(CONTENT_TYPE.as_str());
+        // OpenAI's `retry-after-ms` is the more precise of the two when both come.
+        let retry_after = header("retry-after-ms")
+            .and_then(|ms| ms.trim().parse::<f64>().ok())
+            .filter(|ms| ms.is_finite() && *ms >= 0.0)
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0).min(MAX_RETRY_AFTER))
+            .or_else(|| header(RETRY_AFTER.as_str()).and_then(|value| parse_retry_after(&value, SystemTime::now())));
         let headers = response
             .headers()
             .iter()

@@ -80,17 +80,23 @@ pub fn user_prompt(request: &DraftRequest) -> String {
     prompt
 }
 
-/// The `/v1/chat/completions` request body.
-pub fn chat_request(model: &str, request: &DraftRequest) -> Value {
-    json!({
+/// The `/v1/chat/completions` request body: the length limit as `max_tokens` with a temperature,
+/// or, for servers that refuse those (reasoning models), as `max_completion_tokens` alone.
+pub fn chat_request(model: &str, request: &DraftRequest, completion_tokens: bool) -> Value {
+    let mut body = json!({
         "model": model,
         "messages": [
             { "role": "system", "content": SYSTEM_PROMPT },
             { "role": "user", "content": user_prompt(request) },
         ],
-        "temperature": 0.4,
-        "max_tokens": MAX_TOKENS,
-    })
+    });
+    if completion_tokens {
+        body["max_completion_tokens"] = json!(MAX_TOKENS);
+    } else {
+        body["temperature"] = json!(0.4);
+        body["max_tokens"] = json!(MAX_TOKENS);
+    }
+    body
 }
 
 /// The draft in a chat completion; an answer without text is an error (to be retried).
@@ -156,11 +162,14 @@ mod tests {
 
     #[test]
     fn the_request_names_the_model_and_sends_system_and_user_messages() {
-        let body = chat_request("gpt-test", &request());
+        let body = chat_request("gpt-test", &request(), false);
         assert_eq!(body["model"], "gpt-test");
         assert_eq!(body["messages"][0]["role"], "system");
         assert_eq!(body["messages"][1]["content"], user_prompt(&request()));
-        assert_eq!(body["max_tokens"], MAX_TOKENS);
+        assert_eq!((body["max_tokens"].as_u64(), body["temperature"].as_f64()), (Some(u64::from(MAX_TOKENS)), Some(0.4)));
+        let reasoning = chat_request("o3-mini", &request(), true);
+        assert_eq!(reasoning["max_completion_tokens"], MAX_TOKENS);
+        assert!(reasoning.get("max_tokens").is_none() && reasoning.get("temperature").is_none());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Turns texts into vectors with the configured provider: `local` (the built-in hashed n-gram
 //! embedder, no network) or `openai` (any OpenAI-compatible `/v1/embeddings`: batched by count
-//! and size, the model and dimensions settings, the API key, failures classified for retry).
+//! and by a token budget, the model, `dimensions` sent only when set (vLLM, TEI and Ollama refuse
+//! or ignore it for most models, which then answer with their own), the API key, rate limits and
+//! server errors retried within the call). Vectors are cached and reused by provider, model and
+//! dimensions setting, so a change of any of them never mixes old vectors with new.
 
 use super::{embed_local, openai};
 use crate::config::{self, EmbeddingProvider};
@@ -9,16 +12,26 @@ use pgrx::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
+use std::time::Instant;
 
-/// Most texts in one embeddings request, and most characters (a rough stand-in for tokens).
+/// Most texts in one embeddings request (OpenAI's own limit is 2,048; TEI's default 32 is raised
+/// by its operators as a rule).
 const BATCH_TEXTS: usize = 96;
-const BATCH_CHARS: usize = 120_000;
+/// The local embedder's dimensions when `embedding_dimensions` is 0.
+const LOCAL_DIMENSIONS: usize = 384;
 
 /// The provider settings, read on the worker's main thread and carried to the runtime.
 #[derive(Clone, Debug)]
 pub enum Embedder {
     Local { dimensions: usize },
-    OpenAi { url: String, model: String, dimensions: usize, api_key: Option<String> },
+    /// `dimensions` None: the model's own.
+    OpenAi { url: String, model: String, dimensions: Option<usize>, api_key: Option<String>, batch_tokens: usize },
+}
+
+/// Tokens of `text` as a model server counts them, estimated: about four characters each (plus
+/// one, so that many tiny texts still count).
+fn estimated_tokens(text: &str) -> usize {
+    text.len() / 4 + 1
 }
 
 #[derive(Deserialize)]
@@ -32,16 +45,18 @@ struct EmbeddingItem {
     embedding: Vec<f32>,
 }
 
-/// Splits texts into request-sized batches (by count and total size), keeping their order.
-fn batches(texts: &[String]) -> Vec<&[String]> {
+/// Splits texts into request-sized batches (at most `BATCH_TEXTS` texts and `budget` estimated
+/// tokens; a text over the budget goes alone), keeping their order.
+fn batches(texts: &[String], budget: usize) -> Vec<&[String]> {
     let mut result = Vec::new();
-    let (mut start, mut chars) = (0, 0);
+    let (mut start, mut tokens) = (0, 0);
     for (i, text) in texts.iter().enumerate() {
-        if i > start && (i - start >= BATCH_TEXTS || chars + text.len() > BATCH_CHARS) {
+        let cost = estimated_tokens(text);
+        if i > start && (i - start >= BATCH_TEXTS || tokens + cost > budget) {
             result.push(&texts[start..i]);
-            (start, chars) = (i, 0);
+            (start, tokens) = (i, 0);
         }
-        chars += text.len();
+        tokens += cost;
     }
     if start < texts.len() {
         result.push(&texts[start..]);
@@ -51,14 +66,15 @@ fn batches(texts: &[String]) -> Vec<&[String]> {
 
 impl Embedder {
     pub fn from_settings() -> Embedder {
-        let dimensions = config::EMBEDDING_DIMENSIONS.get().max(1) as usize;
+        let dimensions = Some(config::EMBEDDING_DIMENSIONS.get()).filter(|d| *d > 0).map(|d| d as usize);
         match config::EMBEDDING_PROVIDER.get() {
-            EmbeddingProvider::Local => Embedder::Local { dimensions },
+            EmbeddingProvider::Local => Embedder::Local { dimensions: dimensions.unwrap_or(LOCAL_DIMENSIONS) },
             EmbeddingProvider::OpenAi => Embedder::OpenAi {
                 url: config::string(&config::EMBEDDING_URL).unwrap_or_default(),
                 model: config::string(&config::EMBEDDING_MODEL).unwrap_or_default(),
                 dimensions,
                 api_key: openai::api_key(),
+                batch_tokens: config::EMBEDDING_BATCH_TOKENS.get().max(1) as usize,
             },
         }
     }
@@ -77,9 +93,16 @@ impl Embedder {
         }
     }
 
+    /// What decides the vectors it makes (not the API key): for input digests.
+    pub fn identity(&self) -> (&'static str, &str, usize) {
+        (self.provider(), self.model(), self.dimensions())
+    }
+
+    /// The dimensions setting, as caches are keyed by it: 0 for a model's own.
     pub fn dimensions(&self) -> usize {
         match self {
-            Embedder::Local { dimensions } | Embedder::OpenAi { dimensions, .. } => *dimensions,
+            Embedder::Local { dimensions } => *dimensions,
+            Embedder::OpenAi { dimensions, .. } => dimensions.unwrap_or(0),
         }
     }
 
@@ -109,6 +132,7 @@ impl Embedder {
         &self,
         texts: Vec<(String, String)>,
         cached: &HashMap<String, Vec<f32>>,
+        deadline: Instant,
     ) -> Result<HashMap<String, Vec<f32>>, StageError> {
         let mut missing: Vec<(String, String)> = Vec::new();
         for (hash, text) in texts {
@@ -117,7 +141,7 @@ impl Embedder {
             }
         }
         let (hashes, texts): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
-        let vectors = self.embed(texts).await?;
+        let vectors = self.embed(texts, deadline).await?;
         Ok(hashes.into_iter().zip(vectors).collect())
     }
 
@@ -139,8 +163,9 @@ impl Embedder {
         Ok(())
     }
 
-    /// One vector per text, in order.
-    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, StageError> {
+    /// One vector per text, in order, all of one length; rate limits and server errors are
+    /// retried within each request while `deadline` allows.
+    pub async fn embed(&self, texts: Vec<String>, deadline: Instant) -> Result<Vec<Vec<f32>>, StageError> {
         match self {
             Embedder::Local { dimensions } => {
                 let dimensions = *dimensions;
@@ -148,19 +173,26 @@ impl Embedder {
                     .await
                     .map_err(|e| StageError::retryable(format!("local embedder failed: {e}")))
             }
-            Embedder::OpenAi { url, model, dimensions, api_key } => {
+            Embedder::OpenAi { url, model, dimensions, api_key, batch_tokens } => {
                 let client = openai::client()?;
-                let mut vectors = Vec::with_capacity(texts.len());
-                for batch in batches(&texts) {
-                    let body = json!({ "model": model, "input": batch, "dimensions": dimensions });
-                    let parsed: EmbeddingsResponse = openai::post(&client, url, api_key.as_deref(), &body).await?;
+                let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+                for batch in batches(&texts, *batch_tokens) {
+                    let mut body = json!({ "model": model, "input": batch });
+                    if let Some(dimensions) = dimensions {
+                        body["dimensions"] = json!(dimensions);
+                    }
+                    let parsed: EmbeddingsResponse = openai::post(&client, url, api_key.as_deref(), &body, deadline).await?;
                     let mut items = parsed.data;
                     items.sort_by_key(|item| item.index);
-                    if items.len() != batch.len() || items.iter().any(|item| item.embedding.len() != *dimensions) {
+                    // The length asked for, else the model's own: the first vector's.
+                    let wanted = dimensions.or_else(|| vectors.first().or(items.first().map(|i| &i.embedding)).map(Vec::len));
+                    let uneven = items.iter().any(|item| Some(item.embedding.len()) != wanted || item.embedding.is_empty());
+                    if items.len() != batch.len() || uneven {
                         return Err(StageError::retryable(format!(
-                            "{url} returned {} embeddings for {} texts (wanted {dimensions} dimensions each)",
+                            "{url} returned {} embeddings for {} texts (wanted {} dimensions each)",
                             items.len(),
-                            batch.len()
+                            batch.len(),
+                            wanted.map_or("the same number of".to_string(), |d| d.to_string())
                         )));
                     }
                     vectors.extend(items.into_iter().map(|item| item.embedding));
@@ -176,16 +208,17 @@ mod tests {
     use super::batches;
 
     #[test]
-    fn batches_split_by_count_and_by_size_and_keep_order() {
+    fn batches_split_by_count_and_by_token_budget_and_keep_order() {
         let many: Vec<String> = (0..200).map(|i| format!("text {i}")).collect();
-        let split = batches(&many);
+        let split = batches(&many, 8192);
         assert_eq!(split.iter().map(|b| b.len()).collect::<Vec<_>>(), [96, 96, 8]);
         assert_eq!(split.concat(), many);
 
-        let big: Vec<String> = (0..5).map(|_| "x".repeat(50_000)).collect();
-        assert_eq!(batches(&big).iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 2, 1]);
+        // 4,000 characters are about 1,001 tokens: three fit a budget of 3,500.
+        let big: Vec<String> = (0..7).map(|_| "x".repeat(4_000)).collect();
+        assert_eq!(batches(&big, 3_500).iter().map(|b| b.len()).collect::<Vec<_>>(), [3, 3, 1]);
         // One text larger than a batch still goes, alone.
-        assert_eq!(batches(&["y".repeat(500_000)]).len(), 1);
-        assert!(batches(&[]).is_empty());
+        assert_eq!(batches(&["y".repeat(500_000)], 8192).len(), 1);
+        assert!(batches(&[], 8192).is_empty());
     }
 }

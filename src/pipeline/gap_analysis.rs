@@ -56,6 +56,15 @@ impl Stage for GapAnalysis {
             }
             Ok::<_, pgrx::spi::Error>((clusters, paragraphs))
         })?;
+        // Vectors of different lengths come from different embedders: never compare them.
+        let lengths: std::collections::BTreeSet<usize> =
+            clusters.iter().map(|c| c.centroid.len()).chain(paragraphs.iter().map(|p| p.embedding.len())).collect();
+        if lengths.len() > 1 {
+            return Err(StageError::permanent(format!(
+                "page {page_id}'s fragments and its query clusters were embedded with different dimensions ({lengths:?}); \
+                 the embedding settings changed between stages: run the workflow again"
+            )));
+        }
         Ok(Input {
             page_id,
             clusters,
@@ -71,6 +80,14 @@ impl Stage for GapAnalysis {
             let gaps = find_gaps(&input.clusters, &input.paragraphs, input.threshold, |p| curve.expected_ctr(p), DEFAULT_LIMIT);
             Ok((input.page_id, input.clusters.len(), input.threshold, gaps))
         }
+    }
+
+    /// The clusters and fragments (their rows: new rows, new ids) with the threshold and the
+    /// CTR curve.
+    fn input_hash(&self, _work: &Work, input: &Input) -> Option<String> {
+        let clusters: Vec<_> = input.clusters.iter().map(|c| (c.cluster_id, c.impressions, c.position)).collect();
+        let paragraphs: Vec<i64> = input.paragraphs.iter().map(|p| p.embedding_id).collect();
+        Some(super::input_digest(&(input.page_id, clusters, paragraphs, input.threshold, input.curve)))
     }
 
     fn store(&self, work: &Work, (page_id, clusters, threshold, gaps): (i64, usize, f64, Vec<Gap>)) -> Result<Value, StageError> {

@@ -125,13 +125,13 @@ impl Stage for KeywordClustering {
         Ok(Input { page_id, queries, embedder, cached })
     }
 
-    fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
+    fn run(&self, work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
+        let deadline = work.call_deadline();
         async move {
             let texts = input.queries.iter().map(|q| (q.hash.clone(), q.text.clone())).collect();
-            let fresh = input.embedder.embed_missing(texts, &input.cached).await?;
+            let fresh = input.embedder.embed_missing(texts, &input.cached, deadline).await?;
             let Input { page_id, queries, embedder, cached } = input;
             let queries_count = queries.len();
-            let dims = embedder.dimensions();
             let (clusters, noise, fresh) = tokio::task::spawn_blocking(move || {
                 // Queries without a usable vector (no words at all) cannot be clustered.
                 let clustered: Vec<(&Query, &[f32])> = queries
@@ -139,6 +139,11 @@ impl Stage for KeywordClustering {
                     .filter_map(|q| fresh.get(&q.hash).or_else(|| cached.get(&q.hash)).map(|v| (q, v.as_slice())))
                     .filter(|(_, v)| v.iter().any(|x| *x != 0.0))
                     .collect();
+                // The vectors' own length: with the model's own dimensions the setting says 0.
+                let dims = clustered.first().map_or(1, |(_, v)| v.len());
+                if clustered.iter().any(|(_, v)| v.len() != dims) {
+                    return Err(StageError::permanent("the page's queries were embedded with different dimensions; run the workflow again"));
+                }
                 let flat: Vec<f32> = clustered.iter().flat_map(|(_, v)| v.iter().copied()).collect();
                 let labels = if clustered.is_empty() {
                     Vec::new()
@@ -153,6 +158,12 @@ impl Stage for KeywordClustering {
             .map_err(|e| StageError::retryable(format!("clustering failed: {e}")))??;
             Ok(Output { page_id, embedder, fresh, clusters, queries: queries_count, noise })
         }
+    }
+
+    /// The page's queries with their totals, the embedder and the clustering parameters.
+    fn input_hash(&self, _work: &Work, input: &Input) -> Option<String> {
+        let queries: Vec<_> = input.queries.iter().map(|q| (&q.text, q.impressions, q.clicks, q.position)).collect();
+        Some(super::input_digest(&(input.page_id, queries, input.embedder.identity(), EPS, MIN_POINTS)))
     }
 
     fn store(&self, work: &Work, output: Output) -> Result<Value, StageError> {

@@ -55,6 +55,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A digest of a stage's inputs for `Stage::input_hash`: of their `Debug` form, which names
+/// every field and value (vectors included, to the last bit of each float).
+pub fn input_digest(parts: &impl std::fmt::Debug) -> String {
+    sha256_hex(format!("{parts:?}").as_bytes())
+}
+
 /// HTTP failures keep their classification: timeouts, resets, 429 and 5xx are retried (not
 /// before a Retry-After), everything else is permanent.
 impl From<HttpError> for StageError {

@@ -69,18 +69,25 @@ impl Stage for RewriteDraft {
         Ok(Input { page_id, drafter: Drafter::from_settings(), top })
     }
 
-    fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
+    fn run(&self, work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
+        let deadline = work.call_deadline();
         async move {
             let draft = match input.top {
                 Some((recommendation_id, request)) => {
                     let started = Instant::now();
-                    let draft = input.drafter.draft(&request).await?;
+                    let draft = input.drafter.draft(&request, deadline).await?;
                     Some((recommendation_id, draft, started.elapsed().as_millis().min(i32::MAX as u128) as i32))
                 }
                 None => None,
             };
             Ok(Output { page_id: input.page_id, draft })
         }
+    }
+
+    /// The top recommendation (its row and everything the prompt says) and the drafter: the
+    /// same again would be the same model call, paid twice.
+    fn input_hash(&self, _work: &Work, input: &Input) -> Option<String> {
+        Some(super::input_digest(&(input.page_id, &input.top, input.drafter.identity())))
     }
 
     fn store(&self, work: &Work, output: Output) -> Result<Value, StageError> {

@@ -1,6 +1,6 @@
 //! `segment_embed`: splits the page's HTML into headings, paragraphs and list items (`segment`),
 //! embeds them with the configured provider, and replaces the page's rows in `page_embeddings`.
-//! Fragments the page had before (same provider and model) keep their vectors, and a page whose
+//! Fragments the page had before (same provider, model and dimensions) keep their vectors, and a page whose
 //! content is unchanged since this stage last succeeded is not embedded again unless the job
 //! says `force_update`. Parsing runs off the worker's main thread: a hostile page (deeply
 //! nested markup parses in quadratic time) must not stall the worker. A page keeps at most
@@ -69,15 +69,23 @@ impl Stage for SegmentEmbed {
         };
         let embedder = Embedder::from_settings();
         if !work.force_update {
-            // The last success of this stage for this page, if the content and provider are the same.
+            // The last success of this stage for this page, if the content and embedder are the same.
             let reusable = Spi::get_one_with_args::<i64>(
                 "SELECT (SELECT (p.data->>'fragments')::bigint
                    FROM pageperfect.payloads p JOIN pageperfect.jobs j ON j.id = p.job_id
                   WHERE j.page_id = $1 AND p.stage = 'segment_embed' AND p.data->>'content_hash' = $2
                     AND p.data->>'provider' = $3 AND p.data->>'model' = $4
-                    AND EXISTS (SELECT FROM pageperfect.page_embeddings e WHERE e.page_id = $1 AND e.model = $4)
+                    AND coalesce((p.data->>'dimensions')::int, 0) = $5
+                    AND EXISTS (SELECT FROM pageperfect.page_embeddings e
+                                 WHERE e.page_id = $1 AND e.provider = $3 AND e.model = $4 AND e.dimensions = $5)
                   ORDER BY p.created_at DESC LIMIT 1)",
-                &[page_id.into(), content_hash.as_str().into(), embedder.provider().into(), embedder.model().into()],
+                &[
+                    page_id.into(),
+                    content_hash.as_str().into(),
+                    embedder.provider().into(),
+                    embedder.model().into(),
+                    (embedder.dimensions() as i32).into(),
+                ],
             );
             if let Some(fragments) = reusable? {
                 return Ok(Input::Reuse { page_id, content_hash, fragments });
@@ -86,9 +94,10 @@ impl Stage for SegmentEmbed {
         let cached = Spi::connect(|client| {
             let mut vectors = HashMap::new();
             for row in client.select(
-                "SELECT text_hash, embedding FROM pageperfect.page_embeddings WHERE page_id = $1 AND provider = $2 AND model = $3",
+                "SELECT text_hash, embedding FROM pageperfect.page_embeddings
+                  WHERE page_id = $1 AND provider = $2 AND model = $3 AND dimensions = $4",
                 None,
-                &[page_id.into(), embedder.provider().into(), embedder.model().into()],
+                &[page_id.into(), embedder.provider().into(), embedder.model().into(), (embedder.dimensions() as i32).into()],
             )? {
                 if let (Some(hash), Some(vector)) = (row.get::<String>(1)?, row.get::<Vec<f32>>(2)?) {
                     vectors.insert(hash, vector);
@@ -100,7 +109,8 @@ impl Stage for SegmentEmbed {
         Ok(Input::Embed(Plan { page_id, max_fragments, content_hash, html, embedder, cached }))
     }
 
-    fn run(&self, _work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
+    fn run(&self, work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
+        let deadline = work.call_deadline();
         async move {
             match input {
                 Input::Reuse { page_id, content_hash, fragments } => Ok(Output::Reused { page_id, content_hash, fragments }),
@@ -122,7 +132,7 @@ impl Stage for SegmentEmbed {
                     .await
                     .map_err(|e| StageError::retryable(format!("segmenting the page failed: {e}")))?;
                     let texts = fragments.iter().map(|(f, h)| (h.clone(), f.text.clone())).collect();
-                    let fresh = embedder.embed_missing(texts, &cached).await?;
+                    let fresh = embedder.embed_missing(texts, &cached, deadline).await?;
                     Ok(Output::Embedded(Embedded { page_id, content_hash, embedder, fragments, dropped, cached, fresh }))
                 }
             }
@@ -152,8 +162,8 @@ impl Stage for SegmentEmbed {
                 .collect();
             Spi::run_with_args(
                 "INSERT INTO pageperfect.page_embeddings
-                        (page_id, job_id, position, kind, tag, content, text_hash, embedding, provider, model)
-                 SELECT $1, $2::uuid, f.position, f.kind, f.tag, f.content, f.text_hash, f.embedding::real[], $9, $10
+                        (page_id, job_id, position, kind, tag, content, text_hash, embedding, provider, model, dimensions)
+                 SELECT $1, $2::uuid, f.position, f.kind, f.tag, f.content, f.text_hash, f.embedding::real[], $9, $10, $11
                    FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
                         AS f(position, kind, tag, content, text_hash, embedding)",
                 &[
@@ -167,6 +177,7 @@ impl Stage for SegmentEmbed {
                     vectors.into(),
                     provider.into(),
                     model.into(),
+                    (plan.embedder.dimensions() as i32).into(),
                 ],
             )?;
         }
@@ -193,6 +204,7 @@ impl Stage for SegmentEmbed {
             "dropped": plan.dropped,
             "provider": provider,
             "model": model,
+            "dimensions": plan.embedder.dimensions(),
             "reused": false,
         }))
     }

@@ -79,6 +79,7 @@ impl From<ClaimedRow> for Work {
             options: row.options,
             force_update: row.force_update,
             timeout: Duration::from_secs(row.timeout_seconds),
+            input_hash: None,
         }
     }
 }
@@ -133,6 +134,28 @@ fn maintenance_pass(what: &str, sql: &str, argument: Option<serde_json::Value>) 
             (None, CLEANUP_INTERVAL)
         }
     }
+}
+
+/// An attempt completed with the payload of an earlier run whose inputs were the same.
+struct Reused(serde_json::Value);
+
+/// The payload of the last completed run of `work`'s stage for the same owner and URL, if its
+/// inputs had this digest (main thread, SPI).
+fn reusable_payload(work: &Work, hash: &str) -> Result<Option<serde_json::Value>, StageError> {
+    Spi::get_one_with_args::<pgrx::JsonB>(
+        "SELECT CASE WHEN last.input_hash = $4
+                     THEN last.data || jsonb_build_object('reused', true, 'reused_from', last.job_id) END
+           FROM (SELECT s.input_hash, s.job_id, p.data
+                   FROM pageperfect.jobs j
+                   JOIN pageperfect.job_stages s ON s.job_id = j.id AND s.stage = $3 AND s.status = 'completed'
+                   JOIN pageperfect.payloads p ON p.job_id = s.job_id AND p.stage = s.stage
+                  WHERE j.owner = (SELECT o.owner FROM pageperfect.jobs o WHERE o.id = $1::uuid) AND j.url = $2
+                    AND j.id <> $1::uuid
+                  ORDER BY s.completed_at DESC LIMIT 1) last",
+        &[work.job_id.as_str().into(), work.url.as_str().into(), work.stage.as_str().into(), hash.into()],
+    )
+    .map(|payload| payload.map(|p| p.0))
+    .map_err(|e| StageError::retryable(e.to_string()))
 }
 
 /// Logs that an attempt's result was discarded because the attempt was taken back meanwhile.
@@ -291,6 +314,20 @@ impl Processor {
             Ok(input) => input,
             Err(error) => return self.record_or_keep(Finished { work, outcome: Err(error) }, 0),
         };
+        let mut work = work;
+        if let Some(hash) = stage.input_hash(&work, &input) {
+            if !work.force_update {
+                let found = {
+                    let work = AssertUnwindSafe(&work);
+                    try_in_transaction(AssertUnwindSafe(|| reusable_payload(&work, &hash)))
+                };
+                if let Ok(Some(payload)) = found {
+                    work.input_hash = Some(hash);
+                    return self.record_or_keep(Finished { work, outcome: Ok((stage, Box::new(Reused(payload)))) }, 0);
+                }
+            }
+            work.input_hash = Some(hash);
+        }
         let attempt = stage.run(&work, input);
         let finished_tx = self.finished_tx.clone();
         let timeout = work.timeout;
@@ -372,10 +409,20 @@ impl Processor {
                 if held != Some(true) {
                     return Ok("stale".to_string());
                 }
-                let payload = stage.store(&work, output)?;
+                // A reused result was stored by the run it comes from.
+                let payload = match output.downcast::<Reused>() {
+                    Ok(reused) => reused.0,
+                    Err(output) => stage.store(&work, output)?,
+                };
                 let result = Spi::get_one_with_args::<String>(
-                    "SELECT pageperfect.complete_stage($1::uuid, $2, $3, $4)",
-                    &[work.job_id.as_str().into(), work.stage.as_str().into(), work.attempt.into(), pgrx::JsonB(payload).into()],
+                    "SELECT pageperfect.complete_stage($1::uuid, $2, $3, $4, $5)",
+                    &[
+                        work.job_id.as_str().into(),
+                        work.stage.as_str().into(),
+                        work.attempt.into(),
+                        pgrx::JsonB(payload).into(),
+                        work.input_hash.clone().into(),
+                    ],
                 )
                 .map_err(|e| StageError::retryable(e.to_string()))?;
                 // A stage slot is free and the next stage may be queued: every worker looks

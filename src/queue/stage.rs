@@ -27,6 +27,17 @@ pub struct Work {
     pub force_update: bool,
     /// The stage's time limit; the engine fails the attempt when `run` takes longer.
     pub timeout: Duration,
+    /// The digest of this attempt's inputs, when its stage gives one (see `Stage::input_hash`);
+    /// recorded with the completed stage.
+    pub input_hash: Option<String>,
+}
+
+impl Work {
+    /// When calls made by this attempt should stop retrying: a little before the engine cuts the
+    /// attempt at its timeout, so that the last failure is reported, not a cut.
+    pub fn call_deadline(&self) -> std::time::Instant {
+        std::time::Instant::now() + self.timeout.mul_f64(0.9)
+    }
 }
 
 /// Why an attempt failed, and whether trying again can help.
@@ -86,6 +97,15 @@ pub trait Stage: Send + Sync + 'static {
     /// Writes the results and returns the payload kept in `payloads`. Main thread, with SPI, in
     /// the transaction that completes the stage: if it fails, nothing of the attempt is kept.
     fn store(&self, work: &Work, output: Self::Output) -> Result<Value, StageError>;
+
+    /// A digest of everything `run` depends on, for stages whose results can be reused: when the
+    /// last completed run of this stage for the same owner and URL had the same digest, the
+    /// engine completes the attempt with that run's payload instead of running it (unless the
+    /// job says `force_update`). The results it wrote are still the page's latest, as no run of
+    /// the stage for the page came after it. `None`: always run.
+    fn input_hash(&self, _work: &Work, _input: &Self::Input) -> Option<String> {
+        None
+    }
 }
 
 type Erased = Box<dyn Any + Send>;
@@ -97,6 +117,7 @@ pub trait AnyStage: Send + Sync {
     fn prepare(&self, work: &Work) -> Result<Erased, StageError>;
     fn run(&self, work: &Work, input: Erased) -> StageFuture;
     fn store(&self, work: &Work, output: Erased) -> Result<Value, StageError>;
+    fn input_hash(&self, work: &Work, input: &Erased) -> Option<String>;
 }
 
 impl<S: Stage> AnyStage for S {
@@ -116,6 +137,10 @@ impl<S: Stage> AnyStage for S {
             }
             Err(_) => Box::pin(async { Err(StageError::permanent(format!("stage {}: input of the wrong type", S::NAME))) }),
         }
+    }
+
+    fn input_hash(&self, work: &Work, input: &Erased) -> Option<String> {
+        input.downcast_ref::<S::Input>().and_then(|input| Stage::input_hash(self, work, input))
     }
 
     fn store(&self, work: &Work, output: Erased) -> Result<Value, StageError> {

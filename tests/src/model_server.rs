@@ -1,8 +1,11 @@
 //! An OpenAI-compatible model server on loopback for the tests: `/v1/embeddings` (deterministic
-//! bag-of-words vectors of the requested dimensions) and `/v1/chat/completions` (a short
-//! Markdown draft naming the first query of the prompt, with token usage). The test can queue
-//! faults for the next requests to an endpoint: 429 with Retry-After, 500, 401, a slow answer,
-//! malformed JSON. Every request is kept for the test to inspect.
+//! bag-of-words vectors of the requested dimensions, or of the model's own) and
+//! `/v1/chat/completions` (a short Markdown draft naming the first query of the prompt, with
+//! token usage). The test can queue faults for the next requests to an endpoint: 429 with
+//! Retry-After or OpenAI's retry-after-ms, 500, 401, a slow answer, malformed JSON. And it can
+//! behave as real servers do ([`Quirks`]): refuse `dimensions` (vLLM, TEI and Ollama for most
+//! models), refuse `max_tokens` and a temperature (OpenAI's reasoning models). Every request is
+//! kept for the test to inspect.
 
 use crate::site::{Received, Route, Site};
 use serde_json::{json, Value};
@@ -15,9 +18,23 @@ pub const CHAT: &str = "/v1/chat/completions";
 /// The model name the chat endpoint says answered.
 pub const CHAT_MODEL: &str = "test-chat-1";
 
+/// How a real server differs from the plain OpenAI API.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quirks {
+    /// 400 when a request names `dimensions`; embeddings have the model's own length.
+    pub refuses_dimensions: bool,
+    /// 400 when a chat request has `max_tokens` or a temperature (reasoning models).
+    pub refuses_max_tokens: bool,
+}
+
+/// The embedding length of a model that picks its own.
+pub const NATIVE_DIMENSIONS: usize = 48;
+
 #[derive(Clone, Debug)]
 pub enum Fault {
     TooManyRequests { retry_after_seconds: u64 },
+    /// 429 with OpenAI's `retry-after-ms` (and no Retry-After).
+    RateLimitedMs { retry_after_ms: u64 },
     ServerError,
     Unauthorized,
     /// The normal answer, after this long.
@@ -49,8 +66,15 @@ fn json_route(body: &Value) -> Route {
     Route::status(200, "application/json", &body.to_string())
 }
 
-fn embeddings(request: &Value) -> Route {
-    let dimensions = request["dimensions"].as_u64().unwrap_or(64) as usize;
+fn bad_request(message: &str) -> Route {
+    Route::status(400, "application/json", &json!({ "error": { "message": message, "type": "invalid_request_error" } }).to_string())
+}
+
+fn embeddings(request: &Value, quirks: Quirks) -> Route {
+    if quirks.refuses_dimensions && request.get("dimensions").is_some() {
+        return bad_request("This model does not support 'dimensions'.");
+    }
+    let dimensions = request["dimensions"].as_u64().map_or(NATIVE_DIMENSIONS, |d| d as usize);
     let inputs: Vec<&str> = match &request["input"] {
         Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
         Value::String(one) => vec![one.as_str()],
@@ -65,7 +89,13 @@ fn embeddings(request: &Value) -> Route {
                         "usage": { "prompt_tokens": inputs.len(), "total_tokens": inputs.len() } }))
 }
 
-fn chat(request: &Value) -> Route {
+fn chat(request: &Value, quirks: Quirks) -> Route {
+    if quirks.refuses_max_tokens && request.get("max_tokens").is_some() {
+        return bad_request("Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.");
+    }
+    if quirks.refuses_max_tokens && request.get("temperature").is_some_and(|t| t.as_f64() != Some(1.0)) {
+        return bad_request("Unsupported value: 'temperature' does not support 0.4 with this model. Only the default (1) value is supported.");
+    }
     let prompt = request["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("");
     let first_query = prompt.split('"').nth(1).unwrap_or("the topic");
     let content = format!("## {first_query}\n\nA section written by the test model about {first_query}.");
@@ -83,6 +113,15 @@ impl ModelServer {
 
     /// A server that takes `latency` over every answer, as a remote model does.
     pub fn with_latency(latency: Duration) -> ModelServer {
+        ModelServer::serving(latency, Quirks::default())
+    }
+
+    /// A server with a real server's quirks.
+    pub fn with_quirks(quirks: Quirks) -> ModelServer {
+        ModelServer::serving(Duration::ZERO, quirks)
+    }
+
+    fn serving(latency: Duration, quirks: Quirks) -> ModelServer {
         let faults: Arc<Mutex<HashMap<String, VecDeque<Fault>>>> = Arc::default();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let (queued, log) = (Arc::clone(&faults), Arc::clone(&received));
@@ -91,8 +130,8 @@ impl ModelServer {
             let fault = queued.lock().unwrap().get_mut(&request.path).and_then(VecDeque::pop_front);
             let respond = |request: &Received| match serde_json::from_slice::<Value>(&request.body) {
                 Err(e) => Route::status(400, "application/json", &json!({ "error": { "message": e.to_string() } }).to_string()),
-                Ok(body) if request.path == EMBEDDINGS => embeddings(&body),
-                Ok(body) if request.path == CHAT => chat(&body),
+                Ok(body) if request.path == EMBEDDINGS => embeddings(&body, quirks),
+                Ok(body) if request.path == CHAT => chat(&body, quirks),
                 Ok(_) => Route::status(404, "application/json", r#"{"error":{"message":"no such endpoint"}}"#),
             };
             let answer = |request: &Received| respond(request).delayed(latency);
@@ -101,6 +140,10 @@ impl ModelServer {
                 Some(Fault::TooManyRequests { retry_after_seconds }) => {
                     Route::status(429, "application/json", r#"{"error":{"message":"rate limited"}}"#)
                         .with_header("Retry-After", &retry_after_seconds.to_string())
+                }
+                Some(Fault::RateLimitedMs { retry_after_ms }) => {
+                    Route::status(429, "application/json", r#"{"error":{"message":"Rate limit reached"}}"#)
+                        .with_header("retry-after-ms", &retry_after_ms.to_string())
                 }
                 Some(Fault::ServerError) => Route::status(500, "application/json", r#"{"error":{"message":"overloaded"}}"#),
                 Some(Fault::Unauthorized) => Route::status(401, "application/json", r#"{"error":{"message":"invalid api key"}}"#),

@@ -112,7 +112,7 @@ fn a_misbehaving_server_is_recorded_as_pg_net_records_it_for_any_role() {
     // Any role may use net, as with pg_net (this one is not in pageperfect_user).
     admin.batch_execute("CREATE ROLE carol LOGIN").unwrap();
     let mut carol = cluster.connect_to("postgres", "carol");
-    let mut get = |client: &mut Client, url: &str, timeout_ms: i32| -> i64 {
+    let get = |client: &mut Client, url: &str, timeout_ms: i32| -> i64 {
         client.query_one("SELECT net.http_get($1, timeout_milliseconds := $2)", &[&url, &timeout_ms]).unwrap().get(0)
     };
     let refused_url = format!("http://127.0.0.1:{}/", closed_port());

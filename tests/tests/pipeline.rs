@@ -7,7 +7,7 @@
 //! The `scraper_api` crawl provider against a loopback scraping API that checks the options.
 //! Two tenants crawling the same URL: each workflow clusters only its owner's Search Console sites.
 
-use pageperfect_it::model_server::{self, Fault, ModelServer};
+use pageperfect_it::model_server::{self, Fault, ModelServer, Quirks};
 use pageperfect_it::site::{Route, Site};
 use pageperfect_it::{count, wait_for, Cluster};
 use postgres::Client;
@@ -335,8 +335,9 @@ fn the_openai_providers_retry_a_flaky_model_server_and_store_what_the_model_wrot
     let page = site.url("/sourdough.html");
     load_queries(&mut client, &page);
 
-    // Rate limited (retry after 1 s), then a server error, then half a JSON document; and the
-    // chat model first too slow for the stage's 2 s timeout, then failing.
+    // Rate limited (retry after 1 s), then a server error: both retried within the call; then
+    // half a JSON document, which fails the attempt. The chat model first too slow for the
+    // stage's 2 s timeout, then failing once (retried within the call).
     models.fail_next(
         model_server::EMBEDDINGS,
         vec![Fault::TooManyRequests { retry_after_seconds: 1 }, Fault::ServerError, Fault::MalformedJson],
@@ -346,25 +347,23 @@ fn the_openai_providers_retry_a_flaky_model_server_and_store_what_the_model_wrot
     assert_eq!(finished(&mut client, &job), "completed");
 
     let embed_failures = failures(&mut client, &job, "segment_embed");
-    assert_eq!(embed_failures.len(), 3, "{embed_failures:?}");
-    assert!(embed_failures[0].contains("HTTP 429"), "{embed_failures:?}");
-    assert!(embed_failures[1].contains("HTTP 500"), "{embed_failures:?}");
-    assert!(embed_failures[2].contains("malformed JSON"), "{embed_failures:?}");
-    let waited: f64 = client
+    assert_eq!(embed_failures.len(), 1, "{embed_failures:?}");
+    assert!(embed_failures[0].contains("malformed JSON"), "{embed_failures:?}");
+    // The 429's Retry-After of 1 s was honoured inside the first attempt.
+    let first_attempt: f64 = client
         .query_one(
             "SELECT extract(epoch FROM (SELECT min(created_at) FROM pageperfect.job_events
-                                         WHERE job_id = $1::text::uuid AND stage = 'segment_embed' AND event = 'started' AND (data->>'attempt')::int = 2)
+                                         WHERE job_id = $1::text::uuid AND stage = 'segment_embed' AND event = 'failed')
                                    - (SELECT min(created_at) FROM pageperfect.job_events
-                                         WHERE job_id = $1::text::uuid AND stage = 'segment_embed' AND event = 'failed'))::float8",
+                                         WHERE job_id = $1::text::uuid AND stage = 'segment_embed' AND event = 'started'))::float8",
             &[&job],
         )
         .unwrap()
         .get(0);
-    assert!(waited >= 1.0, "the Retry-After of 1 s was honoured: {waited}");
+    assert!(first_attempt >= 1.0, "the Retry-After of 1 s was honoured: {first_attempt}");
     let draft_failures = failures(&mut client, &job, "rewrite_draft");
-    assert_eq!(draft_failures.len(), 2, "{draft_failures:?}");
+    assert_eq!(draft_failures.len(), 1, "{draft_failures:?}");
     assert!(draft_failures[0].contains("timed out after 2 s"), "{draft_failures:?}");
-    assert!(draft_failures[1].contains("HTTP 500"), "{draft_failures:?}");
 
     // What was sent: the key, the model settings, and a prompt built from the page and its gap.
     for request in models.requests(model_server::EMBEDDINGS).iter().chain(&models.requests(model_server::CHAT)) {
@@ -402,9 +401,10 @@ fn the_openai_providers_retry_a_flaky_model_server_and_store_what_the_model_wrot
     assert_eq!(finished(&mut client, &again), "completed");
     assert_eq!(models.requests(model_server::EMBEDDINGS).len(), embedding_requests);
 
-    // A refused key is not retried: the job is dead with the server's answer.
+    // A refused key is not retried: the job is dead with the server's answer (force_update: the
+    // draft's inputs are unchanged, so it would be reused otherwise).
     models.fail_next(model_server::CHAT, vec![Fault::Unauthorized]);
-    let refused = run_workflow(&mut client, &page, &[], false);
+    let refused = run_workflow(&mut client, &page, &[], true);
     assert_eq!(finished(&mut client, &refused), "dead");
     let (reason, error) = dead_letter(&mut client, &refused);
     assert_eq!(reason, "permanent error");
@@ -524,4 +524,104 @@ fn pages_are_fetched_through_a_scraping_api_with_the_jobs_options_and_its_key_ne
               + (SELECT count(*) FROM pageperfect.pages WHERE final_url LIKE '%wrong-key%' OR last_error LIKE '%wrong-key%')",
     );
     assert_eq!(leaks, 0);
+}
+
+/// Asserts that the job completed, saying why when it did not.
+fn assert_completed(client: &mut Client, job: &str) {
+    if finished(client, job) != "completed" {
+        let (reason, error) = dead_letter(client, job);
+        panic!("job {job} did not complete: {reason}: {error}");
+    }
+}
+
+/// Settings for the `openai` providers against `models`.
+fn openai_settings(models: &ModelServer) -> Vec<String> {
+    vec![
+        "pageperfect.crawl_allow_private = on".to_string(),
+        "pageperfect.embedding_provider = openai".to_string(),
+        format!("pageperfect.embedding_url = '{}'", models.url(model_server::EMBEDDINGS)),
+        "pageperfect.embedding_model = 'test-embed'".to_string(),
+        "pageperfect.llm_provider = openai".to_string(),
+        format!("pageperfect.llm_url = '{}'", models.url(model_server::CHAT)),
+        "pageperfect.llm_model = 'test-chat'".to_string(),
+    ]
+}
+
+#[test]
+fn servers_that_refuse_dimensions_and_max_tokens_and_rate_limit_in_ms_work_and_unchanged_pages_are_not_paid_twice() {
+    let site = Site::start(vec![("/sourdough.html", Route::html(SOURDOUGH))]);
+    // As vLLM/TEI (no `dimensions`) and a reasoning model (no `max_tokens`, no temperature).
+    let models = ModelServer::with_quirks(Quirks { refuses_dimensions: true, refuses_max_tokens: true });
+    // One pipeline worker: it remembers that this server wants max_completion_tokens.
+    let mut settings = openai_settings(&models);
+    settings.push("pageperfect.pipeline_workers = 1".to_string());
+    let (_cluster, mut client) = Cluster::with_extension("openai_quirks", &settings.iter().map(String::as_str).collect::<Vec<_>>());
+    let page = site.url("/sourdough.html");
+    load_queries(&mut client, &page);
+    // Rate limited twice with OpenAI's retry-after-ms: waited out within the call.
+    models.fail_next(model_server::EMBEDDINGS, vec![Fault::RateLimitedMs { retry_after_ms: 300 }, Fault::RateLimitedMs { retry_after_ms: 300 }]);
+    let job = run_workflow(&mut client, &page, &[], false);
+    assert_completed(&mut client, &job);
+    assert!(failures(&mut client, &job, "segment_embed").is_empty(), "the 429s did not fail the attempt");
+    assert!(models.bodies(model_server::EMBEDDINGS).iter().all(|body| body.get("dimensions").is_none()), "no dimensions sent");
+    let vector_length: i32 = client
+        .query_one("SELECT DISTINCT cardinality(e.embedding) FROM pageperfect.page_embeddings e JOIN pageperfect.pages p ON p.id = e.page_id WHERE p.url = $1", &[&page])
+        .unwrap()
+        .get(0);
+    assert_eq!(vector_length as usize, model_server::NATIVE_DIMENSIONS, "the model's own dimensions");
+    // The chat model refused max_tokens once; asked again with max_completion_tokens, it drafted.
+    let chats = models.bodies(model_server::CHAT);
+    assert_eq!(chats.len(), 2, "{chats:?}");
+    assert!(chats[0].get("max_tokens").is_some() && chats[1].get("max_completion_tokens").is_some() && chats[1].get("temperature").is_none());
+    let drafted: i64 = client.query_one("SELECT count(*) FROM pageperfect.rewrite_drafts WHERE job_id = $1::text::uuid", &[&job]).unwrap().get(0);
+    assert_eq!(drafted, 1);
+
+    // The same page again, unchanged: no model is called, every result is reused.
+    let (embeddings, chats) = (models.requests(model_server::EMBEDDINGS).len(), models.requests(model_server::CHAT).len());
+    let again = run_workflow(&mut client, &page, &[], false);
+    assert_completed(&mut client, &again);
+    assert_eq!((models.requests(model_server::EMBEDDINGS).len(), models.requests(model_server::CHAT).len()), (embeddings, chats));
+    let reused: Vec<String> = client
+        .query("SELECT stage FROM pageperfect.job_events WHERE job_id = $1::text::uuid AND event = 'reused' ORDER BY id", &[&again])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(reused, ["segment_embed", "keyword_clustering", "gap_analysis", "rewrite_draft"]);
+    // force_update means it: everything is done again, the draft paid for again.
+    let forced = run_workflow(&mut client, &page, &[], true);
+    assert_completed(&mut client, &forced);
+    assert_eq!(models.requests(model_server::CHAT).len(), chats + 1, "this worker now asks with max_completion_tokens at once");
+}
+
+#[test]
+fn changing_the_embedding_dimensions_between_two_runs_re_embeds_and_never_mixes_vectors() {
+    let site = Site::start(vec![("/sourdough.html", Route::html(SOURDOUGH))]);
+    let models = ModelServer::start();
+    let mut settings = openai_settings(&models);
+    settings.push("pageperfect.embedding_dimensions = 16".to_string());
+    let (_cluster, mut client) = Cluster::with_extension("openai_dimensions", &settings.iter().map(String::as_str).collect::<Vec<_>>());
+    let page = site.url("/sourdough.html");
+    load_queries(&mut client, &page);
+    let first = run_workflow(&mut client, &page, &[], false);
+    assert_eq!(finished(&mut client, &first), "completed");
+
+    client.batch_execute("ALTER SYSTEM SET pageperfect.embedding_dimensions = 24").unwrap();
+    client.query_one("SELECT pg_reload_conf()", &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let second = run_workflow(&mut client, &page, &[], false);
+    assert_eq!(finished(&mut client, &second), "completed", "no gap analysis over vectors of two lengths");
+    let lengths: Vec<i32> = client
+        .query("SELECT DISTINCT cardinality(e.embedding) FROM pageperfect.page_embeddings e JOIN pageperfect.pages p ON p.id = e.page_id WHERE p.url = $1", &[&page])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(lengths, [24], "the page was embedded again at the new dimensions");
+    let reused: i64 = client
+        .query_one("SELECT count(*) FROM pageperfect.job_events WHERE job_id = $1::text::uuid AND event = 'reused' AND stage <> 'rewrite_draft'", &[&second])
+        .unwrap()
+        .get(0);
+    assert_eq!(reused, 0, "nothing made with 16 dimensions was reused");
+    assert!(models.bodies(model_server::EMBEDDINGS).last().is_some_and(|body| body["dimensions"] == 24));
 }
