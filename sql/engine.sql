@@ -179,7 +179,9 @@ $$;
 -- at their limit. So a stage at its limit with a long backlog does not hide the work of the
 -- stages after it, and a claim reads a bounded number of rows however long the backlog. Work
 -- furthest along its job comes first (after priority), so jobs finish in the order they came
--- instead of every job waiting until the first stage of all of them has run.
+-- instead of every job waiting until the first stage of all of them has run. System stages
+-- (alerts, Search Console ingestion: not user_runnable) come before any backlog and are not held
+-- by their owner's job limit.
 --
 -- A stage with a per_host_limit offers its work host by host instead: of each host (at most
 -- 16 x p_lookahead of them) below the limit and past its delay, its first ready messages up to
@@ -204,7 +206,10 @@ BEGIN
                           WHERE p.name = 'max_jobs_per_owner'), 2) AS max_jobs
     )
     SELECT ready.msg_id, ready.job_id, c.stage, ready.owner,
-           coalesce(sl.busy, 0), c.concurrency, ready.owner_busy, per_owner.max_jobs
+           coalesce(sl.busy, 0), c.concurrency, ready.owner_busy,
+           -- System work (alerts, Search Console ingestion) is not held by its owner's limit:
+           -- the superuser that owns it also owns every workflow cron starts.
+           CASE WHEN c.user_runnable THEN per_owner.max_jobs ELSE 2147483647 END
       FROM (SELECT * FROM pageperfect.stage_config sc WHERE NOT sc.paused) c
       LEFT JOIN stage_load sl ON sl.stage = c.stage
      CROSS JOIN per_owner
@@ -218,7 +223,7 @@ BEGIN
                   WHERE c.per_host_limit IS NULL
                     AND s.stage = c.stage AND s.status IN ('queued', 'failed') AND m.vt <= pg_catalog.clock_timestamp()
                     AND coalesce(sl.busy, 0) < c.concurrency
-                    AND coalesce(ol.busy, 0) < per_owner.max_jobs
+                    AND (coalesce(ol.busy, 0) < per_owner.max_jobs OR NOT c.user_runnable)
                   ORDER BY s.priority DESC, s.msg_id
                   LIMIT p_lookahead)
                 UNION ALL
@@ -245,7 +250,8 @@ BEGIN
          ORDER BY first.priority DESC, first.msg_id
          LIMIT greatest(c.concurrency - coalesce(sl.busy, 0), 0)
      ) ready
-     ORDER BY ready.priority DESC, ready.position DESC, ready.msg_id
+     -- System work first, then by priority, furthest along its job, oldest.
+     ORDER BY c.user_runnable, ready.priority DESC, ready.position DESC, ready.msg_id
      LIMIT p_lookahead;
 END
 $$;

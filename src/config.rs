@@ -66,7 +66,6 @@ pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 pub static MAX_RUNNING_JOBS: GucSetting<i32> = GucSetting::<i32>::new(32);
 pub static PIPELINE_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static HTTP_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(16);
-pub static QUEUE_VISIBILITY_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(600);
 pub static EMBEDDING_PROVIDER: GucSetting<EmbeddingProvider> =
     GucSetting::<EmbeddingProvider>::new(EmbeddingProvider::Local);
 pub static EMBEDDING_URL: GucSetting<Option<CString>> =
@@ -83,7 +82,7 @@ pub static LLM_URL: GucSetting<Option<CString>> =
 pub static LLM_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"gpt-4o-mini"));
 pub static API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CRAWL_USER_AGENT: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"pageperfect/0.1 (+https://github.com/pageperfect/pageperfect)"));
+    GucSetting::<Option<CString>>::new(Some(c"pageperfect/0.1"));
 pub static CRAWL_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(15_000);
 pub static CRAWL_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(5 * 1024 * 1024);
 pub static MAX_COMMAND_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
@@ -229,11 +228,10 @@ pub fn define_gucs(preloading: bool) {
         );
     }
 
-    let ints: [IntGuc; 13] = [
+    let ints: [IntGuc; 12] = [
         (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once (each needs a max_worker_processes slot).", &MAX_RUNNING_JOBS, 1, 1024, Restart),
         (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, 64, Restart),
         (c"pageperfect.http_concurrency", c"Most HTTP requests each pipeline worker has in flight.", &HTTP_CONCURRENCY, 1, 1024, Superuser),
-        (c"pageperfect.queue_visibility_seconds", c"Default visibility timeout of a claimed message, in seconds.", &QUEUE_VISIBILITY_SECONDS, 1, 604_800, Superuser),
         (c"pageperfect.embedding_dimensions", c"Dimensions of the embedding vectors; 0: the model's own (openai sends none; local makes 384).", &EMBEDDING_DIMENSIONS, 0, 8192, Superuser),
         (c"pageperfect.embedding_batch_tokens", c"Most tokens (estimated as characters / 4) of texts in one embeddings request.", &EMBEDDING_BATCH_TOKENS, 256, 1_000_000, Superuser),
         (c"pageperfect.crawl_timeout_ms", c"Timeout of one page fetch, in milliseconds.", &CRAWL_TIMEOUT_MS, 100, 600_000, Superuser),

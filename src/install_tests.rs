@@ -125,10 +125,11 @@ mod tests {
     fn every_setting_is_defined_and_secrets_are_hidden() {
         for name in [
             "database_name", "timezone", "max_running_jobs", "pipeline_workers", "http_concurrency",
-            "queue_visibility_seconds", "embedding_provider", "embedding_url", "embedding_model",
+            "embedding_provider", "embedding_url", "embedding_model",
             "embedding_dimensions", "llm_provider", "llm_url", "llm_model", "crawl_user_agent",
             "crawl_timeout_ms", "crawl_max_bytes", "crawl_allow_private", "crawl_provider", "crawl_api_url",
-            "alert_webhook_url", "gsc_api_url", "gsc_token_url",
+            "alert_webhook_url", "gsc_api_url", "gsc_token_url", "embedding_batch_tokens", "llm_token_limit",
+            "log_statement", "enable_superuser_jobs",
         ] {
             let listed = Spi::get_one_with_args::<bool>(
                 "SELECT EXISTS (SELECT FROM pg_settings WHERE name = 'pageperfect.' || $1)",

@@ -133,3 +133,40 @@ fn each_new_alert_is_posted_once_and_resolved_when_its_condition_clears() {
     assert_eq!(cleared["open"], 0);
     assert_eq!(texts(&posts).len(), 3, "resolving posts nothing");
 }
+
+#[test]
+fn an_alert_is_delivered_at_once_however_long_the_pipeline_backlog() {
+    let posts = Arc::new(Mutex::new(Vec::<(Received, std::time::Instant)>::new()));
+    let received = posts.clone();
+    let hook = Site::with_handler(move |request| {
+        received.lock().unwrap().push((request.clone(), std::time::Instant::now()));
+        Route::status(200, "text/plain", "ok")
+    });
+    // Every page takes 10 s: 2,000 of them are hours of work for one owner's two job slots.
+    let slow = Site::with_handler(|_| Route::html("<html><body><p>slow page</p></body></html>").delayed(Duration::from_secs(10)));
+    let webhook = format!("pageperfect.alert_webhook_url = '{}'", hook.url("/hooks/alerts"));
+    let (_cluster, mut client) = Cluster::with_extension("alert_lane", &[&webhook, "pageperfect.crawl_allow_private = on"]);
+    // Both of the owner's job slots crawling at once (one site: let it take two at a time).
+    client.batch_execute("UPDATE pageperfect.stage_config SET per_host_limit = 2 WHERE stage = 'submit_crawl'").unwrap();
+    // The superuser queues the backlog, as the content automation job does.
+    client.execute("SELECT count(pageperfect.run_workflow($1 || n)) FROM generate_series(1, 2000) n", &[&slow.url("/page/")]).unwrap();
+    wait_for(Duration::from_secs(20), "the backlog to be under way", || {
+        (count(&mut client, "SELECT count(*) FROM pageperfect.jobs WHERE status = 'processing'") >= 2).then_some(())
+    });
+    // An alert, notified as trigger_monitoring notifies it: by the same superuser.
+    let started = std::time::Instant::now();
+    client
+        .batch_execute(&format!(
+            "WITH alert AS (
+                 INSERT INTO pageperfect.monitoring_alerts (alert_key, alert_type, severity, message)
+                 VALUES ('workers_down:test', 'workers_down', 'critical', 'a pipeline worker is down') RETURNING id)
+             SELECT pageperfect.create_job(current_user, '{}', ARRAY['notify_alert'], jsonb_build_object('alert_id', alert.id), 0, '{{}}', false)
+               FROM alert",
+            hook.url("/hooks/alerts")
+        ))
+        .unwrap();
+    let delivered = wait_for(Duration::from_secs(30), "the alert's post", || posts.lock().unwrap().first().map(|(_, at)| *at));
+    let waited = delivered.duration_since(started);
+    assert!(waited < Duration::from_secs(5), "the alert waited {waited:?} behind the backlog");
+    assert!(count(&mut client, "SELECT count(*) FROM pageperfect.jobs WHERE status = 'queued'") > 1900, "the backlog is still there");
+}
