@@ -150,7 +150,7 @@ mod tests {
             assert_eq!(value.as_deref(), Some(""), "pageperfect.{secret}");
             assert_eq!(listed, Some(false), "pageperfect.{secret} is listed in pg_settings");
         }
-        assert_eq!(Spi::get_one::<String>("SHOW pageperfect.embedding_dimensions").unwrap().unwrap(), "384");
+        assert_eq!(Spi::get_one::<String>("SHOW pageperfect.embedding_dimensions").unwrap().unwrap(), "0", "the model's own");
         assert_eq!(Spi::get_one::<String>("SHOW pageperfect.embedding_provider").unwrap().unwrap(), "local");
     }
 }

@@ -79,6 +79,20 @@ pub trait Duty {
     fn busy(&self) -> bool;
 }
 
+/// Two duties in one worker, taking turns: it sleeps until either has something due.
+pub struct Both<A: Duty, B: Duty>(pub A, pub B);
+
+impl<A: Duty, B: Duty> Duty for Both<A, B> {
+    fn tick(&mut self) -> Duration {
+        let first = self.0.tick();
+        first.min(self.1.tick())
+    }
+
+    fn busy(&self) -> bool {
+        self.0.busy() || self.1.busy()
+    }
+}
+
 /// Registers the scheduler and `pageperfect.pipeline_workers` pipeline workers with the postmaster.
 pub fn register_workers() {
     for role in Role::all(config::PIPELINE_WORKERS.get().max(0) as u32) {

@@ -170,3 +170,36 @@ fn an_alert_is_delivered_at_once_however_long_the_pipeline_backlog() {
     assert!(waited < Duration::from_secs(5), "the alert waited {waited:?} behind the backlog");
     assert!(count(&mut client, "SELECT count(*) FROM pageperfect.jobs WHERE status = 'queued'") > 1900, "the backlog is still there");
 }
+
+#[test]
+fn with_no_pipeline_worker_running_the_scheduler_posts_the_alert_itself() {
+    let posts = Arc::new(Mutex::new(Vec::<Received>::new()));
+    let received = posts.clone();
+    let hook = Site::with_handler(move |request| {
+        received.lock().unwrap().push(request.clone());
+        Route::status(200, "text/plain", "ok")
+    });
+    let webhook = format!("pageperfect.alert_webhook_url = '{}'", hook.url("/hooks/alerts"));
+    // No pipeline worker at all: nothing else could deliver the alert.
+    let (_cluster, mut client) = Cluster::with_extension("alert_fallback", &[&webhook, "pageperfect.pipeline_workers = 0"]);
+    client
+        .batch_execute(&format!(
+            "WITH alert AS (
+                 INSERT INTO pageperfect.monitoring_alerts (alert_key, alert_type, severity, message)
+                 VALUES ('worker_down:pipeline', 'worker_down', 'critical', 'no pipeline worker is running') RETURNING id)
+             SELECT pageperfect.create_job(current_user, '{}', ARRAY['notify_alert'], jsonb_build_object('alert_id', alert.id), 0, '{{}}', false)
+               FROM alert",
+            hook.url("/hooks/alerts")
+        ))
+        .unwrap();
+    wait_for(Duration::from_secs(20), "the scheduler to post the alert", || (!posts.lock().unwrap().is_empty()).then_some(()));
+    let text = texts(&posts).remove(0);
+    assert!(text.contains("critical") && text.contains("no pipeline worker is running"), "{text}");
+    wait_for(Duration::from_secs(5), "the alert to be marked notified", || {
+        (count(&mut client, "SELECT count(*) FROM pageperfect.monitoring_alerts WHERE notified_at IS NOT NULL") == 1).then_some(())
+    });
+    // Its job is cancelled, so workers that come back do not post it again.
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.jobs WHERE status = 'cancelled'"), 1);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(posts.lock().unwrap().len(), 1, "posted once");
+}
