@@ -43,6 +43,9 @@ INSERT INTO pageperfect.parameters (name, value, description) VALUES
     ('http_max_in_flight_per_owner', '24',  'durable HTTP requests one owner may have in flight at once (of pipeline_workers x http_concurrency slots)'),
     ('alert_failure_rate',         '0.2',   'monitoring alerts when the failure rate of the last hour is above this'),
     ('stuck_after_minutes',        '30',    'monitoring alerts on work processing for longer than this'),
+    ('gsc_window_days',            '4',     'ingest_gsc() fetches this many days up to yesterday (Google finalises a day two or three days after it), and every earlier day not final yet'),
+    ('gsc_backfill_days',          '486',   'a site''s first ingest_gsc() run fetches this many days (16 months, what Search Console keeps)'),
+    ('gsc_data_state',             '"all"', 'all: fetch fresh (not yet final) days too and replace them when final; final: finished days only'),
     ('ctr_alpha',                  '-0.51', 'CTR curve intercept: ctr(p) = 1 / (1 + exp(-(alpha + beta * p)))'),
     ('ctr_beta',                   '-0.34', 'CTR curve slope per position'),
     ('ctr_fitted_at',              'null',  'when recalibrate_ctr() last fitted alpha and beta (null: built-in defaults)');

@@ -48,7 +48,9 @@ SELECT pageperfect.scope_rows_to_parent(ARRAY['gsc_page_query_daily', 'gsc_keywo
 CREATE TABLE pageperfect.gsc_ingestions (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_id        uuid,
+    -- The days fetched: from_date to for_date.
     for_date      date NOT NULL,
+    from_date     date,
     site          text NOT NULL,
     status        text NOT NULL CHECK (status IN ('succeeded', 'failed')),
     rows_upserted bigint NOT NULL DEFAULT 0,
@@ -57,6 +59,18 @@ CREATE TABLE pageperfect.gsc_ingestions (
     finished_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX gsc_ingestions_date_idx ON pageperfect.gsc_ingestions (for_date, site);
+
+-- Per site and day: whether the stored rows are final (Google changes a day's data for two or
+-- three days after it ends), how many came, and when. A day not final is fetched again.
+CREATE TABLE pageperfect.gsc_days (
+    site       text NOT NULL,
+    date       date NOT NULL,
+    final      boolean NOT NULL,
+    rows       bigint NOT NULL DEFAULT 0,
+    fetched_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, date)
+);
+CREATE INDEX gsc_days_not_final_idx ON pageperfect.gsc_days (site, date) WHERE NOT final;
 
 -- Every recalibrate_ctr() fit, so the history of the curve can be seen.
 CREATE TABLE pageperfect.ctr_fits (

@@ -332,6 +332,8 @@ BEGIN
                        ('cleanup_logs',      'ran_at',      'true',                 'logs_retention_days'),
                        ('health_checks',     'checked_at',  'true',                 'logs_retention_days'),
                        ('gsc_ingestions',    'finished_at', 'true',                 'logs_retention_days'),
+                       -- Days older than a backfill reaches are never fetched again.
+                       ('gsc_days',          'date',        'true',                 'gsc_backfill_days'),
                        ('monitoring_alerts', 'resolved_at', 'status = ''resolved''', 'logs_retention_days'),
                        ('metrics_data',      'collected_at', 'true',                'metrics_retention_days'),
                        -- Hosts not crawled since: a crawl learns their Crawl-delay again.

@@ -1,6 +1,7 @@
 //! The Search Console API: the sites a service account may read (`sites.list`) and the Search
-//! Analytics query (`searchAnalytics.query`) for one day of date/page/query rows: request URLs and
-//! bodies, and reading the responses. No I/O happens here.
+//! Analytics query (`searchAnalytics.query`) for a range of days of date/page/query rows, final
+//! or with the fresh (still-changing) days too: request URLs and bodies, and reading the
+//! responses, with the first day Google says is incomplete. No I/O happens here.
 
 use chrono::NaiveDate;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -56,17 +57,25 @@ pub fn query_url(api_base: &str, site: &str) -> String {
     )
 }
 
-/// One page of one day's final (not fresh, still-changing) data.
-pub fn query_body(date: NaiveDate, start_row: u32) -> Value {
-    let day = date.format("%Y-%m-%d").to_string();
+/// One page of the days `from` to `to`: `data_state` `final` (finished days only) or `all` (the
+/// fresh days too, which Google still changes for two or three days).
+pub fn query_body(from: NaiveDate, to: NaiveDate, start_row: u32, data_state: &str) -> Value {
     json!({
-        "startDate": day,
-        "endDate": day,
+        "startDate": from.format("%Y-%m-%d").to_string(),
+        "endDate": to.format("%Y-%m-%d").to_string(),
         "dimensions": ["date", "page", "query"],
         "rowLimit": PAGE_ROWS,
         "startRow": start_row,
-        "dataState": "final",
+        "dataState": data_state,
     })
+}
+
+/// One page of rows, and the first day whose data is not final yet (Google says it with
+/// `dataState: all`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsPage {
+    pub rows: Vec<AnalyticsRow>,
+    pub first_incomplete_date: Option<NaiveDate>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +83,13 @@ struct Response {
     // Google leaves `rows` out entirely when there is no data.
     #[serde(default)]
     rows: Vec<RawRow>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    first_incomplete_date: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,9 +164,13 @@ pub fn parse_sites(body: &[u8]) -> Result<Vec<String>, AnalyticsError> {
         .collect())
 }
 
-pub fn parse_response(body: &[u8]) -> Result<Vec<AnalyticsRow>, AnalyticsError> {
+pub fn parse_response(body: &[u8]) -> Result<AnalyticsPage, AnalyticsError> {
     let response: Response = parse_answer(body)?;
-    response
+    let first_incomplete_date = response
+        .metadata
+        .and_then(|m| m.first_incomplete_date)
+        .and_then(|day| NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok());
+    let rows = response
         .rows
         .into_iter()
         .enumerate()
@@ -160,7 +180,8 @@ pub fn parse_response(body: &[u8]) -> Result<Vec<AnalyticsRow>, AnalyticsError> 
                 problem,
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(AnalyticsPage { rows, first_incomplete_date })
 }
 
 fn convert_row(raw: RawRow) -> Result<AnalyticsRow, String> {
@@ -220,18 +241,25 @@ mod tests {
     }
 
     #[test]
-    fn builds_one_day_page_of_final_data() {
+    fn builds_a_page_of_a_range_of_days() {
         assert_eq!(
-            query_body(day(3), 50_000),
+            query_body(day(1), day(3), 50_000, "all"),
             json!({
-                "startDate": "2026-11-03",
+                "startDate": "2026-11-01",
                 "endDate": "2026-11-03",
                 "dimensions": ["date", "page", "query"],
                 "rowLimit": 25_000,
                 "startRow": 50_000,
-                "dataState": "final",
+                "dataState": "all",
             })
         );
+    }
+
+    #[test]
+    fn reads_the_first_incomplete_day() {
+        let page = parse_response(br#"{"responseAggregationType": "byPage", "metadata": {"first_incomplete_date": "2026-11-02"}}"#).unwrap();
+        assert_eq!((page.rows.len(), page.first_incomplete_date), (0, Some(day(2))));
+        assert_eq!(parse_response(br#"{"rows": []}"#).unwrap().first_incomplete_date, None);
     }
 
     #[test]
@@ -245,7 +273,7 @@ mod tests {
             ],
             "responseAggregationType": "byPage"
         }"#;
-        let rows = parse_response(body).unwrap();
+        let rows = parse_response(body).unwrap().rows;
         assert_eq!(
             rows[0],
             AnalyticsRow {
@@ -269,8 +297,8 @@ mod tests {
     #[test]
     fn missing_rows_mean_no_data() {
         let body = br#"{"responseAggregationType": "byProperty"}"#;
-        assert_eq!(parse_response(body), Ok(vec![]));
-        assert_eq!(parse_response(br#"{"rows": []}"#), Ok(vec![]));
+        assert_eq!(parse_response(body).map(|p| p.rows), Ok(vec![]));
+        assert_eq!(parse_response(br#"{"rows": []}"#).map(|p| p.rows), Ok(vec![]));
     }
 
     #[test]

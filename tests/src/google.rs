@@ -6,7 +6,10 @@
 //! `POST /webmasters/v3/sites/{site}/searchAnalytics/query` pages through their rows with
 //! Google's request validation, error bodies and habits (counts as floats, no `rows` key past
 //! the end). The test can queue faults for the next queries (a revoked token, 429 with
-//! Retry-After, 500, malformed JSON) and inspect every request afterwards.
+//! Retry-After, 500, malformed JSON) and inspect every request afterwards. With a clock set
+//! (`set_clock`), it lags as Google does: a day is final only `lag` days after it, `dataState:
+//! final` serves final days only, `all` serves the fresh ones too with part of their numbers
+//! (Google's still grow) and names the first incomplete day in `metadata`.
 //!
 //! The service account's key pair, `fixtures/gsc-test-key.pem` and `fixtures/gsc-test-key.pub.pem`,
 //! was made for these tests with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`
@@ -212,6 +215,8 @@ struct Property {
 
 #[derive(Default)]
 struct State {
+    /// Today on the stand-in's clock, and how many days Google takes to finalise one.
+    clock: Option<(chrono::NaiveDate, u64)>,
     properties: Vec<Property>,
     /// Issued and not revoked.
     live_tokens: HashSet<String>,
@@ -278,6 +283,12 @@ impl GoogleServer {
     /// Queries for sites never added get the same 403.
     pub fn add_unverified_site(&self, site_url: &str) {
         property(&mut self.state.lock().unwrap(), site_url, Permission::Unverified);
+    }
+
+    /// Today is `today` (`YYYY-MM-DD`) for the data, and a day is final `lag_days` days after it.
+    pub fn set_clock(&self, today: &str, lag_days: u64) {
+        let today = chrono::NaiveDate::parse_from_str(today, "%Y-%m-%d").expect("a YYYY-MM-DD date");
+        self.state.lock().unwrap().clock = Some((today, lag_days));
     }
 
     /// The next query requests get these faults, in order; later ones are answered.
@@ -536,9 +547,26 @@ fn query(state: &mut State, fault: Option<Fault>, token: Option<&str>, site: &st
         Ok(request) => request,
         Err(message) => return invalid_argument(&message),
     };
+    // With a clock: no data from today on, fresh (partial) data for the days not final yet.
+    let day = |date: chrono::NaiveDate| date.format("%Y-%m-%d").to_string();
+    let lagging = state.clock.map(|(today, lag)| (day(today - chrono::Days::new(lag)), day(today - chrono::Days::new(1))));
+    let end_date = match &lagging {
+        Some((last_final, _)) if request.data_state == "final" => last_final.clone().min(request.end_date.clone()),
+        Some((_, yesterday)) => yesterday.clone().min(request.end_date.clone()),
+        None => request.end_date.clone(),
+    };
     let first = property.rows.partition_point(|row| row.date.as_str() < request.start_date.as_str());
-    let end = property.rows.partition_point(|row| row.date.as_str() <= request.end_date.as_str());
-    let in_range = &property.rows[first..end];
+    let end = property.rows.partition_point(|row| row.date.as_str() <= end_date.as_str()).max(first);
+    let served: Vec<Row> = property.rows[first..end]
+        .iter()
+        .map(|row| match &lagging {
+            Some((last_final, _)) if row.date.as_str() > last_final.as_str() => {
+                Row { clicks: row.clicks / 2, impressions: row.impressions / 2, ..row.clone() }
+            }
+            _ => row.clone(),
+        })
+        .collect();
+    let in_range = &served[..];
     let start = (request.start_row as usize).min(in_range.len());
     let stop = (start + request.row_limit as usize).min(in_range.len());
     // Only the slice is serialized, straight to bytes. Past the last row Google leaves `rows` out
@@ -555,6 +583,10 @@ fn query(state: &mut State, fault: Option<Fault>, token: Option<&str>, site: &st
         }
         body.extend_from_slice(b"],");
     }
+    if let (Some((last_final, _)), "all") = (&lagging, request.data_state.as_str()) {
+        let first_incomplete = chrono::NaiveDate::parse_from_str(last_final, "%Y-%m-%d").unwrap() + chrono::Days::new(1);
+        let _ = write!(body, "\"metadata\":{{\"first_incomplete_date\":\"{}\"}},", day(first_incomplete));
+    }
     body.extend_from_slice(b"\"responseAggregationType\":\"byPage\"}");
     Route { body: Arc::from(body), ..Route::status(200, JSON, "") }
 }
@@ -565,6 +597,8 @@ struct QueryRequest {
     end_date: String,
     start_row: u64,
     row_limit: u64,
+    /// `final` (Google's default) or `all`.
+    data_state: String,
 }
 
 impl QueryRequest {
@@ -589,11 +623,11 @@ impl QueryRequest {
         if dimensions.as_deref() != Some(&["date", "page", "query"][..]) {
             return Err("This stand-in serves only dimensions [\"date\", \"page\", \"query\"].".to_string());
         }
-        if let Some(state) = fields.get("dataState") {
-            if !matches!(state.as_str(), Some("final" | "all" | "hourly_all")) {
-                return Err(format!("Invalid value at 'data_state' ({state})"));
-            }
-        }
+        let data_state = match fields.get("dataState") {
+            None => "final".to_string(),
+            Some(state) if matches!(state.as_str(), Some("final" | "all" | "hourly_all")) => state.as_str().unwrap().to_string(),
+            Some(state) => return Err(format!("Invalid value at 'data_state' ({state})")),
+        };
         let count = |name: &str, default: u64| match fields.get(name) {
             None => Ok(default),
             Some(value) => value.as_u64().ok_or_else(|| format!("Invalid value at '{name}' ({value})")),
@@ -603,7 +637,7 @@ impl QueryRequest {
         if !(1..=MAX_ROW_LIMIT).contains(&row_limit) {
             return Err(format!("rowLimit must be between 1 and {MAX_ROW_LIMIT}, inclusive."));
         }
-        Ok(QueryRequest { start_date, end_date, start_row, row_limit })
+        Ok(QueryRequest { start_date, end_date, start_row, row_limit, data_state })
     }
 }
 

@@ -1,8 +1,9 @@
 //! Search Console ingestion end to end: a preloaded cluster fetches a day of rows from a
 //! loopback stand-in for Google (tests/src/google.rs) that checks the service account's RS256
 //! signature at its token endpoint and serves Search Analytics pages of 25,000 rows, and answers
-//! with an expired token, a 429 and a 500 on the way. Then the nine default cron jobs of
-//! initialize_scheduler() run on a 5-second schedule and succeed.
+//! with an expired token, a 429 and a 500 on the way. A week of nightly runs against a Google that
+//! finalises a day three days after it ends leaves every final day complete. Then the nine
+//! default cron jobs of initialize_scheduler() run on a 5-second schedule and succeed.
 
 use pageperfect_it::google::{generated_rows, Fault, GoogleServer, TokenOutcome, CLIENT_EMAIL};
 use pageperfect_it::{count, db_message, wait_for, Cluster};
@@ -68,7 +69,7 @@ fn a_day_of_search_console_rows_is_ingested_through_expired_tokens_429s_and_500s
         .unwrap()
         .get(0);
     assert_eq!(email, CLIENT_EMAIL);
-    assert!(refused(&mut client, "SELECT pageperfect.ingest_gsc(current_date)").starts_with("for_date must be a day before today"));
+    assert!(refused(&mut client, "SELECT pageperfect.ingest_gsc(current_date)").starts_with("the days to ingest must be before today"));
     assert!(refused(&mut client, "SELECT pageperfect.ingest_gsc(sites => '{}')").starts_with("sites must be NULL"));
     assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.jobs"), 0);
 
@@ -183,5 +184,65 @@ fn the_nine_default_jobs_run_on_their_schedules_and_succeed() {
     for (table, at_least) in [("ctr_fits", 1), ("metrics_data", 1), ("health_checks", 5), ("sweeper_logs", 1), ("cleanup_logs", 9)] {
         let rows = count(&mut client, &format!("SELECT count(*) FROM pageperfect.{table}"));
         assert!(rows >= at_least, "{table} has {rows} rows");
+    }
+}
+
+/// Runs ingest_gsc(until => until) (the nightly call, on the stand-in's clock) and waits for it.
+fn ingest_until(client: &mut Client, until: &str) -> String {
+    let queued: String = client.query_one("SELECT pageperfect.ingest_gsc(until => $1::text::date)::text", &[&until]).unwrap().get(0);
+    let job = serde_json::from_str::<serde_json::Value>(&queued).unwrap()["job_id"].as_str().unwrap().to_string();
+    wait_for(Duration::from_secs(60), "the nightly ingestion", || {
+        let status: String = client.query_one("SELECT status FROM pageperfect.jobs WHERE id = $1::text::uuid", &[&job]).unwrap().get(0);
+        matches!(status.as_str(), "completed" | "dead").then_some(status)
+    })
+}
+
+#[test]
+fn a_week_of_nightly_runs_against_googles_lag_ends_with_every_final_day_complete() {
+    let google = GoogleServer::start();
+    let api_base = format!("pageperfect.gsc_api_url = '{}'", google.api_base());
+    let (_cluster, mut client) = Cluster::with_extension("gsc_lag", &[&api_base]);
+    client.query_one("SELECT pageperfect.set_gsc_credentials($1)", &[&google.service_account_json()]).unwrap();
+    // Twelve days of data, D0 to D11 (ending yesterday); Google finalises a day three days after it.
+    let days: Vec<String> = client
+        .query("SELECT (current_date - 12 + n)::text FROM generate_series(0, 11) n ORDER BY n", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for day in &days {
+        google.add_site(SHOP, generated_rows(SHOP, day, 40));
+    }
+    let full = |day: &str| generated_rows(SHOP, day, 40).iter().map(|row| row.impressions as i64).sum::<i64>();
+    // Seven nights: on night n the stand-in's today is D5 + n and the run asks up to the day before.
+    for night in 0..7 {
+        let today = &days[5 + night];
+        google.set_clock(today, 3);
+        let yesterday = &days[4 + night];
+        assert_eq!(ingest_until(&mut client, yesterday), "completed", "night {night}");
+    }
+    // The first night was the site's first run: it went back the whole backfill.
+    let first_from: String = client
+        .query_one("SELECT from_date::text FROM pageperfect.gsc_ingestions ORDER BY id LIMIT 1", &[])
+        .unwrap()
+        .get(0);
+    let backfill_from: String = client.query_one("SELECT ($1::text::date - 485)::text", &[&days[4]]).unwrap().get(0);
+    assert_eq!(first_from, backfill_from);
+    // On the last night today is D11: D0 to D8 are final and complete, D9 and D10 fresh.
+    for (i, day) in days.iter().enumerate().take(11) {
+        let row = client
+            .query_one(
+                "SELECT coalesce((SELECT sum(impressions) FROM pageperfect.gsc_page_query_daily WHERE site = $1 AND date = $2::text::date), 0)::bigint,
+                        (SELECT final FROM pageperfect.gsc_days WHERE site = $1 AND date = $2::text::date)",
+                &[&SHOP, day],
+            )
+            .unwrap();
+        let (stored, final_): (i64, Option<bool>) = (row.get(0), row.get(1));
+        if i <= 8 {
+            assert_eq!((stored, final_), (full(day), Some(true)), "{day} (D{i}) is final and complete");
+        } else {
+            let partial = generated_rows(SHOP, day, 40).iter().map(|row| (row.impressions / 2) as i64).sum::<i64>();
+            assert_eq!((stored, final_), (partial, Some(false)), "{day} (D{i}) is fresh: Google's numbers so far");
+        }
     }
 }
