@@ -20,6 +20,19 @@ const BATCH_TEXTS: usize = 96;
 /// The local embedder's dimensions when `embedding_dimensions` is 0.
 const LOCAL_DIMENSIONS: usize = 384;
 
+/// Embedding that failed part way: the texts embedded before the failure, by hash, worth keeping.
+pub struct PartialEmbedding {
+    pub embedded: HashMap<String, Vec<f32>>,
+    pub error: StageError,
+}
+
+/// Where the part done is not kept, only the failure counts.
+impl From<PartialEmbedding> for StageError {
+    fn from(partial: PartialEmbedding) -> StageError {
+        partial.error
+    }
+}
+
 /// The provider settings, read on the worker's main thread and carried to the runtime.
 #[derive(Clone, Debug)]
 pub enum Embedder {
@@ -127,13 +140,14 @@ impl Embedder {
         .map_err(|e: pgrx::spi::Error| StageError::retryable(e.to_string()))
     }
 
-    /// Embeds the `(hash, text)` pairs whose hash is not in `cached`, once per hash.
+    /// Embeds the `(hash, text)` pairs whose hash is not in `cached`, once per hash; on failure,
+    /// with the batches embedded before it.
     pub async fn embed_missing(
         &self,
         texts: Vec<(String, String)>,
         cached: &HashMap<String, Vec<f32>>,
         deadline: Instant,
-    ) -> Result<HashMap<String, Vec<f32>>, StageError> {
+    ) -> Result<HashMap<String, Vec<f32>>, PartialEmbedding> {
         let mut missing: Vec<(String, String)> = Vec::new();
         for (hash, text) in texts {
             if !cached.contains_key(&hash) && !missing.iter().any(|(h, _)| *h == hash) {
@@ -141,8 +155,10 @@ impl Embedder {
             }
         }
         let (hashes, texts): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
-        let vectors = self.embed(texts, deadline).await?;
-        Ok(hashes.into_iter().zip(vectors).collect())
+        match self.embed(texts, deadline).await {
+            Ok(vectors) => Ok(hashes.into_iter().zip(vectors).collect()),
+            Err((done, error)) => Err(PartialEmbedding { embedded: hashes.into_iter().zip(done).collect(), error }),
+        }
     }
 
     /// Remembers freshly embedded texts (SPI: main thread).
@@ -164,36 +180,40 @@ impl Embedder {
     }
 
     /// One vector per text, in order, all of one length; rate limits and server errors are
-    /// retried within each request while `deadline` allows.
-    pub async fn embed(&self, texts: Vec<String>, deadline: Instant) -> Result<Vec<Vec<f32>>, StageError> {
+    /// retried within each request while `deadline` allows. On failure, the vectors of the
+    /// batches done before it (the first texts, in order) come with the error.
+    pub async fn embed(&self, texts: Vec<String>, deadline: Instant) -> Result<Vec<Vec<f32>>, (Vec<Vec<f32>>, StageError)> {
         match self {
             Embedder::Local { dimensions } => {
                 let dimensions = *dimensions;
                 tokio::task::spawn_blocking(move || texts.iter().map(|t| embed_local::embed(t, dimensions)).collect())
                     .await
-                    .map_err(|e| StageError::retryable(format!("local embedder failed: {e}")))
+                    .map_err(|e| (Vec::new(), StageError::retryable(format!("local embedder failed: {e}"))))
             }
             Embedder::OpenAi { url, model, dimensions, api_key, batch_tokens } => {
-                let client = openai::client()?;
+                let client = openai::client().map_err(|e| (Vec::new(), e))?;
                 let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
                 for batch in batches(&texts, *batch_tokens) {
                     let mut body = json!({ "model": model, "input": batch });
                     if let Some(dimensions) = dimensions {
                         body["dimensions"] = json!(dimensions);
                     }
-                    let parsed: EmbeddingsResponse = openai::post(&client, url, api_key.as_deref(), &body, deadline).await?;
+                    let parsed: EmbeddingsResponse = match openai::post(&client, url, api_key.as_deref(), &body, deadline).await {
+                        Ok(parsed) => parsed,
+                        Err(error) => return Err((vectors, error)),
+                    };
                     let mut items = parsed.data;
                     items.sort_by_key(|item| item.index);
                     // The length asked for, else the model's own: the first vector's.
                     let wanted = dimensions.or_else(|| vectors.first().or(items.first().map(|i| &i.embedding)).map(Vec::len));
                     let uneven = items.iter().any(|item| Some(item.embedding.len()) != wanted || item.embedding.is_empty());
                     if items.len() != batch.len() || uneven {
-                        return Err(StageError::retryable(format!(
+                        return Err((vectors, StageError::retryable(format!(
                             "{url} returned {} embeddings for {} texts (wanted {} dimensions each)",
                             items.len(),
                             batch.len(),
                             wanted.map_or("the same number of".to_string(), |d| d.to_string())
-                        )));
+                        ))));
                     }
                     vectors.extend(items.into_iter().map(|item| item.embedding));
                 }

@@ -54,6 +54,9 @@ pub struct Output {
     clusters: Vec<Cluster>,
     queries: usize,
     noise: usize,
+    /// The model server failed after embedding some batches: those are kept (cached) for the
+    /// next attempt, which then sends only the rest, and the attempt fails with this.
+    failed: Option<StageError>,
 }
 
 /// Groups the clustered queries by DBSCAN label (noise dropped), in label order, with
@@ -129,9 +132,16 @@ impl Stage for KeywordClustering {
         let deadline = work.call_deadline();
         async move {
             let texts = input.queries.iter().map(|q| (q.hash.clone(), q.text.clone())).collect();
-            let fresh = input.embedder.embed_missing(texts, &input.cached, deadline).await?;
             let Input { page_id, queries, embedder, cached } = input;
             let queries_count = queries.len();
+            let fresh = match embedder.embed_missing(texts, &cached, deadline).await {
+                Ok(fresh) => fresh,
+                Err(partial) if !partial.embedded.is_empty() => {
+                    let failed = Some(partial.error);
+                    return Ok(Output { page_id, embedder, fresh: partial.embedded, clusters: vec![], queries: queries_count, noise: 0, failed });
+                }
+                Err(partial) => return Err(partial.error),
+            };
             let (clusters, noise, fresh) = tokio::task::spawn_blocking(move || {
                 // Queries without a usable vector (no words at all) cannot be clustered.
                 let clustered: Vec<(&Query, &[f32])> = queries
@@ -156,7 +166,7 @@ impl Stage for KeywordClustering {
             })
             .await
             .map_err(|e| StageError::retryable(format!("clustering failed: {e}")))??;
-            Ok(Output { page_id, embedder, fresh, clusters, queries: queries_count, noise })
+            Ok(Output { page_id, embedder, fresh, clusters, queries: queries_count, noise, failed: None })
         }
     }
 
@@ -168,6 +178,9 @@ impl Stage for KeywordClustering {
 
     fn store(&self, work: &Work, output: Output) -> Result<Value, StageError> {
         output.embedder.remember(&output.fresh)?;
+        if let Some(error) = output.failed {
+            return Err(StageError::Kept(Box::new(error)));
+        }
         Spi::run_with_args("DELETE FROM pageperfect.keyword_clusters WHERE page_id = $1", &[output.page_id.into()])?;
         for cluster in &output.clusters {
             Spi::run_with_args(

@@ -86,6 +86,8 @@ impl ScraperApi {
         match StageError::from(error) {
             StageError::Retryable { message, retry_after } => StageError::Retryable { message: scrub(message), retry_after },
             StageError::Permanent(message) => StageError::Permanent(scrub(message)),
+            // A transport error is never a kept one.
+            kept @ StageError::Kept(_) => kept,
         }
     }
 

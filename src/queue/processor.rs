@@ -158,6 +158,22 @@ fn reusable_payload(work: &Work, hash: &str) -> Result<Option<serde_json::Value>
     .map_err(|e| StageError::retryable(e.to_string()))
 }
 
+/// Records a failed attempt (retry or dead letter, as the stage's policy and `error` say) in the
+/// current transaction: `stale` when the attempt is no longer this backend's.
+fn fail_stage(work: &Work, error: &StageError) -> Result<Option<String>, pgrx::spi::Error> {
+    Spi::get_one_with_args::<String>(
+        "SELECT pageperfect.fail_stage($1::uuid, $2, $3, $4, $5, $6)",
+        &[
+            work.job_id.as_str().into(),
+            work.stage.as_str().into(),
+            work.attempt.into(),
+            error.to_string().into(),
+            error.is_permanent().into(),
+            error.retry_after().map(|d| d.as_secs_f64()).into(),
+        ],
+    )
+}
+
 /// Logs that an attempt's result was discarded because the attempt was taken back meanwhile.
 fn note_stale(work: &Work, result: &str) {
     if result == "stale" {
@@ -412,7 +428,14 @@ impl Processor {
                 // A reused result was stored by the run it comes from.
                 let payload = match output.downcast::<Reused>() {
                     Ok(reused) => reused.0,
-                    Err(output) => stage.store(&work, output)?,
+                    Err(output) => match stage.store(&work, output) {
+                        // What it kept is committed with the failure.
+                        Err(StageError::Kept(error)) => {
+                            wake_at_commit(Wake::PipelineWorkers);
+                            return fail_stage(&work, &error).map(Option::unwrap_or_default).map_err(|e| StageError::retryable(e.to_string()));
+                        }
+                        stored => stored?,
+                    },
                 };
                 let result = Spi::get_one_with_args::<String>(
                     "SELECT pageperfect.complete_stage($1::uuid, $2, $3, $4, $5)",
@@ -449,18 +472,7 @@ impl Processor {
     fn record_failure(&mut self, work: Work, error: StageError) -> Option<Finished> {
         let result = in_transaction(|| {
             wake_at_commit(Wake::PipelineWorkers);
-            Spi::get_one_with_args::<String>(
-                "SELECT pageperfect.fail_stage($1::uuid, $2, $3, $4, $5, $6)",
-                &[
-                    work.job_id.as_str().into(),
-                    work.stage.as_str().into(),
-                    work.attempt.into(),
-                    error.to_string().into(),
-                    error.is_permanent().into(),
-                    error.retry_after().map(|d| d.as_secs_f64()).into(),
-                ],
-            )
-            .map(Option::unwrap_or_default)
+            fail_stage(&work, &error).map(Option::unwrap_or_default)
         });
         match result {
             Ok(result) => {

@@ -49,6 +49,11 @@ pub enum StageError {
     /// A 404, a bad URL, unusable content: straight to the dead letters.
     #[error("{0}")]
     Permanent(String),
+    /// Returned by `store` that wrote what was worth keeping of a failed attempt (the batches a
+    /// model server did embed before it failed): the engine commits those writes with the
+    /// failure, which is the inner error.
+    #[error("{0}")]
+    Kept(Box<StageError>),
 }
 
 impl StageError {
@@ -61,13 +66,18 @@ impl StageError {
     }
 
     pub fn is_permanent(&self) -> bool {
-        matches!(self, StageError::Permanent(_))
+        match self {
+            StageError::Permanent(_) => true,
+            StageError::Kept(inner) => inner.is_permanent(),
+            StageError::Retryable { .. } => false,
+        }
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             StageError::Retryable { retry_after, .. } => *retry_after,
             StageError::Permanent(_) => None,
+            StageError::Kept(inner) => inner.retry_after(),
         }
     }
 }

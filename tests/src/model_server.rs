@@ -32,6 +32,8 @@ pub const NATIVE_DIMENSIONS: usize = 48;
 
 #[derive(Clone, Debug)]
 pub enum Fault {
+    /// No fault: the normal answer (to fail a later request of a sequence).
+    Answer,
     TooManyRequests { retry_after_seconds: u64 },
     /// 429 with OpenAI's `retry-after-ms` (and no Retry-After).
     RateLimitedMs { retry_after_ms: u64 },
@@ -136,7 +138,7 @@ impl ModelServer {
             };
             let answer = |request: &Received| respond(request).delayed(latency);
             match fault {
-                None => answer(request),
+                None | Some(Fault::Answer) => answer(request),
                 Some(Fault::TooManyRequests { retry_after_seconds }) => {
                     Route::status(429, "application/json", r#"{"error":{"message":"rate limited"}}"#)
                         .with_header("Retry-After", &retry_after_seconds.to_string())

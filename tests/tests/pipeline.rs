@@ -625,3 +625,32 @@ fn changing_the_embedding_dimensions_between_two_runs_re_embeds_and_never_mixes_
     assert_eq!(reused, 0, "nothing made with 16 dimensions was reused");
     assert!(models.bodies(model_server::EMBEDDINGS).last().is_some_and(|body| body["dimensions"] == 24));
 }
+
+#[test]
+fn embeddings_already_made_are_kept_when_a_later_batch_fails() {
+    let site = Site::start(vec![("/sourdough.html", Route::html(SOURDOUGH))]);
+    let models = ModelServer::start();
+    let settings = openai_settings(&models);
+    let (_cluster, mut client) = Cluster::with_extension("openai_partial", &settings.iter().map(String::as_str).collect::<Vec<_>>());
+    client.batch_execute("UPDATE pageperfect.stage_config SET retry_delay_seconds = 0").unwrap();
+    let page = site.url("/sourdough.html");
+    // 150 queries: two embeddings requests (96 and 54).
+    client
+        .execute(
+            "INSERT INTO pageperfect.gsc_page_query_daily (date, site, page, query, clicks, impressions, position)
+             SELECT current_date - 1, 'sc-domain:example', $1, 'sourdough question ' || n, 1, 10 + n, 5.0
+               FROM generate_series(1, 150) n",
+            &[&page],
+        )
+        .unwrap();
+    // The page's fragments and the first batch of queries are embedded; the second batch gets half
+    // a JSON document.
+    models.fail_next(model_server::EMBEDDINGS, vec![Fault::Answer, Fault::Answer, Fault::MalformedJson]);
+    let job = run_workflow(&mut client, &page, &["rewrite_draft"], false);
+    assert_completed(&mut client, &job);
+    let failures = failures(&mut client, &job, "keyword_clustering");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    // The second attempt sent only the 54 queries the first did not get back.
+    let sizes: Vec<usize> = models.bodies(model_server::EMBEDDINGS).iter().map(|b| b["input"].as_array().map_or(0, Vec::len)).collect();
+    assert_eq!(&sizes[1..], [96, 54, 54], "{sizes:?}");
+}
