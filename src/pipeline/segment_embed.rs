@@ -51,6 +51,9 @@ pub struct Embedded {
 pub enum Output {
     Reused { page_id: i64, content_hash: String, fragments: i64 },
     Embedded(Embedded),
+    /// The model server failed after some batches: those vectors are kept for the job's next
+    /// attempt (which then sends only the rest), and the attempt fails with `error`.
+    Kept { embedder: Embedder, fresh: HashMap<String, Vec<f32>>, error: StageError },
 }
 
 impl Stage for SegmentEmbed {
@@ -103,6 +106,20 @@ impl Stage for SegmentEmbed {
                     vectors.insert(hash, vector);
                 }
             }
+            // And what an earlier attempt of this job embedded before its model server failed.
+            for row in client.select(
+                "SELECT c.text_hash, c.embedding FROM pageperfect.embedding_cache c
+                  WHERE c.provider = $1 AND c.model = $2 AND c.dimensions = $3
+                    AND c.text_hash IN (SELECT pg_catalog.jsonb_array_elements_text(e.data -> 'text_hashes')
+                                          FROM pageperfect.job_events e
+                                         WHERE e.job_id = $4::uuid AND e.stage = 'segment_embed' AND e.event = 'kept')",
+                None,
+                &[embedder.provider().into(), embedder.model().into(), (embedder.dimensions() as i32).into(), work.job_id.as_str().into()],
+            )? {
+                if let (Some(hash), Some(vector)) = (row.get::<String>(1)?, row.get::<Vec<f32>>(2)?) {
+                    vectors.entry(hash).or_insert(vector);
+                }
+            }
             Ok::<_, pgrx::spi::Error>(vectors)
         })?;
         let max_fragments = config::MAX_FRAGMENTS_PER_PAGE.get().max(1) as usize;
@@ -132,7 +149,13 @@ impl Stage for SegmentEmbed {
                     .await
                     .map_err(|e| StageError::retryable(format!("segmenting the page failed: {e}")))?;
                     let texts = fragments.iter().map(|(f, h)| (h.clone(), f.text.clone())).collect();
-                    let fresh = embedder.embed_missing(texts, &cached, deadline).await?;
+                    let fresh = match embedder.embed_missing(texts, &cached, deadline).await {
+                        Ok(fresh) => fresh,
+                        Err(partial) if !partial.embedded.is_empty() => {
+                            return Ok(Output::Kept { embedder, fresh: partial.embedded, error: partial.error });
+                        }
+                        Err(partial) => return Err(partial.error),
+                    };
                     Ok(Output::Embedded(Embedded { page_id, content_hash, embedder, fragments, dropped, cached, fresh }))
                 }
             }
@@ -150,6 +173,18 @@ impl Stage for SegmentEmbed {
                 return Ok(json!({ "page_id": page_id, "content_hash": content_hash, "fragments": fragments, "reused": true }));
             }
             Output::Embedded(embedded) => embedded,
+            Output::Kept { embedder, fresh, error } => {
+                embedder.remember(&fresh)?;
+                Spi::run_with_args(
+                    "SELECT pageperfect.log_job_event($1::uuid, 'segment_embed', 'kept', $2, $3)",
+                    &[
+                        work.job_id.as_str().into(),
+                        format!("{} fragments were embedded before the failure; the next attempt keeps them", fresh.len()).into(),
+                        pgrx::JsonB(json!({ "text_hashes": fresh.keys().collect::<Vec<_>>() })).into(),
+                    ],
+                )?;
+                return Err(StageError::Kept(Box::new(error)));
+            }
         };
         let (provider, model) = (plan.embedder.provider(), plan.embedder.model());
         let fresh = &plan.fresh;

@@ -628,13 +628,14 @@ fn changing_the_embedding_dimensions_between_two_runs_re_embeds_and_never_mixes_
 
 #[test]
 fn embeddings_already_made_are_kept_when_a_later_batch_fails() {
-    let site = Site::start(vec![("/sourdough.html", Route::html(SOURDOUGH))]);
+    // 150 paragraphs and 150 queries: two embeddings requests each (96 and 54).
+    let long_page: String = (1..=150).map(|n| format!("<p>Paragraph {n} of the long sourdough guide.</p>")).collect();
+    let site = Site::start(vec![("/sourdough.html", Route::html(&format!("<html><body><main>{long_page}</main></body></html>")))]);
     let models = ModelServer::start();
     let settings = openai_settings(&models);
     let (_cluster, mut client) = Cluster::with_extension("openai_partial", &settings.iter().map(String::as_str).collect::<Vec<_>>());
     client.batch_execute("UPDATE pageperfect.stage_config SET retry_delay_seconds = 0").unwrap();
     let page = site.url("/sourdough.html");
-    // 150 queries: two embeddings requests (96 and 54).
     client
         .execute(
             "INSERT INTO pageperfect.gsc_page_query_daily (date, site, page, query, clicks, impressions, position)
@@ -643,14 +644,22 @@ fn embeddings_already_made_are_kept_when_a_later_batch_fails() {
             &[&page],
         )
         .unwrap();
-    // The page's fragments and the first batch of queries are embedded; the second batch gets half
-    // a JSON document.
-    models.fail_next(model_server::EMBEDDINGS, vec![Fault::Answer, Fault::Answer, Fault::MalformedJson]);
+    // Each stage's second batch gets half a JSON document the first time.
+    models.fail_next(
+        model_server::EMBEDDINGS,
+        vec![Fault::Answer, Fault::MalformedJson, Fault::Answer, Fault::Answer, Fault::MalformedJson],
+    );
     let job = run_workflow(&mut client, &page, &["rewrite_draft"], false);
     assert_completed(&mut client, &job);
-    let failures = failures(&mut client, &job, "keyword_clustering");
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    // The second attempt sent only the 54 queries the first did not get back.
+    for stage in ["segment_embed", "keyword_clustering"] {
+        assert_eq!(failures(&mut client, &job, stage).len(), 1, "{stage}");
+    }
+    // Each second attempt sent only the 54 texts the first did not get back.
     let sizes: Vec<usize> = models.bodies(model_server::EMBEDDINGS).iter().map(|b| b["input"].as_array().map_or(0, Vec::len)).collect();
-    assert_eq!(&sizes[1..], [96, 54, 54], "{sizes:?}");
+    assert_eq!(sizes, [96, 54, 54, 96, 54, 54], "fragments, then queries");
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM pageperfect.page_embeddings e JOIN pageperfect.pages p ON p.id = e.page_id WHERE p.url = $1", &[&page])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 150, "every paragraph has its vector");
 }
