@@ -3,7 +3,8 @@
 # on this machine, printed as one table and drawn as a chart ($WORK/bench/bench.png):
 #
 #   queue      send + read + delete messages/s, batches of 1, 10 and 100, 1 and 4 clients, beside a
-#              plain-SQL FOR UPDATE SKIP LOCKED queue in the same cluster (pgbench; bench/queue/)
+#              plain-SQL FOR UPDATE SKIP LOCKED queue and beside pgmq's own SQL (the release the
+#              `pgmq` crate embeds, in a database of its own) in the same cluster (pgbench; bench/queue/)
 #   scheduler  lag from due time to start for 1, 100 and 1,000 jobs due in the same minute (p50,
 #              p99, max), beside pg_cron (Debian's postgresql-15-cron) in a second database of the
 #              same cluster; both get the same cron.schedule() calls (bench/scheduler/)
@@ -87,7 +88,7 @@ cluster_stop "$dir" # one left running by an earlier run that was killed
 # The binaries: the pipeline's driver and loopback servers, the DBSCAN kernels, the chart. Their
 # own target directory, so that they build beside scripts/install.sh (which holds target/).
 export CARGO_TARGET_DIR="$REPO/target/bench"
-build_binaries() { cargo build --profile bench-bins --quiet -p pageperfect-it --bin bench-pipeline --bin bench-crawl --bin bench-dbscan --bin bench-wakeup --bin bench-chart; }
+build_binaries() { cargo build --profile bench-bins --quiet -p pageperfect-it --bin bench-pipeline --bin bench-crawl --bin bench-pgmq-install --bin bench-dbscan --bin bench-wakeup --bin bench-chart; }
 if [ "${1:-}" = --install ]; then
     step "building and installing pageperfect (release), and the benchmark binaries beside it"
     build_binaries & binaries=$!
@@ -235,8 +236,11 @@ queue_length() { # SIDE
     case "$1" in
         pageperfect) psql_in postgres -Atc "SELECT count(*) FROM pageperfect.queue_messages WHERE queue_name = 'bench'" ;;
         skiplocked) psql_in postgres -Atc "SELECT count(*) FROM bench_queue" ;;
+        pgmq) psql_in pgmqbench -Atc "SELECT count(*) FROM pgmq.q_bench" ;;
     esac
 }
+# The database each side's queue lives in.
+queue_database() { if [ "$1" = pgmq ]; then echo pgmqbench; else echo postgres; fi; }
 
 # queue_run SIDE BATCH CLIENTS: one pgbench run; prints its transactions per second.
 queue_run() {
@@ -244,9 +248,10 @@ queue_run() {
     if [ "$batch" = 1 ]; then script="$REPO/bench/queue/${side}_1.sql"; else script="$REPO/bench/queue/${side}_batch.sql"; fi
     log="$dir/pgbench-$side-b$batch-c$clients.log"
     psql_in postgres -c "VACUUM (ANALYZE) pageperfect.queue_messages, pageperfect.queue_sent_counts, bench_queue" -c "CHECKPOINT" >/dev/null
+    [ "$side" != pgmq ] || psql_in pgmqbench -c "VACUUM (ANALYZE) pgmq.q_bench, pgmq.a_bench" >/dev/null
     before="$(queue_length "$side")"
     if ! "${PGBENCH[@]}" -f "$script" -D batch="$batch" -c "$clients" -j "$(( clients < 2 ? clients : 2 ))" \
-        -T "$BENCH_SECONDS" postgres >"$log" 2>&1; then
+        -T "$BENCH_SECONDS" "$(queue_database "$side")" >"$log" 2>&1; then
         echo "pgbench failed ($side, batch $batch, $clients clients):" >&2
         cat "$log" >&2
         return 1
@@ -262,22 +267,28 @@ queue_run() {
     echo "$tps"
 }
 
-# queue_cell BATCH CLIENTS: pageperfect then the baseline, one row.
+# queue_cell BATCH CLIENTS: pageperfect, then the baselines: a row beside each.
 queue_cell() {
-    local batch="$1" clients="$2" pp_tps sl_tps
+    local batch="$1" clients="$2" pp_tps sl_tps pgmq_tps case
     pp_tps="$(queue_run pageperfect "$batch" "$clients")"
     sl_tps="$(queue_run skiplocked "$batch" "$clients")"
-    record queue "batch $batch / $clients client$([ "$clients" = 1 ] || echo s)" msg/s higher \
-        "$(awk -v t="$pp_tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }')" "SKIP LOCKED" \
-        "$(awk -v t="$sl_tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }')"
+    pgmq_tps="$(queue_run pgmq "$batch" "$clients")"
+    case="batch $batch / $clients client$([ "$clients" = 1 ] || echo s)"
+    msgs() { awk -v t="$1" -v b="$batch" 'BEGIN { printf "%.0f", t * b }'; }
+    record queue "$case" msg/s higher "$(msgs "$pp_tps")" "SKIP LOCKED" "$(msgs "$sl_tps")"
+    record queue_pgmq "$case" msg/s higher "$(msgs "$pp_tps")" "pgmq $PGMQ_VERSION" "$(msgs "$pgmq_tps")"
 }
 
 if wants queue; then
-    step "queue: batches 1, 10, 100 x clients 1, 4; pageperfect then SKIP LOCKED, ${BENCH_SECONDS}s each"
+    step "queue: batches 1, 10, 100 x clients 1, 4; pageperfect, SKIP LOCKED, then pgmq, ${BENCH_SECONDS}s each"
     between_rounds 5 psql_in postgres -v backlog="$BENCH_BACKLOG" -f "$REPO/bench/queue/setup.sql" -o /dev/null
+    # pgmq's own SQL in a database of its own (its schema is pgmq, as pageperfect's would be).
+    psql_in postgres -c "DROP DATABASE IF EXISTS pgmqbench" -c "CREATE DATABASE pgmqbench" >/dev/null
+    PGMQ_VERSION="$("$bin/bench-pgmq-install" "postgres://postgres:bench@127.0.0.1:$BENCH_PORT/pgmqbench")"
+    psql_in pgmqbench -v backlog="$BENCH_BACKLOG" -f "$REPO/bench/queue/pgmq_setup.sql" -o /dev/null
     for batch in 1 10 100; do
         for clients in 1 4; do
-            between_rounds $((2 * BENCH_SECONDS + 8)) queue_cell "$batch" "$clients"
+            between_rounds $((3 * BENCH_SECONDS + 12)) queue_cell "$batch" "$clients"
         done
     done
 fi
