@@ -5,13 +5,7 @@
 -- pageperfect.* API functions, and the baseline bench_queue, a plain table used with plain SQL
 -- (INSERT ... RETURNING, a FOR UPDATE SKIP LOCKED read, DELETE by id).
 
--- The message every send puts on either queue: the same function on both sides, so both store and
--- carry the same bytes. A one-expression SQL function, inlined by the planner.
-CREATE FUNCTION bench_message(n int) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT jsonb_build_object('page_id', n, 'url', 'https://example.com/articles/' || n,
-                              'stage', 'segment_embed', 'note', repeat('x', 64))
-$$;
+\ir message.sql
 
 SELECT pageperfect.create_queue('bench');
 

@@ -18,16 +18,18 @@ fn yesterday(client: &mut Client) -> String {
     client.query_one("SELECT (current_date - 1)::text", &[]).unwrap().get(0)
 }
 
-/// Runs ingest_gsc(for_date, sites), waits for its job to end, and returns the job's status
-/// and result.
-fn ingest(client: &mut Client, for_date: &str, sites: Option<&[&str]>) -> (String, serde_json::Value) {
-    let queued: String = client
-        .query_one("SELECT pageperfect.ingest_gsc($1::text::date, $2)::text", &[&for_date, &sites.map(|s| s.to_vec())])
-        .unwrap()
-        .get(0);
+/// Runs `call` (an ingest_gsc(…) call giving its jsonb as text), waits up to `within` for the job
+/// it queued to end, and returns the job's status and result.
+fn run_ingestion(
+    client: &mut Client,
+    within: Duration,
+    call: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> (String, serde_json::Value) {
+    let queued: String = client.query_one(call, params).unwrap().get(0);
     let queued: serde_json::Value = serde_json::from_str(&queued).unwrap();
     let job = queued["job_id"].as_str().unwrap().to_string();
-    wait_for(Duration::from_secs(90), "the ingest_gsc job to end", || {
+    wait_for(within, "the ingest_gsc job to end", || {
         let row = client
             .query_one("SELECT status, coalesce(result, '{}')::text FROM pageperfect.jobs WHERE id = $1::text::uuid", &[&job])
             .unwrap();
@@ -35,6 +37,11 @@ fn ingest(client: &mut Client, for_date: &str, sites: Option<&[&str]>) -> (Strin
         let result: String = row.get(1);
         matches!(status.as_str(), "completed" | "dead").then(|| (status, serde_json::from_str(&result).unwrap()))
     })
+}
+
+/// Runs ingest_gsc(for_date, sites) and waits for it (see `run_ingestion`).
+fn ingest(client: &mut Client, for_date: &str, sites: Option<&[&str]>) -> (String, serde_json::Value) {
+    run_ingestion(client, Duration::from_secs(90), "SELECT pageperfect.ingest_gsc($1::text::date, $2)::text", &[&for_date, &sites.map(|s| s.to_vec())])
 }
 
 /// A fingerprint of a site's stored rows, ingestion time left out.
@@ -187,14 +194,10 @@ fn the_nine_default_jobs_run_on_their_schedules_and_succeed() {
     }
 }
 
-/// Runs ingest_gsc(until => until) (the nightly call, on the stand-in's clock) and waits for it.
+/// Runs ingest_gsc(until => until) (the nightly call, on the stand-in's clock), waits for it and
+/// returns the job's status.
 fn ingest_until(client: &mut Client, until: &str) -> String {
-    let queued: String = client.query_one("SELECT pageperfect.ingest_gsc(until => $1::text::date)::text", &[&until]).unwrap().get(0);
-    let job = serde_json::from_str::<serde_json::Value>(&queued).unwrap()["job_id"].as_str().unwrap().to_string();
-    wait_for(Duration::from_secs(60), "the nightly ingestion", || {
-        let status: String = client.query_one("SELECT status FROM pageperfect.jobs WHERE id = $1::text::uuid", &[&job]).unwrap().get(0);
-        matches!(status.as_str(), "completed" | "dead").then_some(status)
-    })
+    run_ingestion(client, Duration::from_secs(60), "SELECT pageperfect.ingest_gsc(until => $1::text::date)::text", &[&until]).0
 }
 
 #[test]

@@ -134,6 +134,20 @@ fn each_new_alert_is_posted_once_and_resolved_when_its_condition_clears() {
     assert_eq!(texts(&posts).len(), 3, "resolving posts nothing");
 }
 
+/// Opens an alert and queues its post to `webhook`, as trigger_monitoring does for a new one.
+fn notify_new_alert(client: &mut Client, webhook: &str, key: &str, message: &str) {
+    client
+        .execute(
+            "WITH alert AS (
+                 INSERT INTO pageperfect.monitoring_alerts (alert_key, alert_type, severity, message)
+                 VALUES ($2, split_part($2, ':', 1), 'critical', $3) RETURNING id)
+             SELECT pageperfect.create_job(current_user, $1, ARRAY['notify_alert'], jsonb_build_object('alert_id', alert.id), 0, '{}', false)
+               FROM alert",
+            &[&webhook, &key, &message],
+        )
+        .unwrap();
+}
+
 #[test]
 fn an_alert_is_delivered_at_once_however_long_the_pipeline_backlog() {
     let posts = Arc::new(Mutex::new(Vec::<(Received, std::time::Instant)>::new()));
@@ -155,16 +169,7 @@ fn an_alert_is_delivered_at_once_however_long_the_pipeline_backlog() {
     });
     // An alert, notified as trigger_monitoring notifies it: by the same superuser.
     let started = std::time::Instant::now();
-    client
-        .batch_execute(&format!(
-            "WITH alert AS (
-                 INSERT INTO pageperfect.monitoring_alerts (alert_key, alert_type, severity, message)
-                 VALUES ('workers_down:test', 'workers_down', 'critical', 'a pipeline worker is down') RETURNING id)
-             SELECT pageperfect.create_job(current_user, '{}', ARRAY['notify_alert'], jsonb_build_object('alert_id', alert.id), 0, '{{}}', false)
-               FROM alert",
-            hook.url("/hooks/alerts")
-        ))
-        .unwrap();
+    notify_new_alert(&mut client, &hook.url("/hooks/alerts"), "workers_down:test", "a pipeline worker is down");
     let delivered = wait_for(Duration::from_secs(30), "the alert's post", || posts.lock().unwrap().first().map(|(_, at)| *at));
     let waited = delivered.duration_since(started);
     assert!(waited < Duration::from_secs(5), "the alert waited {waited:?} behind the backlog");
@@ -182,16 +187,7 @@ fn with_no_pipeline_worker_running_the_scheduler_posts_the_alert_itself() {
     let webhook = format!("pageperfect.alert_webhook_url = '{}'", hook.url("/hooks/alerts"));
     // No pipeline worker at all: nothing else could deliver the alert.
     let (_cluster, mut client) = Cluster::with_extension("alert_fallback", &[&webhook, "pageperfect.pipeline_workers = 0"]);
-    client
-        .batch_execute(&format!(
-            "WITH alert AS (
-                 INSERT INTO pageperfect.monitoring_alerts (alert_key, alert_type, severity, message)
-                 VALUES ('worker_down:pipeline', 'worker_down', 'critical', 'no pipeline worker is running') RETURNING id)
-             SELECT pageperfect.create_job(current_user, '{}', ARRAY['notify_alert'], jsonb_build_object('alert_id', alert.id), 0, '{{}}', false)
-               FROM alert",
-            hook.url("/hooks/alerts")
-        ))
-        .unwrap();
+    notify_new_alert(&mut client, &hook.url("/hooks/alerts"), "worker_down:pipeline", "no pipeline worker is running");
     wait_for(Duration::from_secs(20), "the scheduler to post the alert", || (!posts.lock().unwrap().is_empty()).then_some(()));
     let text = texts(&posts).remove(0);
     assert!(text.contains("critical") && text.contains("no pipeline worker is running"), "{text}");
