@@ -3,8 +3,9 @@
 //! One module per concern; each owns its hand-written SQL under `sql/` and its Rust code:
 //! `scheduler` (pg_cron-compatible cron), `queue` (pgmq-shaped queues and the job engine),
 //! `pipeline` (the PagePerfect stages), `http` (outgoing HTTP), `gsc` (Search Console and the
-//! CTR curve), `monitor` (health, metrics, alerts). `config` defines the settings and `worker`
-//! the background-worker runtime that the scheduler and pipeline workers share.
+//! CTR curve), `monitor` (health, metrics, alerts). `config` defines the settings, `worker`
+//! the background-worker runtime that the scheduler and pipeline workers share, and `threads`
+//! what threads of their own (tokio's, DBSCAN's) must do.
 //!
 //! Dependencies run one way: the runtime (`worker`) knows only the `Duty` it is given, the job
 //! engine (`queue`) only the stages it is handed; this root puts them together (the workers'
@@ -21,6 +22,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod scheduler;
 pub mod secrets;
+pub mod threads;
 pub mod worker;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -209,16 +209,6 @@ async fn bounded<T: Send + 'static>(limit: Duration, work: impl Future<Output = 
     }
 }
 
-/// Runtime threads must never run a Postgres signal handler (it would touch Postgres from a
-/// thread that is not the backend's), so they block every signal.
-fn block_signals() {
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
-}
-
 impl Processor {
     /// Pipeline worker `number`'s processor of `stages`; from now on enqueuing sessions can wake it.
     pub fn start(number: u32, stages: &'static [&'static dyn AnyStage]) -> Processor {
@@ -228,7 +218,7 @@ impl Processor {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(format!("pageperfect-pipeline-{number}"))
-            .on_thread_start(block_signals)
+            .on_thread_start(crate::threads::block_signals)
             .enable_all()
             .build()
             .unwrap_or_else(|e| error!("pageperfect pipeline worker {number}: cannot start its tokio runtime: {e}"));

@@ -8,11 +8,14 @@
 //! Run a release build: `cargo run --release -p pageperfect-it --bin bench-dbscan` (about a
 //! minute on 2 cores, most of it the naive search at n = 10,000).
 //!
-//! The module is compiled in from the extension's source: linking the pageperfect crate itself
+//! The modules are compiled in from the extension's source: linking the pageperfect crate itself
 //! would mean a second release build of it and of pgrx, with other flags than `cargo pgrx install`.
 
-#[path = "../../../src/pipeline/dbscan.rs"]
+#[path = "../../../src/pipeline/dbscan/mod.rs"]
 mod dbscan;
+/// What dbscan's helper threads call first.
+#[path = "../../../src/threads.rs"]
+mod threads;
 
 use dbscan::{dbscan_cosine, dbscan_cosine_naive, DbscanError};
 use pageperfect_it::bench_csv::{self, Better, Row};

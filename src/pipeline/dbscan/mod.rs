@@ -1,16 +1,18 @@
 //! DBSCAN over cosine distance for keyword clustering, labelling exactly like scikit-learn's
 //! `DBSCAN(eps, min_samples, metric="cosine").fit(X).labels_`. This file owns the input checks,
-//! the neighbourhood search (a tiled f32 one for production, a naive f64 one as baseline and test
-//! oracle) and the sklearn labelling loop both share.
+//! the naive f64 neighbourhood search (benchmark baseline and test oracle) and the sklearn
+//! labelling loop; `search.rs` the fast search (parallel, on the kernels of `kernel.rs`, through
+//! the principal subspace of `subspace.rs`) that production uses.
 
+mod kernel;
+mod search;
+mod subspace;
+
+use search::tiled_neighbourhoods;
 use thiserror::Error;
 
 /// Label of points that belong to no cluster, as in sklearn.
 const NOISE: i32 = -1;
-/// Rows per side of a similarity tile: two 64-row blocks of 384-d vectors (2 × 96 KiB) stay in L2.
-const TILE: usize = 64;
-/// f32 lanes per accumulator in the dot-product kernel; rows are zero-padded to a multiple of it.
-const LANES: usize = 8;
 
 #[derive(Debug, PartialEq, Error)]
 pub enum DbscanError {
@@ -149,193 +151,6 @@ fn naive_neighbourhoods(data: &[f32], dims: usize, inv_norms: &[f64], eps: f64) 
     Neighbourhoods { offsets, indices }
 }
 
-/// Bound on |f32 tile similarity − exact similarity| for unit vectors: rounding the normalised
-/// components costs about 2u and a `dims`-term f32 sum at most `dims`·u (u = ε/2). Pairs closer
-/// than this to the threshold are decided again in f64, so the result matches the naive search.
-fn rounding_margin(dims: usize) -> f64 {
-    1e-5_f64.max(2.0 * (dims + 2) as f64 * f64::from(f32::EPSILON))
-}
-
-/// The same neighbourhoods as [`naive_neighbourhoods`], computed from L2-normalised f32 copies of
-/// the vectors in TILE × TILE blocks, each pair once (upper triangle), then mirrored. Memory is
-/// O(pairs within eps), like sklearn's: 4 bytes per neighbour entry, plus 4 per pair while building,
-/// at most [`MAX_NEIGHBOUR_ENTRIES`]; allocations that fail are an error, not an abort.
-fn tiled_neighbourhoods(
-    data: &[f32],
-    dims: usize,
-    inv_norms: &[f64],
-    eps: f64,
-    interrupt: &mut dyn FnMut(),
-) -> Result<Neighbourhoods, DbscanError> {
-    let n = inv_norms.len();
-    let stride = dims.next_multiple_of(LANES);
-    // Zero rows pad the count to whole tiles so the kernel never needs an edge case.
-    let padded_rows = n.next_multiple_of(TILE);
-    let mut unit = zeroed::<f32>(padded_rows * stride, n)?;
-    for ((dst, src), &inv) in unit
-        .chunks_exact_mut(stride)
-        .zip(data.chunks_exact(dims))
-        .zip(inv_norms)
-    {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = (f64::from(s) * inv) as f32;
-        }
-    }
-
-    let threshold = 1.0 - eps;
-    let margin = rounding_margin(dims);
-    let is_neighbour = |i: usize, j: usize, similarity: f32| {
-        let similarity = f64::from(similarity);
-        if similarity >= threshold + margin {
-            true
-        } else if similarity <= threshold - margin {
-            false
-        } else {
-            let (a, b) = (&data[i * dims..(i + 1) * dims], &data[j * dims..(j + 1) * dims]);
-            within_eps(exact_similarity(a, b, inv_norms[i], inv_norms[j]), eps)
-        }
-    };
-
-    // Upper triangle: for each i, the neighbours j > i in ascending order.
-    let mut upper_offsets = Vec::with_capacity(n + 1);
-    upper_offsets.push(0);
-    let mut upper = Vec::new();
-    let mut lower_counts = vec![0_usize; n];
-    let mut block_rows: Vec<Vec<u32>> = vec![Vec::new(); TILE];
-    let mut tile = vec![0.0_f32; TILE * TILE];
-    for i0 in (0..n).step_by(TILE) {
-        interrupt();
-        let block_a = &unit[i0 * stride..(i0 + TILE) * stride];
-        for j0 in (i0..n).step_by(TILE) {
-            similarity_tile(block_a, &unit[j0 * stride..(j0 + TILE) * stride], stride, &mut tile);
-            for (r, row) in block_rows.iter_mut().enumerate().take(n - i0) {
-                let i = i0 + r;
-                // On the diagonal tile only j > i; elsewhere every j > i already.
-                for c in (i + 1).saturating_sub(j0)..TILE.min(n - j0) {
-                    let j = j0 + c;
-                    if is_neighbour(i, j, tile[r * TILE + c]) {
-                        row.push(j as u32);
-                        lower_counts[j] += 1;
-                    }
-                }
-            }
-        }
-        let block_pairs: usize = block_rows.iter().map(Vec::len).sum();
-        // Each pair is kept twice (mirrored), and every point is its own neighbour.
-        if n + 2 * (upper.len() + block_pairs) > MAX_NEIGHBOUR_ENTRIES {
-            return Err(DbscanError::TooManyNeighbours);
-        }
-        upper.try_reserve(block_pairs).map_err(|_| DbscanError::OutOfMemory(n))?;
-        for row in block_rows.iter_mut().take(n - i0) {
-            upper.extend_from_slice(row);
-            upper_offsets.push(upper.len());
-            row.clear();
-        }
-    }
-
-    // Mirror into full rows laid out as: lower neighbours, the point itself, upper neighbours.
-    // Filling rows in index order writes every row's lower part in ascending order.
-    let mut offsets = Vec::with_capacity(n + 1);
-    offsets.push(0);
-    for i in 0..n {
-        let degree = lower_counts[i] + 1 + (upper_offsets[i + 1] - upper_offsets[i]);
-        offsets.push(offsets[i] + degree);
-    }
-    let mut indices = zeroed::<u32>(offsets[n], n)?;
-    let mut cursor = offsets[..n].to_vec();
-    for i in 0..n {
-        debug_assert_eq!(cursor[i], offsets[i] + lower_counts[i]);
-        indices[cursor[i]] = i as u32;
-        cursor[i] += 1;
-        for &j in &upper[upper_offsets[i]..upper_offsets[i + 1]] {
-            indices[cursor[i]] = j;
-            cursor[i] += 1;
-            indices[cursor[j as usize]] = i as u32;
-            cursor[j as usize] += 1;
-        }
-    }
-    Ok(Neighbourhoods { offsets, indices })
-}
-
-/// `len` zeros, or `OutOfMemory` (for `n` vectors) when the allocation fails.
-fn zeroed<T: Clone + Default>(len: usize, n: usize) -> Result<Vec<T>, DbscanError> {
-    let mut values = Vec::new();
-    values.try_reserve_exact(len).map_err(|_| DbscanError::OutOfMemory(n))?;
-    values.resize(len, T::default());
-    Ok(values)
-}
-
-/// Dot products of every row of `block_a` with every row of `block_b` (TILE rows each, `stride`
-/// floats per row) into `out[r * TILE + c]`.
-fn similarity_tile(block_a: &[f32], block_b: &[f32], stride: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { similarity_tile_avx2(block_a, block_b, stride, out) };
-    }
-    similarity_tile_baseline(block_a, block_b, stride, out);
-}
-
-/// Kept out of line: inlined into its caller, the kernel was vectorised worse and ran 3× slower.
-#[inline(never)]
-fn similarity_tile_baseline(block_a: &[f32], block_b: &[f32], stride: usize, out: &mut [f32]) {
-    similarity_tile_kernel(block_a, block_b, stride, out);
-}
-
-/// The kernel compiled for AVX2: 8-lane registers and three-operand instructions measured about
-/// 1.6× faster than the x86-64 baseline (SSE2) build of the same code, which stays the fallback.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn similarity_tile_avx2(block_a: &[f32], block_b: &[f32], stride: usize, out: &mut [f32]) {
-    similarity_tile_kernel(block_a, block_b, stride, out);
-}
-
-/// Two rows by two rows, so that each vector load feeds two products.
-#[inline(always)]
-fn similarity_tile_kernel(block_a: &[f32], block_b: &[f32], stride: usize, out: &mut [f32]) {
-    for r in (0..TILE).step_by(2) {
-        let (a0, a1) = (
-            &block_a[r * stride..(r + 1) * stride],
-            &block_a[(r + 1) * stride..(r + 2) * stride],
-        );
-        for c in (0..TILE).step_by(2) {
-            let (b0, b1) = (
-                &block_b[c * stride..(c + 1) * stride],
-                &block_b[(c + 1) * stride..(c + 2) * stride],
-            );
-            let [s00, s01, s10, s11] = dot_2x2(a0, a1, b0, b1);
-            out[r * TILE + c] = s00;
-            out[r * TILE + c + 1] = s01;
-            out[(r + 1) * TILE + c] = s10;
-            out[(r + 1) * TILE + c + 1] = s11;
-        }
-    }
-}
-
-/// [a0·b0, a0·b1, a1·b0, a1·b1] with LANES independent accumulators per product. LLVM's
-/// vectorisation of this is fragile: this exact shape (fixed-size chunks, one accumulator array
-/// per product, a bounds-check-free index loop, sequential lane sums) was the fastest of several
-/// measured; plausible rewrites ran 2–4× slower, some vectorising across products instead of lanes.
-#[inline(always)]
-fn dot_2x2(a0: &[f32], a1: &[f32], b0: &[f32], b1: &[f32]) -> [f32; 4] {
-    let (a0, a1) = (a0.as_chunks::<LANES>().0, a1.as_chunks::<LANES>().0);
-    let (b0, b1) = (b0.as_chunks::<LANES>().0, b1.as_chunks::<LANES>().0);
-    let mut s00 = [0.0_f32; LANES];
-    let mut s01 = [0.0_f32; LANES];
-    let mut s10 = [0.0_f32; LANES];
-    let mut s11 = [0.0_f32; LANES];
-    for k in 0..a0.len().min(a1.len()).min(b0.len()).min(b1.len()) {
-        let (x0, x1, y0, y1) = (&a0[k], &a1[k], &b0[k], &b1[k]);
-        for l in 0..LANES {
-            s00[l] += x0[l] * y0[l];
-            s01[l] += x0[l] * y1[l];
-            s10[l] += x1[l] * y0[l];
-            s11[l] += x1[l] * y1[l];
-        }
-    }
-    [s00.iter().sum(), s01.iter().sum(), s10.iter().sum(), s11.iter().sum()]
-}
-
 /// sklearn's `dbscan_inner`: scan points in index order, start a new cluster at each unlabelled
 /// core point and expand it depth-first through core points' neighbourhoods; border points take
 /// the first cluster that reaches them. Unlike sklearn, a point is labelled when pushed rather
@@ -372,7 +187,7 @@ fn label_clusters(neighbourhoods: &Neighbourhoods, min_points: usize) -> Vec<i32
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::time::Instant;
 
@@ -499,7 +314,7 @@ mod tests {
     }
 
     /// xorshift64*: deterministic test data without a dependency.
-    struct Rng(u64);
+    pub(super) struct Rng(pub u64);
 
     impl Rng {
         fn next_u64(&mut self) -> u64 {
@@ -515,7 +330,7 @@ mod tests {
         }
 
         /// Standard normal (Box–Muller).
-        fn normal(&mut self) -> f64 {
+        pub(super) fn normal(&mut self) -> f64 {
             let u = 1.0 - self.unit();
             (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
         }
@@ -523,7 +338,7 @@ mod tests {
 
     /// `n` vectors around 12 random centres with spreads chosen so that same-centre pairs sit at
     /// cosine distances of roughly 0.1–0.6 (around the tested eps values), plus 10% uniform noise.
-    fn clustered(seed: u64, n: usize, dims: usize) -> Vec<f32> {
+    pub(super) fn clustered(seed: u64, n: usize, dims: usize) -> Vec<f32> {
         let mut rng = Rng(seed);
         let centres: Vec<Vec<f64>> = (0..12).map(|_| (0..dims).map(|_| rng.normal()).collect()).collect();
         let spreads: Vec<f64> = (0..centres.len()).map(|k| 0.25 + 0.07 * k as f64).collect();
@@ -540,22 +355,16 @@ mod tests {
     }
 
     #[test]
-    fn tiled_search_matches_naive_search_on_clustered_data() {
+    fn labels_clustered_data_as_the_naive_search_does() {
         let (n, dims) = (700, 384);
         let data = clustered(0x5eed, n, dims);
         let inv_norms = validate(&data, dims, 0.3, 1).unwrap();
-        for eps in [0.2, 0.3, 0.5] {
-            let naive = naive_neighbourhoods(&data, dims, &inv_norms, eps);
-            assert_eq!(tiled_neighbourhoods(&data, dims, &inv_norms, eps, &mut || {}).unwrap(), naive, "eps {eps}");
-            for min_points in [5, 20] {
-                let labels = label_clusters(&naive, min_points);
-                assert_eq!(dbscan_cosine(&data, dims, eps, min_points).unwrap(), labels);
-                let clusters = labels.iter().max().unwrap() + 1;
-                assert!(
-                    clusters >= 2 && labels.contains(&NOISE),
-                    "eps {eps}: {clusters} clusters"
-                );
-            }
+        let naive = naive_neighbourhoods(&data, dims, &inv_norms, 0.3);
+        for min_points in [5, 20] {
+            let labels = label_clusters(&naive, min_points);
+            assert_eq!(dbscan_cosine(&data, dims, 0.3, min_points).unwrap(), labels);
+            let clusters = labels.iter().max().unwrap() + 1;
+            assert!(clusters >= 2 && labels.contains(&NOISE), "{clusters} clusters");
         }
     }
 
@@ -570,34 +379,6 @@ mod tests {
         assert_eq!(dbscan_cosine(&dense, 1, 0.3, 2).unwrap_err(), DbscanError::TooManyNeighbours);
         let fits = vec![1.0_f32; 4_000];
         assert!(dbscan_cosine(&fits, 1, 0.3, 2).unwrap().iter().all(|&label| label == 0));
-    }
-
-    #[test]
-    fn the_search_calls_interrupt_between_blocks_of_rows() {
-        let data = clustered(0x5eed, 1_000, 8);
-        let mut calls = 0;
-        dbscan_cosine_interruptible(&data, 8, 0.3, 2, &mut || calls += 1).unwrap();
-        assert_eq!(calls, 1_000_usize.div_ceil(TILE));
-    }
-
-    #[test]
-    fn tiled_search_decides_boundary_pairs_in_f64() {
-        // Odd sizes exercise the padding of rows and dimensions.
-        let (n, dims) = (70, 37);
-        let mut rng = Rng(7);
-        let data: Vec<f32> = (0..n * dims).map(|_| rng.normal() as f32).collect();
-        let inv_norms = validate(&data, dims, 1.0, 1).unwrap();
-        let (a, b) = (&data[..dims], &data[dims..2 * dims]);
-        let distance = (1.0 - exact_similarity(a, b, inv_norms[0], inv_norms[1])).clamp(0.0, 2.0);
-        let inside = tiled_neighbourhoods(&data, dims, &inv_norms, distance, &mut || {}).unwrap();
-        assert!(inside.of(0).contains(&1) && inside.of(1).contains(&0));
-        assert_eq!(inside, naive_neighbourhoods(&data, dims, &inv_norms, distance));
-        let outside = tiled_neighbourhoods(&data, dims, &inv_norms, distance.next_down(), &mut || {}).unwrap();
-        assert!(!outside.of(0).contains(&1) && !outside.of(1).contains(&0));
-        assert_eq!(
-            outside,
-            naive_neighbourhoods(&data, dims, &inv_norms, distance.next_down())
-        );
     }
 
     /// Prints timings; run with `cargo test --release -- --ignored --nocapture timing`.
