@@ -86,8 +86,10 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-# record BENCHMARK CASE UNIT BETTER PAGEPERFECT BASELINE_NAME BASELINE: one row of results.csv.
+# record BENCHMARK CASE UNIT BETTER PAGEPERFECT BASELINE_NAME BASELINE: one row of results.csv
+# (no field may hold a comma).
 record() {
+    if [[ "$*" == *,* ]]; then echo "record: a field holds a comma: $*" >&2; return 1; fi
     awk -v OFS=, -v b="$1" -v c="$2" -v u="$3" -v better="$4" -v p="$5" -v bn="$6" -v base="$7" 'BEGIN {
         ratio = (better == "higher") ? (base > 0 ? p / base : 0) : (p > 0 ? base / p : 0)
         print b, c, u, better, p, bn, base, sprintf("%.2f", ratio) }' >>"$results"
@@ -256,8 +258,8 @@ a = json.loads(sys.argv[1])
 print(a["scipy"], "%.1f %.1f %.1f %.6f %.6f" % (a["best_total_ms"], a["best_fit_ms"], a["best_grouped_total_ms"], a["alpha"], a["beta"]), a["iterations"])' "$answer")
     step "ctr_fit: pageperfect $pp ms, alpha/beta $ours; scipy $version: $total ms (COPY into numpy + fit), $fit ms" \
          "(fit alone), alpha $alpha, beta $beta after $iterations BFGS iterations; scipy on sums per position: $grouped ms (no row)"
-    record ctr_fit "1M rows, COPY + fit" ms lower "$pp" "scipy $version MLE" "$total"
-    record ctr_fit "1M rows, fit alone" ms lower "$pp" "scipy $version MLE (rows in memory)" "$fit"
+    record ctr_fit "1M rows: COPY + fit" ms lower "$pp" "scipy $version MLE" "$total"
+    record ctr_fit "1M rows: fit alone" ms lower "$pp" "scipy $version MLE (rows in memory)" "$fit"
 }
 
 if wants ctr_fit; then

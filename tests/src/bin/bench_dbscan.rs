@@ -106,7 +106,7 @@ fn main() {
             "ms",
             Better::Lower,
             fast_ms,
-            &format!("scikit-learn {} brute, 1 thread", sklearn.version),
+            &format!("scikit-learn {} (brute; 1 thread)", sklearn.version),
             sklearn.best_ms,
         );
         println!(
