@@ -245,7 +245,6 @@ best_ms() {
 ctr_fit_rows() {
     local pp ours answer version total fit grouped alpha beta iterations
     pp="$(best_ms postgres "$REPO/bench/ctr/pageperfect.sql")"
-    record ctr_fit "1M rows" ms lower "$pp" "SQL least squares" "$(best_ms postgres "$REPO/bench/ctr/baseline.sql")"
     # scipy's fit of the same model must find pageperfect's alpha and beta: ctr_scipy.py exits
     # non-zero otherwise.
     ours="$(psql_in postgres -At -F ' ' -c "SELECT alpha, beta FROM pageperfect.recalibrate_ctr(90)")"
@@ -260,6 +259,7 @@ print(a["scipy"], "%.1f %.1f %.1f %.6f %.6f" % (a["best_total_ms"], a["best_fit_
          "(fit alone), alpha $alpha, beta $beta after $iterations BFGS iterations; scipy on sums per position: $grouped ms (no row)"
     record ctr_fit "1M rows: COPY + fit" ms lower "$pp" "scipy $version MLE" "$total"
     record ctr_fit "1M rows: fit alone" ms lower "$pp" "scipy $version MLE (rows in memory)" "$fit"
+    record ctr_fit "1M rows" ms lower "$pp" "SQL least squares" "$(best_ms postgres "$REPO/bench/ctr/baseline.sql")"
 }
 
 if wants ctr_fit; then
