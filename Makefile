@@ -5,7 +5,7 @@
 #   make test      every suite: unit, #[pg_test], pg_regress, integration
 #   make demo      a throw-away cluster with the extension preloaded; make demo-stop ends it
 #   make setup     only the one-time set-up
-#   make bench     pageperfect beside pgmq-style SQL, pg_cron, naive DBSCAN, plain-SQL fits (release build)
+#   make bench     pageperfect beside pgmq-style SQL, pg_cron, scikit-learn, scipy and plain-SQL fits (release build)
 #   make soak      30 minutes of mixed load and faults (SOAK_MINUTES=N for shorter); needs make install first
 
 PG_CONFIG ?= $(shell command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)

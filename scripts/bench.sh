@@ -8,9 +8,13 @@
 #   scheduler  lag from due time to start for 1, 100 and 1,000 jobs due in the same minute (p50,
 #              p99, max), beside pg_cron (Debian's postgresql-15-cron) in a second database of the
 #              same cluster; both get the same cron.schedule() calls (bench/scheduler/)
-#   ctr_fit    recalibrate_ctr() on 1 million Search Console rows, beside the plain-SQL logit
-#              regression a user would write (bench/ctr/)
-#   dbscan     2,000, 5,000 and 10,000 vectors of 384 dimensions, beside a straightforward O(n^2)
+#   ctr_fit    recalibrate_ctr() on 1 million Search Console rows, beside the same maximum-likelihood
+#              fit in scipy (scipy.optimize.minimize on the binomial log-likelihood: the rows COPYed
+#              out into numpy and fitted, and the fit alone; bench/python/ctr_scipy.py) and beside
+#              the plain-SQL logit regression a user would write (bench/ctr/)
+#   dbscan     2,000, 5,000 and 10,000 vectors of 384 dimensions, beside scikit-learn's
+#              DBSCAN(metric="cosine", algorithm="brute") on one thread, same labels checked
+#              (bench-dbscan, bench/python/dbscan_sklearn.py)
 #   wakeup     ms from a send's commit to a waiting read_with_poll returning (p50, p99), beside
 #              the same wait done as pgmq does it: read, sleep 100 ms, read again (bench-wakeup)
 #   history    the scheduler's CPU per second with 100 one-second jobs and 3 million runs in
@@ -19,8 +23,13 @@
 #              host answering after 500 ms, beside the same 900 alone and beside a first-come queue
 #              with no per-host limit (bench-crawl)
 #   pipeline   pages/minute end to end with the loopback site and model server answering after
-#              20 ms, beside the same HTTP calls made one page at a time with no database; and the
-#              pipeline workers' resident memory over a long run (it must stay flat)
+#              20 ms, beside the same HTTP calls made one page at a time with no database, and the
+#              time to the first completed page of the 1,000 queued, beside one page's share of
+#              those calls; and the pipeline workers' resident memory over a long run (it must stay flat)
+#
+# The Python baselines (scikit-learn, scipy) run in a virtual environment made from PyPI with the
+# pinned bench/python/requirements.txt in $WORK/bench-venv, kept for the next run while that file
+# is unchanged.
 #
 # In the queue rows, msg/s = pgbench transactions/s x batch: one transaction sends a batch of B
 # messages, reads B and deletes the B it read (three statements, each its own transaction).
@@ -77,8 +86,10 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-# record BENCHMARK CASE UNIT BETTER PAGEPERFECT BASELINE_NAME BASELINE: one row of results.csv.
+# record BENCHMARK CASE UNIT BETTER PAGEPERFECT BASELINE_NAME BASELINE: one row of results.csv
+# (no field may hold a comma).
 record() {
+    if [[ "$*" == *,* ]]; then echo "record: a field holds a comma: $*" >&2; return 1; fi
     awk -v OFS=, -v b="$1" -v c="$2" -v u="$3" -v better="$4" -v p="$5" -v bn="$6" -v base="$7" 'BEGIN {
         ratio = (better == "higher") ? (base > 0 ? p / base : 0) : (p > 0 ? base / p : 0)
         print b, c, u, better, p, bn, base, sprintf("%.2f", ratio) }' >>"$results"
@@ -99,6 +110,19 @@ else
     build_binaries
 fi
 bin="$CARGO_TARGET_DIR/bench-bins"
+
+# The Python baselines' virtual environment (outside $dir, which cluster_start empties).
+if wants dbscan || wants ctr_fit; then
+    venv="$WORK/bench-venv"
+    if ! cmp -s "$REPO/bench/python/requirements.txt" "$venv/requirements.txt"; then
+        step "python baselines: a virtual environment in $venv (bench/python/requirements.txt, from PyPI)"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check --only-binary :all: -r "$REPO/bench/python/requirements.txt"
+        cp "$REPO/bench/python/requirements.txt" "$venv/requirements.txt" # marks it complete
+    fi
+    export BENCH_PYTHON="$venv/bin/python"
+fi
 
 step "starting a cluster with pageperfect and pg_cron preloaded in $dir (port $BENCH_PORT)"
 # Durability as in production (fsync on, full_page_writes on), except synchronous_commit = off:
@@ -195,9 +219,9 @@ between_rounds() {
 # --- DBSCAN ----------------------------------------------------------------------------------
 
 if wants dbscan; then
-    step "dbscan: n = 2,000, 5,000, 10,000 x 384 dimensions, tiled kernel and naive O(n^2)"
-    # Seconds each size takes here (naive search ~45 s at 10,000), with some room.
-    for size_seconds in 2000:10 5000:25 10000:55; do
+    step "dbscan: n = 2,000, 5,000, 10,000 x 384 dimensions, tiled kernel and scikit-learn (1 thread)"
+    # Seconds each size takes here (both sides, scikit-learn's start, the naive check at 2,000), with some room.
+    for size_seconds in 2000:10 5000:15 10000:25; do
         between_rounds "${size_seconds#*:}" env BENCH_CSV="$results" "$bin/bench-dbscan" "${size_seconds%:*}"
     done
 fi
@@ -218,15 +242,30 @@ best_ms() {
     done | sort -g | head -1
 }
 
-ctr_fit_row() {
-    record ctr_fit "1M rows" ms lower "$(best_ms postgres "$REPO/bench/ctr/pageperfect.sql")" \
-        "SQL least squares" "$(best_ms postgres "$REPO/bench/ctr/baseline.sql")"
+ctr_fit_rows() {
+    local pp ours answer version total fit grouped alpha beta iterations
+    pp="$(best_ms postgres "$REPO/bench/ctr/pageperfect.sql")"
+    # scipy's fit of the same model must find pageperfect's alpha and beta: ctr_scipy.py exits
+    # non-zero otherwise.
+    ours="$(psql_in postgres -At -F ' ' -c "SELECT alpha, beta FROM pageperfect.recalibrate_ctr(90)")"
+    # shellcheck disable=SC2086 # $ours: two numbers
+    answer="$(env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 "$BENCH_PYTHON" "$REPO/bench/python/ctr_scipy.py" \
+        "host=127.0.0.1 port=$BENCH_PORT user=postgres dbname=postgres" 90 $ours)"
+    read -r version total fit grouped alpha beta iterations < <("$BENCH_PYTHON" -c '
+import json, sys
+a = json.loads(sys.argv[1])
+print(a["scipy"], "%.1f %.1f %.1f %.6f %.6f" % (a["best_total_ms"], a["best_fit_ms"], a["best_grouped_total_ms"], a["alpha"], a["beta"]), a["iterations"])' "$answer")
+    step "ctr_fit: pageperfect $pp ms, alpha/beta $ours; scipy $version: $total ms (COPY into numpy + fit), $fit ms" \
+         "(fit alone), alpha $alpha, beta $beta after $iterations BFGS iterations; scipy on sums per position: $grouped ms (no row)"
+    record ctr_fit "1M rows: COPY + fit" ms lower "$pp" "scipy $version MLE" "$total"
+    record ctr_fit "1M rows: fit alone" ms lower "$pp" "scipy $version MLE (rows in memory)" "$fit"
+    record ctr_fit "1M rows" ms lower "$pp" "SQL least squares" "$(best_ms postgres "$REPO/bench/ctr/baseline.sql")"
 }
 
 if wants ctr_fit; then
-    step "ctr_fit: 1,000,000 Search Console rows, recalibrate_ctr() and a plain-SQL logit regression"
+    step "ctr_fit: 1,000,000 Search Console rows, recalibrate_ctr(), scipy's fit of the same model and a plain-SQL logit regression"
     between_rounds 20 psql_in postgres -v rows=1000000 -f "$REPO/bench/ctr/setup.sql" -o /dev/null
-    between_rounds 30 ctr_fit_row
+    between_rounds 45 ctr_fit_rows
     psql_in postgres -c "TRUNCATE pageperfect.gsc_page_query_daily" >/dev/null
 fi
 

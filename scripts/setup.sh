@@ -6,8 +6,8 @@ source "$(dirname "$0")/common.sh"
 
 packages=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev build-essential python3)
 [ "$(id -u)" = 0 ] && packages+=(sudo)   # cargo pgrx test --runas uses sudo
-# make bench also needs pg_cron (its baseline) and a font for the chart.
-[ "${SETUP_BENCH:-}" = 1 ] && packages+=(postgresql-15-cron fonts-dejavu-core)
+# make bench also needs pg_cron (its baseline), a font for the chart and venv for the Python baselines.
+[ "${SETUP_BENCH:-}" = 1 ] && packages+=(postgresql-15-cron fonts-dejavu-core python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

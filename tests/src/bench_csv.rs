@@ -99,7 +99,13 @@ impl fmt::Display for Row {
 }
 
 /// Appends `rows` to the file at `path`, first writing the header if the file is new or empty.
+/// A text field with a comma is refused (InvalidInput): it would split into two fields.
 pub fn append(path: &Path, rows: &[Row]) -> std::io::Result<()> {
+    for row in rows {
+        if let Some(field) = [&row.benchmark, &row.case, &row.unit, &row.baseline_name].into_iter().find(|f| f.contains(',')) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("a field holds a comma: {field:?}")));
+        }
+    }
     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
     let mut text = String::new();
     if file.metadata()?.len() == 0 {
@@ -154,6 +160,15 @@ mod tests {
         assert_eq!(read_back.len(), 2);
         assert_eq!((read_back[0].pageperfect, read_back[0].ratio), (45.99, 35.15));
         assert_eq!(read_back[1], second);
+    }
+
+    #[test]
+    fn a_field_with_a_comma_is_refused() {
+        let path = std::env::temp_dir().join(format!("bench-csv-comma-{}.csv", std::process::id()));
+        let row = Row::new("dbscan", "n=10", "ms", Better::Lower, 1.0, "brute, 1 thread", 2.0);
+        let error = append(&path, &[row]).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(!path.exists(), "nothing is written");
     }
 
     #[test]

@@ -96,8 +96,10 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, benchmark: &str, rows: &
         let range = (low / 2.0)..(high * 3.0);
         draw_bars(area, benchmark, rows, range.clone().log_scale(), range, &format!("{y_label}, log scale"))
     } else {
-        // A fifth of room above the highest bar; a range that is not empty if every value is 0.
-        let range = 0.0..(high * 1.2).max(f64::MIN_POSITIVE);
+        // Room above the highest bar for its value, its ratio and, above those, the legend (at
+        // 1.2 the legend hid the ratio of a first case that held the highest bar); a range that
+        // is not empty if every value is 0.
+        let range = 0.0..(high * 1.5).max(f64::MIN_POSITIVE);
         draw_bars(area, benchmark, rows, range.clone(), range, &y_label)
     }
 }

@@ -1,12 +1,27 @@
-//! `bench-dbscan`: the keyword-clustering stage's tiled, vectorised `dbscan_cosine` against
-//! `dbscan_cosine_naive` (every pair one at a time in f64), on the same synthetic embeddings of
-//! 2,000, 5,000 and 10,000 vectors × 384 dimensions, with the stage's eps 0.3 and min_points 2.
-//! Exits non-zero if the two label any vector differently. Prints a table and, with `BENCH_CSV`
-//! set, appends one row per size to that file (see `pageperfect_it::bench_csv`). Sizes given as
-//! arguments (`bench-dbscan 5000`) run instead of the three.
+//! `bench-dbscan`: the keyword-clustering stage's `dbscan_cosine` against scikit-learn's
+//! `DBSCAN(eps, min_samples, metric="cosine", algorithm="brute", n_jobs=1)`, the baseline a user
+//! would pick, on the same synthetic embeddings of 2,000, 5,000 and 10,000 vectors × 384
+//! dimensions, with the stage's eps 0.3 and min_points 2. Both sides are timed the same way: the
+//! fastest of up to MAX_RUNS runs, stopping once RUN_BUDGET has passed, on one thread.
 //!
-//! Run a release build: `cargo run --release -p pageperfect-it --bin bench-dbscan` (about a
-//! minute on 2 cores, most of it the naive search at n = 10,000).
+//! scikit-learn runs in `bench/python/dbscan_sklearn.py`, under the Python of `BENCH_PYTHON` (a
+//! virtual environment with `bench/python/requirements.txt`; scripts/bench.sh makes it). The
+//! vectors go to it as a float32 `.npy` file, as embeddings come; it answers with JSON: its
+//! versions, the dtype it computed the distances in, its fastest fit and its labels. The labels
+//! must be identical to ours, or this exits non-zero. OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
+//! MKL_NUM_THREADS are 1 for it, and it checks with threadpoolctl that BLAS runs one thread.
+//! Without `BENCH_PYTHON` the baseline is skipped (a table without it, no CSV rows).
+//!
+//! `dbscan_cosine_naive` (every pair one at a time in f64, ~45 s at n = 10,000) is no timing
+//! baseline any more, no user would run it: it stays as the oracle of the labels at n ≤
+//! NAIVE_MAX_N, run once, where it costs a second or two.
+//!
+//! Prints a table and, with `BENCH_CSV` set, appends one row per size to that file (see
+//! `pageperfect_it::bench_csv`). Sizes given as arguments (`bench-dbscan 5000`) run instead of
+//! the three.
+//!
+//! Run a release build: `BENCH_PYTHON=$WORK/bench/venv/bin/python cargo run --release -p
+//! pageperfect-it --bin bench-dbscan` (well under a minute on 2 cores).
 //!
 //! The modules are compiled in from the extension's source: linking the pageperfect crate itself
 //! would mean a second release build of it and of pgrx, with other flags than `cargo pgrx install`.
@@ -19,6 +34,8 @@ mod threads;
 
 use dbscan::{dbscan_cosine, dbscan_cosine_naive, DbscanError};
 use pageperfect_it::bench_csv::{self, Better, Row};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SIZES: [usize; 3] = [2_000, 5_000, 10_000];
@@ -31,57 +48,161 @@ const TOPICS: usize = 40;
 const NOISE_SHARE: f64 = 0.1;
 const SEED: u64 = 0xdb5c_a000;
 /// Each implementation runs up to MAX_RUNS times and its fastest run counts; it stops early once
-/// its runs have taken RUN_BUDGET, so the naive search runs once or twice at n ≥ 2,000.
+/// its runs have taken RUN_BUDGET (dbscan_sklearn.py keeps the same two numbers).
 const MAX_RUNS: usize = 5;
 const RUN_BUDGET: Duration = Duration::from_secs(3);
-const BASELINE_NAME: &str = "naive O(n^2)";
+/// Largest n whose labels the naive search checks.
+const NAIVE_MAX_N: usize = 2_000;
+/// The script, relative to the repository (this file is tests/src/bin/bench_dbscan.rs).
+const SKLEARN_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/python/dbscan_sklearn.py");
 
 type Dbscan = fn(&[f32], usize, f64, usize) -> Result<Vec<i32>, DbscanError>;
+
+/// What dbscan_sklearn.py answered.
+struct Sklearn {
+    version: String,
+    best_ms: f64,
+    labels: Vec<i32>,
+}
+
+fn fail(message: String) -> ! {
+    eprintln!("{message}");
+    std::process::exit(1);
+}
 
 fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).map(|n| n.parse().expect("sizes are numbers of vectors")).collect();
     let sizes = if sizes.is_empty() { SIZES.to_vec() } else { sizes };
     let csv = std::env::var_os("BENCH_CSV");
-    println!("DBSCAN over cosine distance, eps {EPS}, min_points {MIN_POINTS}: fastest of up to {MAX_RUNS} runs");
+    let python = std::env::var_os("BENCH_PYTHON").map(PathBuf::from);
+    if python.is_none() {
+        eprintln!("BENCH_PYTHON is not set: no scikit-learn baseline (scripts/bench.sh sets it to its virtual environment)");
+    }
+    println!("DBSCAN over cosine distance, eps {EPS}, min_points {MIN_POINTS}: fastest of up to {MAX_RUNS} runs, one thread");
     println!();
-    println!(
-        "{:>6} | {:>4} | {:>8} | {:>6} | {:>14} | {:>15} | {:>6}",
-        "n", "dims", "clusters", "noise", "pageperfect ms", "naive O(n^2) ms", "ratio"
-    );
-    println!("{}", "-".repeat(79));
+    println!("{:>6} | {:>4} | {:>8} | {:>6} | {:>14} | {:>13} | {:>6}", "n", "dims", "clusters", "noise", "pageperfect ms", "sklearn ms", "ratio");
+    println!("{}", "-".repeat(77));
+    let mut notes = Vec::new();
     for n in sizes {
         let data = synthetic_embeddings(n);
         let (labels, fast) = fastest_run(dbscan_cosine, &data);
-        let (naive_labels, naive) = fastest_run(dbscan_cosine_naive, &data);
-        if let Some(i) = labels.iter().zip(&naive_labels).position(|(a, b)| a != b) {
-            eprintln!(
-                "n = {n}: dbscan_cosine and dbscan_cosine_naive disagree, first at vector {i}: label {} vs {}",
-                labels[i], naive_labels[i]
-            );
-            std::process::exit(1);
+        if n <= NAIVE_MAX_N {
+            let naive = dbscan_cosine_naive(&data, DIMS, EPS, MIN_POINTS).expect("the synthetic vectors are valid input");
+            if let Some(message) = disagreement(&labels, &naive) {
+                fail(format!("n = {n}: dbscan_cosine and dbscan_cosine_naive disagree, {message}"));
+            }
         }
         let clusters = labels.iter().max().map_or(0, |&last| last + 1);
         let noise = labels.iter().filter(|&&label| label < 0).count();
+        let fast_ms = fast.as_secs_f64() * 1e3;
+        let Some(python) = &python else {
+            println!("{n:>6} | {DIMS:>4} | {clusters:>8} | {noise:>6} | {fast_ms:>14.2} | {:>13} | {:>6}", "-", "-");
+            continue;
+        };
+        let sklearn = run_sklearn(python, &data, n, &mut notes);
+        if let Some(message) = disagreement(&labels, &sklearn.labels) {
+            fail(format!("n = {n}: dbscan_cosine and scikit-learn {} disagree, {message}", sklearn.version));
+        }
         let row = Row::new(
             "dbscan",
             &format!("n={n} x {DIMS}"),
             "ms",
             Better::Lower,
-            fast.as_secs_f64() * 1e3,
-            BASELINE_NAME,
-            naive.as_secs_f64() * 1e3,
+            fast_ms,
+            &format!("scikit-learn {} (brute; 1 thread)", sklearn.version),
+            sklearn.best_ms,
         );
         println!(
-            "{n:>6} | {DIMS:>4} | {clusters:>8} | {noise:>6} | {:>14.2} | {:>15.2} | {:>6.2}",
+            "{n:>6} | {DIMS:>4} | {clusters:>8} | {noise:>6} | {:>14.2} | {:>13.2} | {:>6.2}",
             row.pageperfect, row.baseline, row.ratio
         );
         if let Some(path) = &csv {
             if let Err(e) = bench_csv::append(path.as_ref(), &[row]) {
-                eprintln!("cannot append to {}: {e}", path.to_string_lossy());
-                std::process::exit(1);
+                fail(format!("cannot append to {}: {e}", path.to_string_lossy()));
             }
         }
     }
+    notes.dedup();
+    for note in notes {
+        println!("{note}");
+    }
+}
+
+/// None when the two labellings are identical, else where they first differ.
+fn disagreement(ours: &[i32], theirs: &[i32]) -> Option<String> {
+    if ours.len() != theirs.len() {
+        return Some(format!("{} labels against {}", ours.len(), theirs.len()));
+    }
+    let i = ours.iter().zip(theirs).position(|(a, b)| a != b)?;
+    let differing = ours.iter().zip(theirs).filter(|(a, b)| a != b).count();
+    Some(format!("{differing} labels differ, the first at vector {i}: {} vs {}", ours[i], theirs[i]))
+}
+
+/// Writes `data` (n × DIMS) to a float32 .npy file, runs dbscan_sklearn.py on it with one BLAS
+/// thread and reads its answer; adds a line on what it ran to `notes`.
+fn run_sklearn(python: &Path, data: &[f32], n: usize, notes: &mut Vec<String>) -> Sklearn {
+    let path = std::env::temp_dir().join(format!("bench-dbscan-{}-{n}.npy", std::process::id()));
+    std::fs::write(&path, npy_f32(data, n, DIMS)).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+    let output = Command::new(python)
+        .arg(SKLEARN_SCRIPT)
+        .arg(&path)
+        .arg(EPS.to_string())
+        .arg(MIN_POINTS.to_string())
+        .env("OMP_NUM_THREADS", "1")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("MKL_NUM_THREADS", "1")
+        .output();
+    let _ = std::fs::remove_file(&path);
+    let output = output.unwrap_or_else(|e| fail(format!("{}: {e}", python.display())));
+    if !output.status.success() {
+        fail(format!("{SKLEARN_SCRIPT} failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr)));
+    }
+    let answer: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| fail(format!("{SKLEARN_SCRIPT} did not answer JSON: {e}")));
+    let text = |key: &str| answer[key].as_str().unwrap_or_else(|| fail(format!("{SKLEARN_SCRIPT}: no {key}"))).to_string();
+    let pools: Vec<String> = answer["thread_pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("{} {} x{}", p["api"].as_str().unwrap_or("?"), p["version"].as_str().unwrap_or(""), p["num_threads"]).replace("  ", " "))
+        .collect();
+    notes.push(format!(
+        "scikit-learn {} (numpy {}): {} input, distances in {} ({}); thread pools: {}",
+        text("sklearn"),
+        text("numpy"),
+        text("input_dtype"),
+        text("distance_dtype"),
+        text("distance_path"),
+        pools.join(", ")
+    ));
+    let labels = answer["labels"]
+        .as_array()
+        .unwrap_or_else(|| fail(format!("{SKLEARN_SCRIPT}: no labels")))
+        .iter()
+        .map(|l| l.as_i64().map(|l| l as i32).unwrap_or_else(|| fail(format!("{SKLEARN_SCRIPT}: label {l} is not an integer"))))
+        .collect();
+    Sklearn {
+        version: text("sklearn"),
+        best_ms: answer["best_ms"].as_f64().unwrap_or_else(|| fail(format!("{SKLEARN_SCRIPT}: no best_ms"))),
+        labels,
+    }
+}
+
+/// `data` (`n` rows of `dims` f32) as a version 1.0 .npy file: magic, header length, a Python
+/// dict literal padded with spaces to a 64-byte boundary, then the little-endian values.
+fn npy_f32(data: &[f32], n: usize, dims: usize) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {dims}), }}");
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + 4 * data.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for value in data {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes
 }
 
 /// Runs `dbscan` on `data` as often as MAX_RUNS and RUN_BUDGET allow; returns its labels and its
