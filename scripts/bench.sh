@@ -219,7 +219,7 @@ between_rounds() {
 # --- DBSCAN ----------------------------------------------------------------------------------
 
 if wants dbscan; then
-    step "dbscan: n = 2,000, 5,000, 10,000 x 384 dimensions, tiled kernel and scikit-learn (1 thread)"
+    step "dbscan: n = 2,000, 5,000, 10,000 x 384 dimensions, pageperfect and scikit-learn (1 thread)"
     # Seconds each size takes here (both sides, scikit-learn's start, the naive check at 2,000), with some room.
     for size_seconds in 2000:10 5000:15 10000:25; do
         between_rounds "${size_seconds#*:}" env BENCH_CSV="$results" "$bin/bench-dbscan" "${size_seconds%:*}"

@@ -2,7 +2,8 @@
 //! `DBSCAN(eps, min_samples, metric="cosine", algorithm="brute", n_jobs=1)`, the baseline a user
 //! would pick, on the same synthetic embeddings of 2,000, 5,000 and 10,000 vectors × 384
 //! dimensions, with the stage's eps 0.3 and min_points 2. Both sides are timed the same way: the
-//! fastest of up to MAX_RUNS runs, stopping once RUN_BUDGET has passed, on one thread.
+//! fastest of up to MAX_RUNS runs, stopping once RUN_BUDGET has passed; scikit-learn on one
+//! thread (`n_jobs=1`, BLAS pinned to one), pageperfect on all of the machine's cores.
 //!
 //! scikit-learn runs in `bench/python/dbscan_sklearn.py`, under the Python of `BENCH_PYTHON` (a
 //! virtual environment with `bench/python/requirements.txt`; scripts/bench.sh makes it). The
@@ -78,7 +79,7 @@ fn main() {
     if python.is_none() {
         eprintln!("BENCH_PYTHON is not set: no scikit-learn baseline (scripts/bench.sh sets it to its virtual environment)");
     }
-    println!("DBSCAN over cosine distance, eps {EPS}, min_points {MIN_POINTS}: fastest of up to {MAX_RUNS} runs, one thread");
+    println!("DBSCAN over cosine distance, eps {EPS}, min_points {MIN_POINTS}: fastest of up to {MAX_RUNS} runs; scikit-learn on one thread, pageperfect on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!();
     println!("{:>6} | {:>4} | {:>8} | {:>6} | {:>14} | {:>13} | {:>6}", "n", "dims", "clusters", "noise", "pageperfect ms", "sklearn ms", "ratio");
     println!("{}", "-".repeat(77));
