@@ -674,6 +674,27 @@ LANGUAGE sql STABLE AS $$
      ORDER BY g.total, g.stage
 $$;
 
+-- Dead letters the caller can see (those of its own jobs; superusers: all, with plain queue
+-- messages), newest first; retried ones only when asked.
+CREATE FUNCTION pageperfect.list_dead_letters(include_retried boolean DEFAULT false, max_rows int DEFAULT 100)
+RETURNS TABLE (id bigint, job_id uuid, url text, stage text, queue text, reason text, error text,
+               attempt_count int, routed_at timestamptz, retried_at timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 1000 THEN
+        RAISE EXCEPTION 'max_rows must be between 1 and 1000 (got %)', coalesce(max_rows::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+        SELECT d.id, d.job_id, j.url, d.stage, d.queue, d.reason, d.error, d.attempt_count, d.routed_at, d.retried_at
+          FROM pageperfect.dead_letters d
+          LEFT JOIN pageperfect.jobs j ON j.id = d.job_id
+         WHERE include_retried OR d.retried_at IS NULL
+         ORDER BY d.id DESC
+         LIMIT max_rows;
+END
+$$;
+
 -- cancel_job(): a queued or running job stops. Its messages go, its unfinished stages end
 -- 'cancelled' and the job with them; an attempt in progress finds at its end that it no longer
 -- holds its stage (lock_held_attempt) and writes nothing. False when the job had ended.

@@ -46,7 +46,7 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.toggle_cron_job(text, boolean), pageperfect.next_runs(text, timestamptz, int, text),
     pageperfect.validate_timezone(text),
     pageperfect.validate_schedule(text), pageperfect.validate_command(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
-    pageperfect.get_scheduler_health(), pageperfect.worker_health(),
+    pageperfect.get_scheduler_health(), pageperfect.worker_health(), pageperfect.job_runs(text, int),
     -- queues
     pageperfect.create_queue(text), pageperfect.send(text, jsonb, int, int, jsonb), pageperfect.send_batch(text, jsonb[], int, int, jsonb[]),
     pageperfect.read(text, int, int, jsonb), pageperfect.read_with_poll(text, int, int, int, int, jsonb), pageperfect.pop(text, int),
@@ -64,6 +64,9 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.cancel_job(uuid),
     pageperfect.run_workflow(text, text[], boolean, int, boolean), pageperfect.process_urls(int, interval),
     pageperfect.processor_status(), pageperfect.execution_insights(timestamptz, timestamptz),
+    pageperfect.list_dead_letters(boolean, int), pageperfect.workflow_detail(uuid),
+    -- dashboards and Prometheus (pageperfect-web)
+    pageperfect.metric_samples(), pageperfect.cron_duration_buckets(),
     pageperfect.dbscan_cosine(real[], int, float8, int), pageperfect.expected_ctr(float8),
     -- the Search Console / queue / cron functions above are for pageperfect_user only
     pageperfect.http_collect_response(bigint, boolean)

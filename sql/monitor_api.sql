@@ -425,3 +425,114 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- What operators watch from outside: views and one function for dashboards and Prometheus
+-- (pageperfect-web reads them). Each shows the reader only its own rows.
+
+-- Open alerts. Worker alerts concern every tenant; the others (failure rates, dead letters,
+-- stuck work, Search Console ingestion) summarise every role's work, so only superusers see
+-- them. A plain (security-barrier) view: it reads the table with its owner's rights and
+-- filters on the reader, CURRENT_USER.
+CREATE VIEW pageperfect.open_alerts WITH (security_barrier = true) AS
+    SELECT a.id, a.alert_type, a.severity, a.message, a.created_at, a.updated_at
+      FROM pageperfect.monitoring_alerts a
+     WHERE a.status = 'open'
+       AND (a.alert_type IN ('worker_down', 'worker_blocked')
+            OR EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER AND r.rolsuper));
+
+-- Each queue's depth as trigger_metrics_collection() sampled it (the default job
+-- content_pipeline_metrics: every 30 minutes), for the queues the reader may use.
+CREATE VIEW pageperfect.queue_backlog_history WITH (security_barrier = true) AS
+    SELECT q.queue_name, m.collected_at, m.value::bigint AS depth
+      FROM pageperfect.metrics_data m
+      JOIN pageperfect.queues q ON q.queue_name = m.labels ->> 'queue'
+     WHERE m.metric_name = 'queue_depth'
+       AND pg_catalog.pg_has_role(CURRENT_USER, q.owner, 'USAGE');
+
+GRANT SELECT ON pageperfect.open_alerts, pageperfect.queue_backlog_history TO pageperfect_user;
+
+-- The run-duration histogram's upper bounds, in seconds.
+CREATE FUNCTION pageperfect.cron_duration_buckets() RETURNS float8[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '{0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,300,1800}'::float8[]
+$$;
+
+-- Every sample of pageperfect's Prometheus metrics that the caller may see, as (metric, labels,
+-- value) rows; pageperfect-web writes them in the text exposition format. Counters count what
+-- the kept history holds (retention deletes old runs and events, so they can go down: Prometheus
+-- treats that as a reset). Cron jobs are labelled by name (or 'job <id>' when unnamed) and id.
+CREATE FUNCTION pageperfect.metric_samples()
+RETURNS TABLE (metric text, labels jsonb, value float8)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH jobs AS (
+        SELECT j.jobid, coalesce(j.jobname, 'job ' || j.jobid) AS name, j.active FROM pageperfect.job j
+    ), runs AS (
+        SELECT d.jobid, coalesce(j.name, 'job ' || d.jobid) AS name, d.status,
+               extract(epoch FROM d.end_time - d.start_time)::float8 AS duration
+          FROM pageperfect.job_run_details d LEFT JOIN jobs j ON j.jobid = d.jobid
+         WHERE d.status IN ('succeeded', 'failed', 'cancelled', 'skipped')
+    ), timed AS (
+        SELECT r.* FROM runs r WHERE r.status IN ('succeeded', 'failed') AND r.duration IS NOT NULL
+    ), bounds AS (
+        SELECT b.le, b.le::text AS le_text FROM unnest(pageperfect.cron_duration_buckets()) AS b (le)
+        UNION ALL SELECT 'Infinity'::float8, '+Inf'
+    ), latest AS (
+        SELECT DISTINCT ON (d.jobid) d.jobid, extract(epoch FROM d.start_time - d.due_time)::float8 AS lag
+          FROM pageperfect.job_run_details d
+         WHERE d.start_time IS NOT NULL AND d.due_time IS NOT NULL
+         ORDER BY d.jobid, d.runid DESC
+    ), queues AS (
+        SELECT * FROM pageperfect.metrics_all()
+    )
+    SELECT 'pageperfect_cron_runs_total', jsonb_build_object('job', r.name, 'jobid', r.jobid::text, 'status', r.status), count(*)::float8
+      FROM runs r GROUP BY r.jobid, r.name, r.status
+    UNION ALL
+    SELECT 'pageperfect_cron_run_duration_seconds_bucket', jsonb_build_object('job', j.name, 'jobid', j.jobid::text, 'le', b.le_text),
+           (SELECT count(*) FROM timed t WHERE t.jobid = j.jobid AND t.duration <= b.le)::float8
+      FROM (SELECT DISTINCT t.jobid, t.name FROM timed t) j, bounds b
+    UNION ALL
+    SELECT 'pageperfect_cron_run_duration_seconds_sum', jsonb_build_object('job', t.name, 'jobid', t.jobid::text), sum(t.duration)
+      FROM timed t GROUP BY t.jobid, t.name
+    UNION ALL
+    SELECT 'pageperfect_cron_run_duration_seconds_count', jsonb_build_object('job', t.name, 'jobid', t.jobid::text), count(*)::float8
+      FROM timed t GROUP BY t.jobid, t.name
+    UNION ALL
+    SELECT 'pageperfect_cron_lag_seconds', jsonb_build_object('job', j.name, 'jobid', j.jobid::text), l.lag
+      FROM latest l JOIN jobs j ON j.jobid = l.jobid
+    UNION ALL
+    SELECT 'pageperfect_cron_job_active', jsonb_build_object('job', j.name, 'jobid', j.jobid::text), CASE WHEN j.active THEN 1 ELSE 0 END
+      FROM jobs j
+    UNION ALL
+    SELECT 'pageperfect_queue_messages', jsonb_build_object('queue', q.queue_name, 'state', s.state), s.n::float8
+      FROM queues q,
+           LATERAL (VALUES ('visible', q.queue_visible_length), ('invisible', q.queue_length - q.queue_visible_length)) AS s (state, n)
+    UNION ALL
+    SELECT 'pageperfect_queue_sent_messages_total', jsonb_build_object('queue', q.queue_name), q.total_messages::float8
+      FROM queues q
+    UNION ALL
+    SELECT 'pageperfect_queue_oldest_message_age_seconds', jsonb_build_object('queue', q.queue_name), coalesce(q.oldest_msg_age_sec, 0)::float8
+      FROM queues q
+    UNION ALL
+    SELECT 'pageperfect_stage_attempts_total', jsonb_build_object('stage', coalesce(e.stage, '?'), 'outcome', e.event), count(*)::float8
+      FROM pageperfect.job_events e
+     WHERE e.event IN ('completed', 'failed')
+     GROUP BY e.stage, e.event
+    UNION ALL
+    SELECT 'pageperfect_stage_work_items', jsonb_build_object('stage', p.stage, 'state', s.state), s.n::float8
+      FROM pageperfect.processor_status() p,
+           LATERAL (VALUES ('queued', p.queued), ('processing', p.processing), ('waiting_retry', p.waiting_retry), ('dead', p.dead)) AS s (state, n)
+    UNION ALL
+    SELECT 'pageperfect_dead_letters', '{}'::jsonb, count(*)::float8
+      FROM pageperfect.dead_letters d WHERE d.retried_at IS NULL
+    UNION ALL
+    SELECT 'pageperfect_worker_up', jsonb_build_object('worker', h.component), CASE WHEN h.status = 'healthy' THEN 1 ELSE 0 END
+      FROM pageperfect.worker_health() h
+    UNION ALL
+    SELECT 'pageperfect_worker_heartbeat_age_seconds', jsonb_build_object('worker', h.component),
+           extract(epoch FROM clock_timestamp() - h.last_heartbeat)::float8
+      FROM pageperfect.worker_health() h WHERE h.last_heartbeat IS NOT NULL
+    UNION ALL
+    SELECT 'pageperfect_alerts_open', jsonb_build_object('severity', s.severity),
+           (SELECT count(*) FROM pageperfect.open_alerts a WHERE a.severity = s.severity)::float8
+      FROM (VALUES ('info'), ('warning'), ('critical')) AS s (severity)
+$$;

@@ -35,3 +35,36 @@ LANGUAGE sql VOLATILE AS $$
     )
     SELECT count(pageperfect.run_workflow(due.url))::int FROM due
 $$;
+
+-- One workflow (the caller's job): its status, each stage with its attempts, timing and last
+-- error, and the page's latest rewrite draft, as one jsonb document. Raises when the caller has
+-- no such job.
+CREATE FUNCTION pageperfect.workflow_detail(job_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    job pageperfect.jobs;
+    result jsonb;
+BEGIN
+    SELECT * INTO job FROM pageperfect.jobs j WHERE j.id = workflow_detail.job_id;
+    IF job.id IS NULL THEN
+        RAISE EXCEPTION 'workflow % does not exist', job_id USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT jsonb_build_object(
+               'job_id', job.id, 'url', job.url, 'status', job.status, 'stage', job.stage,
+               'created_at', job.created_at, 'updated_at', job.updated_at,
+               'stages', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                       'stage', s.stage, 'status', s.status, 'attempts', s.attempt_count,
+                                       'started_at', s.started_at, 'completed_at', s.completed_at,
+                                       'duration_seconds', extract(epoch FROM s.completed_at - s.started_at)::float8,
+                                       'last_error', s.last_error) ORDER BY s.position)
+                                     FROM pageperfect.job_stages s WHERE s.job_id = job.id), '[]'),
+               'draft', (SELECT jsonb_build_object('id', d.id, 'provider', d.provider, 'model', d.model,
+                                                   'created_at', d.created_at, 'text', d.draft)
+                           FROM pageperfect.rewrite_drafts d
+                          WHERE d.job_id = job.id OR (d.page_id = job.page_id AND job.page_id IS NOT NULL)
+                          ORDER BY (d.job_id = job.id) DESC NULLS LAST, d.created_at DESC LIMIT 1))
+      INTO result;
+    RETURN result;
+END
+$$;

@@ -77,3 +77,31 @@ AS $$
     SELECT h.component, h.status, h.last_heartbeat, NULL, NULL, NULL
       FROM pageperfect.worker_health() h
 $$;
+
+-- A job's most recent runs, newest first (the caller's job of that name: row-level security on
+-- job and job_run_details). Unlike get_scheduler_health, skipped runs are listed too.
+CREATE FUNCTION pageperfect.job_runs(job_name text, max_runs int DEFAULT 20)
+RETURNS TABLE (runid bigint, status text, return_message text, run_reason text, attempt int,
+               due_time timestamptz, start_time timestamptz, end_time timestamptz, duration_seconds float8)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_job bigint;
+BEGIN
+    IF max_runs IS NULL OR max_runs < 1 OR max_runs > 1000 THEN
+        RAISE EXCEPTION 'max_runs must be between 1 and 1000 (got %)', coalesce(max_runs::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT j.jobid INTO found_job FROM pageperfect.job j WHERE j.jobname = job_runs.job_name ORDER BY j.jobid LIMIT 1;
+    IF found_job IS NULL THEN
+        RAISE EXCEPTION 'could not find valid entry for job ''%''', job_name USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN QUERY
+        SELECT d.runid, d.status, d.return_message, d.run_reason, d.attempt, d.due_time, d.start_time, d.end_time,
+               extract(epoch FROM d.end_time - d.start_time)::float8
+          FROM pageperfect.job_run_details d
+         WHERE d.jobid = found_job
+         ORDER BY d.runid DESC
+         LIMIT max_runs;
+END
+$$;

@@ -41,6 +41,8 @@ SELECT id AS alice_workflow FROM pageperfect.jobs WHERE owner = 'alice' \gset
 INSERT INTO pageperfect.job_run_details (jobid, database, username, command, status, due_time)
 SELECT jobid, database, username, command, 'starting', now() + interval '1 hour' FROM pageperfect.job WHERE jobid = :alice_jobid
 RETURNING runid AS alice_run \gset
+-- A backlog sample of every queue, alice_q's among them (queue_backlog_history).
+SELECT pageperfect.trigger_metrics_collection() ? 'metrics_written' AS sampled;
 
 SET ROLE mallory;
 -- The traps: each would make mallory superuser if pageperfect code ran it.
@@ -132,6 +134,13 @@ SELECT pageperfect.process_urls() >= 0 AS processed;
 SELECT count(*) > 0 AS stages FROM pageperfect.processor_status();
 SELECT count(*) > 0 AS insights FROM pageperfect.execution_insights();
 SELECT pageperfect.retry_dead_letter(1);
+SELECT count(*) FROM pageperfect.job_runs('mjob');
+SELECT count(*) FROM pageperfect.list_dead_letters();
+SELECT pageperfect.workflow_detail(pageperfect.run_workflow('https://mallory.example/')) ->> 'url' AS workflow_url;
+SELECT count(*) > 0 AS samples FROM pageperfect.metric_samples();
+SELECT pg_catalog.cardinality(pageperfect.cron_duration_buckets()) AS buckets;
+SELECT count(*) AS alerts FROM pageperfect.open_alerts;
+SELECT count(*) AS backlog_samples FROM pageperfect.queue_backlog_history;
 SELECT pageperfect.dbscan_cosine(ARRAY[1, 0, 1, 0, 0, 1]::real[], 2);
 SELECT round(pageperfect.expected_ctr(1)::numeric, 3) > 0 AS ctr;
 SELECT net.http_get('https://mallory.example/') > 0 AS requested;
@@ -221,6 +230,10 @@ SELECT count(*) AS alice_cron_jobs_seen FROM cron.job WHERE username = 'alice';
 SELECT count(*) AS alice_messages_seen FROM pageperfect.queue_messages;
 SELECT count(*) AS alice_requests_seen FROM pageperfect.http_requests WHERE owner = 'alice';
 SELECT count(*) AS alice_gsc_rows_seen FROM pageperfect.gsc_page_query_daily;
+SELECT count(*) AS alice_samples_seen FROM pageperfect.metric_samples()
+ WHERE labels ->> 'job' = 'alice-job' OR labels ->> 'queue' = 'alice_q' OR labels ->> 'jobid' = :'alice_jobid';
+SELECT count(*) AS alice_backlog_seen FROM pageperfect.queue_backlog_history WHERE queue_name = 'alice_q';
+SELECT count(*) AS alice_dead_letters_seen FROM pageperfect.list_dead_letters(true, 1000) WHERE url LIKE 'https://alice.example/%';
 SELECT count(*) FROM pageperfect.read('alice_q', 30, 10);
 SELECT pageperfect.send('alice_q', '{"from": "mallory"}');
 SELECT pageperfect.purge_queue('alice_q');
@@ -240,7 +253,9 @@ DECLARE
 BEGIN
     FOREACH attempt IN ARRAY ARRAY[
         'SELECT pageperfect.cancel_job(pg_catalog.current_setting(''test.alice_workflow'')::pg_catalog.uuid)',
-        'SELECT pageperfect.cancel_run(pg_catalog.current_setting(''test.alice_run'')::pg_catalog.int8)']::pg_catalog.text[]
+        'SELECT pageperfect.cancel_run(pg_catalog.current_setting(''test.alice_run'')::pg_catalog.int8)',
+        'SELECT pageperfect.workflow_detail(pg_catalog.current_setting(''test.alice_workflow'')::pg_catalog.uuid)',
+        'SELECT pageperfect.job_runs(''alice-job'')']::pg_catalog.text[]
     LOOP
         BEGIN
             EXECUTE attempt;
@@ -259,6 +274,7 @@ SELECT active AS alice_job_active FROM cron.job WHERE jobname = 'alice-job';
 SELECT paused AS alice_queue_paused FROM pageperfect.queues WHERE queue_name = 'alice_q';
 SELECT status AS alice_workflow_status FROM pageperfect.jobs WHERE id = :'alice_workflow';
 SELECT status AS alice_run_status FROM pageperfect.job_run_details WHERE runid = :alice_run;
+SELECT count(*) > 0 AS alice_backlog_sampled FROM pageperfect.queue_backlog_history WHERE queue_name = 'alice_q';
 SELECT overlap AS alice_job_overlap FROM pageperfect.job WHERE jobid = :alice_jobid;
 SELECT count(*) AS paused_stages FROM pageperfect.stage_config WHERE paused;
 
