@@ -61,27 +61,30 @@ pub fn duration_bars(runs: &[(f64, bool)]) -> String {
         let color = if *succeeded { "#2e9d5b" } else { "#d64545" };
         let _ = write!(
             svg,
-            "<rect x={:.1} y={:.1} width={:.1} height={h:.1} fill=\"{color}\"><title>{seconds:.3} s</title></rect>",
+            "<rect x={:.1} y={:.1} width={:.1} height={h:.1} fill=\"{color}\"><title>{:.1} ms</title></rect>",
             i as f64 * slot,
             height - h,
-            (slot - 1.0).max(1.0)
+            (slot - 1.0).max(1.0),
+            seconds * 1000.0
         );
     }
-    let _ = write!(svg, "<text x={width} y=10 text-anchor=end class=axis>max {max:.2} s</text></svg>");
+    let longest = if max < 1.0 { format!("{:.0} ms", max * 1000.0) } else { format!("{max:.2} s") };
+    let _ = write!(svg, "<text x={width} y=10 text-anchor=end class=axis>max {longest}</text></svg>");
     svg
 }
 
-/// An SVG sparkline of (seconds since the first sample, value) points.
-pub fn sparkline(points: &[(f64, f64)]) -> String {
+/// An SVG sparkline of samples taken at regular intervals, oldest first.
+pub fn sparkline(samples: &[f64]) -> String {
     let (width, height) = (180.0, 36.0);
-    if points.len() < 2 {
-        return "<span class=muted>samples every 30 min (content_pipeline_metrics)</span>".into();
+    if samples.len() < 2 {
+        return "<span class=muted>sampled every 30 min (job content_pipeline_metrics)</span>".into();
     }
-    let span = points.last().unwrap().0.max(1.0);
-    let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(1.0);
-    let coords: Vec<String> = points
+    let step = (width - 2.0) / (samples.len() - 1) as f64;
+    let max = samples.iter().copied().fold(0.0_f64, f64::max).max(1.0);
+    let coords: Vec<String> = samples
         .iter()
-        .map(|(t, v)| format!("{:.1},{:.1}", t / span * (width - 2.0) + 1.0, height - 2.0 - v / max * (height - 6.0)))
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step + 1.0, height - 2.0 - v / max * (height - 6.0)))
         .collect();
     format!(
         "<svg class=chart width={width} height={height} viewBox=\"0 0 {width} {height}\" role=img aria-label=\"backlog\">\
@@ -99,7 +102,7 @@ h2{font-size:15px;margin:4px 0 8px}table{border-collapse:collapse;width:100%}td,
 th{font-weight:600;color:#555;font-size:12px}.ok{color:#2e9d5b;font-weight:600}.bad{color:#d64545;font-weight:600}.muted{color:#888}\
 .axis{font-size:9px;fill:#888}form{display:inline;margin:0}button{font-size:12px;padding:2px 8px;cursor:pointer}\
 .notice{background:#fff7d6;border:1px solid #e8d27a;padding:6px 12px;margin:10px 20px 0;border-radius:4px}\
-pre{white-space:pre-wrap;max-height:260px;overflow:auto;background:#f7f7f9;padding:6px;font-size:12px}input[type=url]{width:320px}";
+#jobs,#dead-letters{grid-column:1/-1}pre{white-space:pre-wrap;max-height:260px;overflow:auto;background:#f7f7f9;padding:6px;font-size:12px}input[type=url]{width:320px}";
 
 fn status_class(status: &str) -> &'static str {
     match status {
@@ -328,7 +331,7 @@ async fn render(app: &App, csrf: &str, query: &PageQuery) -> Result<Html<String>
     let queues = db::rows(pool, "SELECT * FROM pageperfect.metrics_all()", &[]).await?;
     let history = db::rows(
         pool,
-        "SELECT queue_name, extract(epoch FROM collected_at)::float8 AS at, depth FROM pageperfect.queue_backlog_history
+        "SELECT queue_name, depth FROM pageperfect.queue_backlog_history
           WHERE collected_at > now() - interval '6 hours' ORDER BY collected_at",
         &[],
     )
@@ -336,18 +339,13 @@ async fn render(app: &App, csrf: &str, query: &PageQuery) -> Result<Html<String>
     body.push_str("<section id=queues><h2>Queues</h2><table><tr><th>queue</th><th>messages</th><th>visible</th><th>oldest (s)</th><th>sent</th><th>backlog, 6 h</th></tr>");
     for q in list(&queues) {
         let name = q["queue_name"].as_str().unwrap_or("");
-        let samples: Vec<(f64, f64)> = list(&history)
-            .iter()
-            .filter(|h| h["queue_name"].as_str() == Some(name))
-            .filter_map(|h| Some((h["at"].as_f64()?, h["depth"].as_f64()?)))
-            .collect();
-        let first = samples.first().map(|s| s.0).unwrap_or(0.0);
-        let points: Vec<(f64, f64)> = samples.iter().map(|(t, v)| (t - first, *v)).collect();
+        let samples: Vec<f64> =
+            list(&history).iter().filter(|h| h["queue_name"].as_str() == Some(name)).filter_map(|h| h["depth"].as_f64()).collect();
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(name), cell(&q["queue_length"]), cell(&q["queue_visible_length"]), cell(&q["oldest_msg_age_sec"]),
-            cell(&q["total_messages"]), sparkline(&points)
+            cell(&q["total_messages"]), sparkline(&samples)
         );
     }
     body.push_str("</table></section>");
@@ -463,7 +461,7 @@ mod tests {
         let bars = duration_bars(&[(0.5, true), (1.0, false)]);
         assert_eq!(bars.matches("<rect").count(), 2);
         assert!(bars.contains("#d64545"));
-        let line = sparkline(&[(0.0, 1.0), (60.0, 3.0), (120.0, 0.0)]);
+        let line = sparkline(&[1.0, 3.0, 0.0]);
         assert!(line.contains("<polyline") && line.matches(',').count() == 3, "{line}");
         assert_eq!(percent_encode("Run 5 of a b."), "Run%205%20of%20a%20b.");
     }

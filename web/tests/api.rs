@@ -14,7 +14,7 @@ fn names(data: &Value, key: &str) -> Vec<String> {
 
 #[test]
 fn every_action_answers_the_guides_shape_for_its_own_tenant_only() {
-    let (cluster, mut admin) = cluster_with_tenants("web-api");
+    let (cluster, mut admin) = cluster_with_tenants("web-api", &[]);
     let mut alice = cluster.connect_to("postgres", "alice");
     let mut mallory = cluster.connect_to("postgres", "mallory");
     alice
@@ -179,7 +179,7 @@ fn every_action_answers_the_guides_shape_for_its_own_tenant_only() {
 
 #[test]
 fn read_only_mode_shows_everything_and_changes_nothing() {
-    let (cluster, mut admin) = cluster_with_tenants("web-read-only");
+    let (cluster, mut admin) = cluster_with_tenants("web-read-only", &[]);
     let mut alice = cluster.connect_to("postgres", "alice");
     alice.batch_execute("SELECT cron.schedule('alice-report', '0 0 1 1 *', 'SELECT 1')").unwrap();
     admin.batch_execute("SELECT pageperfect.set_cron_secret('pageperfect-cron-process-urls', 'process-urls-secret-0123')").unwrap();
@@ -203,7 +203,7 @@ fn read_only_mode_shows_everything_and_changes_nothing() {
 
 #[test]
 fn trigger_endpoints_check_their_secret_and_call_the_functions() {
-    let (cluster, mut admin) = cluster_with_tenants("web-triggers");
+    let (cluster, mut admin) = cluster_with_tenants("web-triggers", &[]);
     admin
         .batch_execute(
             "SELECT pageperfect.set_cron_secret('pageperfect-cron-process-urls', 'process-urls-secret-0123');

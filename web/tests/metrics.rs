@@ -20,7 +20,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[test]
 fn metrics_pass_promtool_and_match_sql_counts() {
-    let (cluster, mut admin) = cluster_with_tenants("web-metrics");
+    let (cluster, mut admin) = cluster_with_tenants("web-metrics", &[]);
     let mut alice = cluster.connect_to("postgres", "alice");
     alice
         .batch_execute(

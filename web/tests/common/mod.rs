@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use pageperfect_it::postgres::Client;
 use pageperfect_it::Cluster;
 use std::io::{BufRead, BufReader};
@@ -16,9 +18,10 @@ pub const ALICE_TOKEN: &str = "alice-web-token-0123456789";
 pub const MALLORY_TOKEN: &str = "mallory-web-token-0123456789";
 
 /// A cluster with two tenants, `alice` and `mallory` (LOGIN, members of pageperfect_user, each
-/// allowed to verify cron secrets, each with a web secret), and a superuser connection.
-pub fn cluster_with_tenants(name: &str) -> (Cluster, Client) {
-    let (cluster, mut admin) = Cluster::with_extension(name, &[]);
+/// allowed to verify cron secrets, each with a web secret), and a superuser connection;
+/// `settings` are extra postgresql.conf lines.
+pub fn cluster_with_tenants(name: &str, settings: &[&str]) -> (Cluster, Client) {
+    let (cluster, mut admin) = Cluster::with_extension(name, settings);
     admin
         .batch_execute(&format!(
             "CREATE ROLE alice LOGIN IN ROLE pageperfect_user;
