@@ -3,7 +3,7 @@
 #
 #   make install   build and install into the Postgres of PG_CONFIG (default: pg_config on PATH)
 #   make test      every suite: unit, #[pg_test], pg_regress, integration
-#   make demo      a throw-away cluster with the extension preloaded; make demo-stop ends it
+#   make demo      a throw-away cluster with the extension preloaded and the web dashboard; make demo-stop ends it
 #   make setup     only the one-time set-up
 #   make bench     pageperfect beside pgmq-style SQL, pg_cron, scikit-learn, scipy and plain-SQL fits (release build)
 #   make soak      30 minutes of mixed load and faults (SOAK_MINUTES=N for shorter); needs make install first
@@ -27,7 +27,7 @@ test:
 # demo-stop first: never install over a library that the running demo server has loaded.
 demo: setup demo-stop
 	bash scripts/install.sh --debug
-	PATH="$(HOME)/.cargo/bin:$$PATH" cargo build -p pageperfect-it --bin serve-dir
+	PATH="$(HOME)/.cargo/bin:$$PATH" cargo build -p pageperfect-it --bin serve-dir -p pageperfect-web
 	bash scripts/demo.sh
 
 demo-stop:

@@ -46,10 +46,11 @@ cluster_stop() { # DIR
     [ -d "$1/data" ] && as_pg_user "$(bindir)/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
-demo_stop() { # DIR: the demo's cluster and its sample site
+demo_stop() { # DIR: the demo's web server, cluster and sample site
+    [ -f "$1/web.pid" ] && kill "$(cat "$1/web.pid")" 2>/dev/null || true
     cluster_stop "$1"
     [ -f "$1/site.pid" ] && kill "$(cat "$1/site.pid")" 2>/dev/null || true
-    rm -f "$1/site.pid"
+    rm -f "$1/site.pid" "$1/web.pid"
 }
 
 # Gives the installed library a new inode with the same content (copy, then rename over it):

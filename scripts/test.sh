@@ -4,9 +4,11 @@
 #   2. install the extension into the Postgres of $PG_CONFIG
 #   3. pg_regress files under pg_regress/ against a preloaded cluster
 #   4. integration tests (tests/): each starts its own clusters and loopback servers
+#   5. pageperfect-web's tests (web/tests/): its API, /metrics under promtool, the dashboard in
+#      headless Chromium, against real clusters
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
-bash "$REPO/scripts/setup.sh" || exit 1
+SETUP_TESTS=1 bash "$REPO/scripts/setup.sh" || exit 1
 cd "$REPO"
 mkdir -p "$WORK"
 [ "$(id -u)" = 0 ] && chown "$PG_USER" "$WORK"
@@ -65,11 +67,16 @@ integration() {
     PG_CONFIG="$PG_CONFIG" PAGEPERFECT_WORK="$WORK" PG_USER="$PG_USER" cargo test -p pageperfect-it
 }
 
+web() {
+    PG_CONFIG="$PG_CONFIG" PAGEPERFECT_WORK="$WORK" PG_USER="$PG_USER" cargo test -p pageperfect-web
+}
+
 suite "unit and #[pg_test] (cargo pgrx test)" pgrx_tests
 # The suites after install test the installed extension: without it they would test a stale one.
 if suite "install into $("$PG_CONFIG" --pkglibdir)" install_extension; then
     suite "pg_regress" regress
     suite "integration (tests/)" integration
+    suite "web (web/tests/)" web
 fi
 step "done in $((SECONDS - t0)) s ($(disk))"
 [ ${#failures[@]} = 0 ] || echo "failed suites: ${failures[*]}"
