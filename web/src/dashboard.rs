@@ -179,8 +179,13 @@ pub struct ActionForm {
     url: Option<String>,
 }
 
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf: String,
+}
+
 /// `POST /logout`.
-pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(form): Form<ActionForm>) -> Response {
+pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(form): Form<LogoutForm>) -> Response {
     if let Ok(Some(session)) = app.auth.session(&app.pool, &headers, &app.config.secret_name).await {
         if auth::same(&form.csrf, &session.csrf) {
             if let Some(id) = auth::cookie(&headers, SESSION_COOKIE) {
@@ -206,28 +211,23 @@ pub async fn action(State(app): State<Arc<App>>, headers: HeaderMap, Form(form):
         return (StatusCode::FORBIDDEN, page_shell("pageperfect", "<p class=bad>The server is read-only.</p>")).into_response();
     }
     let params = Params::of(form.job.clone(), form.enable.clone(), form.id.clone(), form.url.clone());
+    let mut target = String::from("/?notice=");
     let notice = match run_action(&app, &form.action, true, &params).await {
         Ok(data) => match form.action.as_str() {
             "trigger" => format!("Run {} of {} queued.", cell(&data["runid"]), form.job.unwrap_or_default()),
             "toggle" => cell(&data["message"]),
             "dead_letters" => format!("Dead letter {} is back in the queue.", form.id.unwrap_or_default()),
-            "workflow" => format!("Workflow {} started.", cell(&data["job_id"])),
+            "workflow" => {
+                let job_id = cell(&data["job_id"]);
+                target = format!("/?workflow={}&notice=", percent_encode(&job_id));
+                format!("Workflow {job_id} started.")
+            }
             _ => "Done.".into(),
         },
         Err(failure) => format!("{} failed: {}", form.action, failure.message),
     };
-    let mut target = format!("/?notice={}", percent_encode(&notice));
-    if form.action == "workflow" {
-        if let Ok(data) = run_workflow_id(&notice) {
-            let _ = write!(target, "&workflow={data}");
-        }
-    }
+    target.push_str(&percent_encode(&notice));
     Redirect::to(&target).into_response()
-}
-
-/// The workflow id in a "Workflow … started." notice.
-fn run_workflow_id(notice: &str) -> Result<&str, ()> {
-    notice.strip_prefix("Workflow ").and_then(|rest| rest.strip_suffix(" started.")).ok_or(())
 }
 
 fn percent_encode(text: &str) -> String {

@@ -142,4 +142,15 @@ fn the_dashboard_shows_the_scheduler_and_runs_a_job_from_a_click() {
     let no_session = form(server.url("/ui/action"), "csrf=forged&action=trigger&job=alice-report".into()).send().unwrap();
     assert_eq!(no_session.status().as_u16(), 401);
     assert_eq!(count(&mut admin, "SELECT count(*) FROM pageperfect.job_run_details WHERE run_reason = 'manual'"), runs_before);
+    // The same form with the session's own CSRF token (from the page) is taken; signing out
+    // ends the session.
+    let html = client.get(server.url("/")).header("cookie", &cookie).send().unwrap().text().unwrap();
+    let csrf = html.split("name=csrf value=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a CSRF field").to_string();
+    let taken = form(server.url("/ui/action"), format!("csrf={csrf}&action=trigger&job=alice-report")).header("cookie", &cookie).send().unwrap();
+    assert_eq!(taken.status().as_u16(), 303);
+    assert!(taken.headers()["location"].to_str().unwrap().contains("alice-report%20queued"), "{:?}", taken.headers());
+    assert_eq!(count(&mut admin, "SELECT count(*) FROM pageperfect.job_run_details WHERE run_reason = 'manual'"), runs_before + 1);
+    assert_eq!(form(server.url("/logout"), format!("csrf={csrf}")).header("cookie", &cookie).send().unwrap().status().as_u16(), 303);
+    let after = client.get(server.url("/")).header("cookie", &cookie).send().unwrap().text().unwrap();
+    assert!(after.contains("Sign in") && !after.contains("id=jobs"), "{after}");
 }
