@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{JsonB, PgOid};
+use pgrx::PgOid;
+use super::raw::{RawBigintArray, RawJsonb, RawJsonbArray};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// One message as pgmq 1.13 returns it: msg_id, read_ct, enqueued_at, last_read_at, vt, message,
 /// headers. (The pg_extern signatures below spell the columns out: pgrx reads them from the
 /// signature itself.)
-type MessageRow = (i64, i32, TimestampWithTimeZone, Option<TimestampWithTimeZone>, TimestampWithTimeZone, JsonB, Option<JsonB>);
+type MessageRow = (i64, i32, TimestampWithTimeZone, Option<TimestampWithTimeZone>, TimestampWithTimeZone, RawJsonb, Option<RawJsonb>);
 
 thread_local! {
     /// Each call's plan, prepared once per backend: parsing and planning the call anew each
@@ -70,8 +71,8 @@ fn message_row(row: pgrx::spi::SpiHeapTupleData) -> Result<MessageRow, pgrx::spi
         row.get::<TimestampWithTimeZone>(3)?.ok_or_else(missing)?,
         row.get::<TimestampWithTimeZone>(4)?,
         row.get::<TimestampWithTimeZone>(5)?.ok_or_else(missing)?,
-        row.get::<JsonB>(6)?.ok_or_else(missing)?,
-        row.get::<JsonB>(7)?,
+        row.get::<RawJsonb>(6)?.ok_or_else(missing)?,
+        row.get::<RawJsonb>(7)?,
     ))
 }
 
@@ -103,10 +104,10 @@ mod pageperfect {
     #[pg_extern(volatile)]
     fn send(
         queue_name: Option<&str>,
-        message: Option<JsonB>,
+        message: Option<RawJsonb>,
         delay_seconds: default!(Option<i32>, 0),
         priority: default!(Option<i32>, 0),
-        headers: default!(Option<JsonB>, "NULL"),
+        headers: default!(Option<RawJsonb>, "NULL"),
     ) -> Option<i64> {
         let sent = one_for_caller(
             "SELECT pageperfect.send_for($1, $2, $3, $4, $5, $6)",
@@ -119,10 +120,10 @@ mod pageperfect {
     #[pg_extern(volatile)]
     fn send_batch(
         queue_name: Option<&str>,
-        messages: Option<Vec<Option<JsonB>>>,
+        messages: Option<RawJsonbArray>,
         delay_seconds: default!(Option<i32>, 0),
         priority: default!(Option<i32>, 0),
-        headers: default!(Option<Vec<Option<JsonB>>>, "NULL"),
+        headers: default!(Option<RawJsonbArray>, "NULL"),
     ) -> SetOfIterator<'static, i64> {
         let sent = ids_for_caller(
             "SELECT pageperfect.send_batch_for($1, $2, $3, $4, $5, $6)",
@@ -142,7 +143,7 @@ mod pageperfect {
         qty: Option<i32>,
         max_poll_seconds: default!(Option<i32>, 5),
         poll_interval_ms: default!(Option<i32>, 100),
-        conditional: default!(Option<JsonB>, "'{}'"),
+        conditional: default!(Option<RawJsonb>, "'{}'"),
     ) -> TableIterator<
         'static,
         (
@@ -151,8 +152,8 @@ mod pageperfect {
             name!(enqueued_at, TimestampWithTimeZone),
             name!(last_read_at, Option<TimestampWithTimeZone>),
             name!(vt, TimestampWithTimeZone),
-            name!(message, JsonB),
-            name!(headers, Option<JsonB>),
+            name!(message, RawJsonb),
+            name!(headers, Option<RawJsonb>),
         ),
     > {
         let max_poll_seconds = max_poll_seconds.filter(|s| *s >= 0).unwrap_or_else(|| {
@@ -169,7 +170,7 @@ mod pageperfect {
             unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
             let messages = rows_for_caller(
                 "SELECT * FROM pageperfect.read_for($1, $2, $3, $4, $5)",
-                vec![queue_name.into(), vt.into(), qty.into(), conditional.as_ref().map(|c| JsonB(c.0.clone())).into()],
+                vec![queue_name.into(), vt.into(), qty.into(), conditional.into()],
                 message_row,
             );
             let now = Instant::now();
@@ -196,7 +197,7 @@ mod pageperfect {
         queue_name: Option<&str>,
         vt: Option<i32>,
         qty: Option<i32>,
-        conditional: default!(Option<JsonB>, "'{}'"),
+        conditional: default!(Option<RawJsonb>, "'{}'"),
     ) -> TableIterator<
         'static,
         (
@@ -205,8 +206,8 @@ mod pageperfect {
             name!(enqueued_at, TimestampWithTimeZone),
             name!(last_read_at, Option<TimestampWithTimeZone>),
             name!(vt, TimestampWithTimeZone),
-            name!(message, JsonB),
-            name!(headers, Option<JsonB>),
+            name!(message, RawJsonb),
+            name!(headers, Option<RawJsonb>),
         ),
     > {
         messages_for_caller(
@@ -225,8 +226,8 @@ mod pageperfect {
             name!(enqueued_at, TimestampWithTimeZone),
             name!(last_read_at, Option<TimestampWithTimeZone>),
             name!(vt, TimestampWithTimeZone),
-            name!(message, JsonB),
-            name!(headers, Option<JsonB>),
+            name!(message, RawJsonb),
+            name!(headers, Option<RawJsonb>),
         ),
     > {
         messages_for_caller("SELECT * FROM pageperfect.pop_for($1, $2, $3)", vec![queue_name.into(), qty.into()])
@@ -238,7 +239,7 @@ mod pageperfect {
     }
 
     #[pg_extern(volatile, name = "delete")]
-    fn delete_many(queue_name: Option<&str>, msg_ids: Option<Vec<Option<i64>>>) -> SetOfIterator<'static, i64> {
+    fn delete_many(queue_name: Option<&str>, msg_ids: Option<RawBigintArray>) -> SetOfIterator<'static, i64> {
         ids_for_caller("SELECT pageperfect.delete_batch_for($1, $2, $3)", vec![queue_name.into(), msg_ids.into()])
     }
 
@@ -249,7 +250,7 @@ mod pageperfect {
     }
 
     #[pg_extern(volatile, name = "archive")]
-    fn archive_many(queue_name: Option<&str>, msg_ids: Option<Vec<Option<i64>>>) -> SetOfIterator<'static, i64> {
+    fn archive_many(queue_name: Option<&str>, msg_ids: Option<RawBigintArray>) -> SetOfIterator<'static, i64> {
         ids_for_caller("SELECT pageperfect.archive_batch_for($1, $2, $3)", vec![queue_name.into(), msg_ids.into()])
     }
 
@@ -264,8 +265,8 @@ mod pageperfect {
             name!(enqueued_at, TimestampWithTimeZone),
             name!(last_read_at, Option<TimestampWithTimeZone>),
             name!(vt, TimestampWithTimeZone),
-            name!(message, JsonB),
-            name!(headers, Option<JsonB>),
+            name!(message, RawJsonb),
+            name!(headers, Option<RawJsonb>),
         ),
     > {
         messages_for_caller(

@@ -8,6 +8,7 @@
 
 mod api;
 mod gate;
+mod raw;
 pub mod claim;
 pub mod processor;
 pub mod stage;
