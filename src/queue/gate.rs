@@ -27,9 +27,36 @@ use std::collections::HashMap;
 type MessageRow = (i64, i32, TimestampWithTimeZone, Option<TimestampWithTimeZone>, TimestampWithTimeZone, RawJsonb, Option<RawJsonb>);
 
 thread_local! {
-    /// Each call's plan, prepared once per backend: parsing and planning the call anew each
-    /// time cost more than the call itself on the batch-1 path.
-    static PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    /// Each statement's plan, prepared once per backend: parsing and planning the call anew
+    /// each time cost more than the call itself on the batch-1 path.
+    static PLANS: RefCell<HashMap<String, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `body` as the owner, in one SPI connection, with the backend's prepared plans (see
+/// `execute`). `function` names the pgmq-named function for the read-only refusal: every gate
+/// writes.
+fn as_owner_spi<T>(
+    function: &str,
+    body: impl FnOnce(&mut pgrx::spi::SpiClient<'_>, &mut HashMap<String, OwnedPreparedStatement>) -> Result<T, pgrx::spi::Error>,
+) -> T {
+    crate::refuse_if_read_only(format_args!("pageperfect.{function}()"));
+    as_owner(|| Spi::connect_mut(|client| PLANS.with_borrow_mut(|plans| body(client, plans)))).unwrap_or_else(|e| error!("{e}"))
+}
+
+/// Runs `sql` with `args`, preparing it (typed by `args`) the first time `key` is asked for.
+fn execute<'conn>(
+    client: &mut pgrx::spi::SpiClient<'conn>,
+    plans: &mut HashMap<String, OwnedPreparedStatement>,
+    key: &str,
+    sql: impl FnOnce() -> String,
+    args: &[DatumWithOid<'_>],
+) -> Result<pgrx::spi::SpiTupleTable<'conn>, pgrx::spi::Error> {
+    if !plans.contains_key(key) {
+        let types: Vec<PgOid> = args.iter().map(|arg| PgOid::from(arg.oid())).collect();
+        let plan = client.prepare_mut(sql().as_str(), &types)?.keep();
+        plans.insert(key.to_owned(), plan);
+    }
+    client.update(&plans[key], None, args)
 }
 
 /// Runs `sql` (a call of a `*_for` function whose `$1` is the caller) as the owner with the
@@ -39,29 +66,154 @@ fn rows_for_caller<T>(
     args: Vec<DatumWithOid<'_>>,
     row: impl Fn(pgrx::spi::SpiHeapTupleData) -> Result<T, pgrx::spi::Error>,
 ) -> Vec<T> {
-    // "SELECT pageperfect.send_for($1, …)" is pageperfect.send(): every gate writes.
+    // "SELECT pageperfect.send_for($1, …)" is pageperfect.send().
     let function = sql.split_once("pageperfect.").and_then(|(_, rest)| rest.split_once("_for(")).map_or("", |(name, _)| name);
-    crate::refuse_if_read_only(format_args!("pageperfect.{function}()"));
     let mut all_args: Vec<DatumWithOid> = vec![current_user().into()];
     all_args.extend(args);
-    as_owner(|| {
-        Spi::connect_mut(|client| {
-            PLANS.with_borrow_mut(|plans| {
-                if !plans.contains_key(sql) {
-                    let types: Vec<PgOid> = all_args.iter().map(|arg| PgOid::from(arg.oid())).collect();
-                    plans.insert(sql, client.prepare_mut(sql, &types)?.keep());
-                }
-                client.update(&plans[sql], None, &all_args)?.map(&row).collect::<Result<Vec<T>, _>>()
-            })
-        })
+    as_owner_spi(function, |client, plans| {
+        execute(client, plans, sql, || sql.to_owned(), &all_args)?.map(&row).collect::<Result<Vec<T>, _>>()
     })
-    .unwrap_or_else(|e| error!("{e}"))
 }
 
 /// The first column of the single row `sql` returns (see `rows_for_caller`).
 fn one_for_caller<T: FromDatum + IntoDatum>(sql: &'static str, args: Vec<DatumWithOid<'_>>) -> Option<T> {
     rows_for_caller(sql, args, |row| row.get::<T>(1)).into_iter().next().flatten()
 }
+
+// The hot paths (send, send_batch, read, delete) run their statements from here instead of
+// through the `*_for` PL/pgSQL functions: one statement each where it can be (two for a send,
+// which holds the queue against drop_queue first), planned once per backend, with the
+// permission probe inside the statement. When a statement comes back empty, or an argument is
+// out of the ordinary (NULLs, a negative delay, a `conditional` filter, a dead-letter queue),
+// the `*_for` function runs instead, so every error and edge case is exactly its.
+
+/// Inside a statement whose `$1` is the queue name and `$2` the caller: the caller may use it.
+const ALLOWED: &str = "EXISTS (SELECT FROM pageperfect.queues q WHERE q.queue_name OPERATOR(pg_catalog.=) $1
+               AND pg_catalog.pg_has_role($2::pg_catalog.name, q.owner, 'USAGE'))";
+
+/// Holds the queue against drop_queue until commit (as check_send); its own statement, so that
+/// the probe after it sees a drop that committed while it waited.
+const SEND_LOCK: &str = "SELECT pg_catalog.pg_advisory_xact_lock_shared(1885957734, pg_catalog.hashtext($1))";
+
+/// The rest of a send (push_messages): `$3` the messages' rows, `$4` delay, `$5` priority; the
+/// counter only when something was sent (and so the caller may use the queue).
+fn send_sql(rows: &str) -> String {
+    format!(
+        "WITH sent AS (
+            INSERT INTO pageperfect.queue_messages (queue_name, vt, priority, message, headers)
+            SELECT $1, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $4::pg_catalog.float8),
+                   $5, u.m, u.h
+              FROM {rows}
+             WHERE {ALLOWED}
+             ORDER BY u.n
+            RETURNING msg_id
+        ), counted AS (
+            INSERT INTO pageperfect.queue_sent_counts AS c (queue_name, stripe, sent)
+            SELECT $1, pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.%) 16, pg_catalog.count(*) FROM sent
+            HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
+            ON CONFLICT (queue_name, stripe) DO UPDATE SET sent = c.sent OPERATOR(pg_catalog.+) excluded.sent
+        )
+        SELECT msg_id FROM sent"
+    )
+}
+
+/// Sends `args` ($1 queue, $2 caller, $3 message(s), $4 delay, $5 priority, $6 headers) with the
+/// statement `key`; the ids, or None when nothing was sent.
+fn send_fast(function: &str, key: &'static str, rows: &'static str, args: &[DatumWithOid<'_>]) -> Option<Vec<i64>> {
+    as_owner_spi(function, |client, plans| {
+        execute(client, plans, "send_lock", || SEND_LOCK.to_owned(), &args[..1])?;
+        let ids = execute(client, plans, key, || send_sql(rows), args)?
+            .map(|row| row.get::<i64>(1))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids.into_iter().collect::<Option<Vec<i64>>>().filter(|ids| !ids.is_empty()))
+    })
+}
+
+/// Read plans are kept for this many distinct `qty`s (their LIMIT is written in: a LIMIT
+/// parameter would be planned anew on every call); other sizes take a LIMIT parameter.
+const READ_PLANS: usize = 32;
+
+thread_local! {
+    static READ_QTYS: RefCell<std::collections::HashSet<i32>> = RefCell::new(std::collections::HashSet::new());
+}
+
+/// read_for without a filter, on a queue that may be read and has no dead-letter option: `$1`
+/// queue, `$2` caller, `$3` vt, `$4` qty when `limit` is "$4". Small reads come back in the
+/// order they were taken (priority, then age), larger ones by id, as read_for's.
+fn read_sql(limit: &str, small: bool) -> String {
+    let order = if small { "priority DESC, msg_id" } else { "msg_id" };
+    format!(
+        "WITH taken AS (
+            SELECT m.msg_id FROM pageperfect.queue_messages m
+             WHERE m.queue_name OPERATOR(pg_catalog.=) $1 AND m.vt OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
+               AND EXISTS (SELECT FROM pageperfect.queues q
+                            WHERE q.queue_name OPERATOR(pg_catalog.=) $1 AND NOT q.paused AND q.max_reads IS NULL
+                              AND pg_catalog.pg_has_role($2::pg_catalog.name, q.owner, 'USAGE'))
+             ORDER BY m.priority DESC, m.msg_id
+             LIMIT {limit}
+               FOR UPDATE SKIP LOCKED
+        ), updated AS (
+            UPDATE pageperfect.queue_messages m
+               SET vt = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3::pg_catalog.float8),
+                   read_ct = m.read_ct OPERATOR(pg_catalog.+) 1, last_read_at = pg_catalog.clock_timestamp()
+              FROM taken
+             WHERE m.msg_id OPERATOR(pg_catalog.=) taken.msg_id
+            RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.last_read_at, m.vt, m.message, m.headers, m.priority
+        )
+        SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM updated ORDER BY {order}"
+    )
+}
+
+/// read(): the fast path when it applies and returns messages, else read_for.
+fn read_messages(queue_name: Option<&str>, vt: Option<i32>, qty: Option<i32>, conditional: Option<RawJsonb>) -> Vec<MessageRow> {
+    let plain = queue_name.is_some()
+        && vt.is_some_and(|vt| vt >= 0)
+        && conditional.is_none_or(|c| c.is_empty_object());
+    if let (true, Some(qty)) = (plain, qty.filter(|q| *q >= 1)) {
+        let small = qty <= 10;
+        let written = READ_QTYS.with_borrow_mut(|qtys| {
+            qtys.contains(&qty) || (qtys.len() < READ_PLANS && qtys.insert(qty))
+        });
+        let (key, limit) = if written { (format!("read_{qty}"), qty.to_string()) } else { (format!("read_param_{small}"), "$4".to_owned()) };
+        let mut args: Vec<DatumWithOid> = vec![queue_name.into(), current_user().into(), vt.into()];
+        if !written {
+            args.push(qty.into());
+        }
+        let messages = as_owner_spi("read", |client, plans| {
+            execute(client, plans, &key, || read_sql(&limit, small), &args)?.map(message_row).collect::<Result<Vec<_>, _>>()
+        });
+        if !messages.is_empty() {
+            return messages;
+        }
+    }
+    rows_for_caller(
+        "SELECT * FROM pageperfect.read_for($1, $2, $3, $4, $5)",
+        vec![queue_name.into(), vt.into(), qty.into(), conditional.into()],
+        message_row,
+    )
+}
+
+/// delete(): one statement that checks the queue as it deletes; when it deleted nothing,
+/// queue_must_allow says whether that is because the queue is not the caller's.
+fn delete_fast(key: &'static str, sql: &'static str, args: &[DatumWithOid<'_>]) -> Vec<i64> {
+    as_owner_spi("delete", |client, plans| {
+        let ids = execute(client, plans, key, || sql.replace("{ALLOWED}", ALLOWED), args)?
+            .map(|row| row.get::<i64>(1))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            execute(client, plans, "must_allow", || "SELECT pageperfect.queue_must_allow($1, $2::pg_catalog.name)".to_owned(), &args[..2])?;
+        }
+        Ok(ids.into_iter().flatten().collect())
+    })
+}
+
+const DELETE_ONE: &str = "DELETE FROM pageperfect.queue_messages m
+ WHERE m.msg_id OPERATOR(pg_catalog.=) $3 AND m.queue_name OPERATOR(pg_catalog.=) $1 AND {ALLOWED}
+RETURNING m.msg_id";
+
+const DELETE_MANY: &str = "DELETE FROM pageperfect.queue_messages m
+ WHERE m.msg_id OPERATOR(pg_catalog.=) ANY ($3) AND m.queue_name OPERATOR(pg_catalog.=) $1 AND {ALLOWED}
+RETURNING m.msg_id";
 
 fn message_row(row: pgrx::spi::SpiHeapTupleData) -> Result<MessageRow, pgrx::spi::Error> {
     let missing = || pgrx::spi::Error::InvalidPosition;
@@ -109,10 +261,23 @@ mod pageperfect {
         priority: default!(Option<i32>, 0),
         headers: default!(Option<RawJsonb>, "NULL"),
     ) -> Option<i64> {
-        let sent = one_for_caller(
-            "SELECT pageperfect.send_for($1, $2, $3, $4, $5, $6)",
-            vec![queue_name.into(), message.into(), delay_seconds.into(), priority.into(), headers.into()],
-        );
+        let delay_ok = delay_seconds.is_some_and(|d| d >= 0);
+        let fast = match (queue_name, message) {
+            (Some(_), Some(_)) if delay_ok => send_fast(
+                "send",
+                "send_one",
+                "(SELECT $3::pg_catalog.jsonb AS m, $6::pg_catalog.jsonb AS h, 1 AS n) AS u",
+                &[queue_name.into(), current_user().into(), message.into(), delay_seconds.into(), priority.unwrap_or(0).into(), headers.into()],
+            ),
+            _ => None,
+        };
+        let sent = match fast {
+            Some(ids) => ids.first().copied(),
+            None => one_for_caller(
+                "SELECT pageperfect.send_for($1, $2, $3, $4, $5, $6)",
+                vec![queue_name.into(), message.into(), delay_seconds.into(), priority.into(), headers.into()],
+            ),
+        };
         wake_readers();
         sent
     }
@@ -125,10 +290,35 @@ mod pageperfect {
         priority: default!(Option<i32>, 0),
         headers: default!(Option<RawJsonbArray>, "NULL"),
     ) -> SetOfIterator<'static, i64> {
-        let sent = ids_for_caller(
-            "SELECT pageperfect.send_batch_for($1, $2, $3, $4, $5, $6)",
-            vec![queue_name.into(), messages.into(), delay_seconds.into(), priority.into(), headers.into()],
-        );
+        // The fast path for what check_send accepts: a flat array of messages without NULLs,
+        // headers (when given) one per message, a delay of 0 or more.
+        let fast = match (queue_name, messages) {
+            (Some(_), Some(batch)) if delay_seconds.is_some_and(|d| d >= 0) => {
+                let shape = batch.shape();
+                let headers_fit = headers.is_none_or(|h| {
+                    let h = h.shape();
+                    h.flat && h.len == shape.len
+                });
+                if shape.flat && !shape.has_nulls && shape.len > 0 && headers_fit {
+                    send_fast(
+                        "send_batch",
+                        "send_batch",
+                        "pg_catalog.unnest($3) WITH ORDINALITY AS b (m, n), LATERAL (SELECT b.m, $6[b.n] AS h, b.n) AS u",
+                        &[queue_name.into(), current_user().into(), messages.into(), delay_seconds.into(), priority.unwrap_or(0).into(), headers.into()],
+                    )
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let sent = match fast {
+            Some(ids) => SetOfIterator::new(ids),
+            None => ids_for_caller(
+                "SELECT pageperfect.send_batch_for($1, $2, $3, $4, $5, $6)",
+                vec![queue_name.into(), messages.into(), delay_seconds.into(), priority.into(), headers.into()],
+            ),
+        };
         wake_readers();
         sent
     }
@@ -168,11 +358,7 @@ mod pageperfect {
         loop {
             // Reset before reading: a send that commits after this read sets the latch again.
             unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
-            let messages = rows_for_caller(
-                "SELECT * FROM pageperfect.read_for($1, $2, $3, $4, $5)",
-                vec![queue_name.into(), vt.into(), qty.into(), conditional.into()],
-                message_row,
-            );
+            let messages = read_messages(queue_name, vt, qty, conditional);
             let now = Instant::now();
             if !messages.is_empty() || now >= deadline {
                 return TableIterator::new(messages);
@@ -210,10 +396,7 @@ mod pageperfect {
             name!(headers, Option<RawJsonb>),
         ),
     > {
-        messages_for_caller(
-            "SELECT * FROM pageperfect.read_for($1, $2, $3, $4, $5)",
-            vec![queue_name.into(), vt.into(), qty.into(), conditional.into()],
-        )
+        TableIterator::new(read_messages(queue_name, vt, qty, conditional))
     }
 
     /// Reads and deletes at once: the message is gone whether or not the caller's work succeeds.
@@ -235,12 +418,12 @@ mod pageperfect {
 
     #[pg_extern(volatile, name = "delete")]
     fn delete_one(queue_name: Option<&str>, msg_id: Option<i64>) -> Option<bool> {
-        one_for_caller("SELECT pageperfect.delete_for($1, $2, $3)", vec![queue_name.into(), msg_id.into()])
+        Some(!delete_fast("delete_one", DELETE_ONE, &[queue_name.into(), current_user().into(), msg_id.into()]).is_empty())
     }
 
     #[pg_extern(volatile, name = "delete")]
     fn delete_many(queue_name: Option<&str>, msg_ids: Option<RawBigintArray>) -> SetOfIterator<'static, i64> {
-        ids_for_caller("SELECT pageperfect.delete_batch_for($1, $2, $3)", vec![queue_name.into(), msg_ids.into()])
+        SetOfIterator::new(delete_fast("delete_many", DELETE_MANY, &[queue_name.into(), current_user().into(), msg_ids.into()]))
     }
 
     /// Moves the message to `queue_archive`, as `pgmq.archive`.

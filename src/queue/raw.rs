@@ -89,3 +89,32 @@ raw_varlena!(
     pg_sys::INT8ARRAYOID,
     "bigint[]"
 );
+
+impl RawJsonb {
+    /// Whether this is `'{}'` (the empty object: its root container header alone).
+    pub fn is_empty_object(self) -> bool {
+        unsafe {
+            let value = pg_sys::pg_detoast_datum_packed(self.0.cast_mut_ptr());
+            pgrx::varlena::varsize_any_exhdr(value) == 4
+                && (pgrx::varlena::vardata_any(value) as *const u32).read_unaligned() == pg_sys::JB_FOBJECT
+        }
+    }
+}
+
+/// What the fast paths need to know of an array argument: its element count, and whether it is
+/// one-dimensional and free of NULLs.
+pub struct ArrayShape {
+    pub len: usize,
+    pub flat: bool,
+    pub has_nulls: bool,
+}
+
+impl RawJsonbArray {
+    pub fn shape(self) -> ArrayShape {
+        unsafe {
+            let array = pg_sys::pg_detoast_datum(self.0.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+            let raw = pgrx::array::RawArray::from_ptr(std::ptr::NonNull::new(array).expect("an array datum is not null"));
+            ArrayShape { len: raw.len(), flat: raw.dims().len() <= 1, has_nulls: raw.any_nulls() }
+        }
+    }
+}
