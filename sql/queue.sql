@@ -26,14 +26,18 @@ CREATE TABLE pageperfect.queues (
 CREATE TABLE pageperfect.queue_messages (
     msg_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     queue_name  text NOT NULL,
-    read_ct     int NOT NULL DEFAULT 0,
     enqueued_at timestamptz NOT NULL DEFAULT now(),
-    vt          timestamptz NOT NULL DEFAULT now(),
     priority    int NOT NULL DEFAULT 0,
     message     jsonb NOT NULL,
-    -- pgmq 1.10+'s: when a read last took it, and the sender's headers.
-    last_read_at timestamptz,
-    headers     jsonb
+    -- pgmq 1.10+'s sender's headers.
+    headers     jsonb,
+    -- What a read rewrites, last: the WAL record of a (HOT) update logs only the bytes that
+    -- differ from the old version's prefix and suffix, so with these at the end it carries
+    -- them alone, not the message before them.
+    read_ct     int NOT NULL DEFAULT 0,
+    vt          timestamptz NOT NULL DEFAULT now(),
+    -- pgmq 1.10+'s: when a read last took it.
+    last_read_at timestamptz
 ) WITH (fillfactor = 40);
 -- The dequeue order: highest priority first, then oldest; invisible messages are filtered.
 CREATE INDEX queue_messages_dequeue_idx ON pageperfect.queue_messages (queue_name, priority DESC, msg_id);
