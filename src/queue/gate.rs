@@ -164,8 +164,15 @@ fn read_sql(limit: &str, small: bool) -> String {
     )
 }
 
-/// read(): the fast path when it applies and returns messages, else read_for.
-fn read_messages(queue_name: Option<&str>, vt: Option<i32>, qty: Option<i32>, conditional: Option<RawJsonb>) -> Vec<MessageRow> {
+/// read(): the fast path when it applies and returns messages, else read_for. `collect` takes
+/// the statement's result (message_record's columns) and returns what it kept of each row.
+fn read_with<T>(
+    queue_name: Option<&str>,
+    vt: Option<i32>,
+    qty: Option<i32>,
+    conditional: Option<RawJsonb>,
+    collect: impl Fn(pgrx::spi::SpiTupleTable<'_>) -> Result<Vec<T>, pgrx::spi::Error>,
+) -> Vec<T> {
     let plain = queue_name.is_some()
         && vt.is_some_and(|vt| vt >= 0)
         && conditional.is_none_or(|c| c.is_empty_object());
@@ -179,19 +186,64 @@ fn read_messages(queue_name: Option<&str>, vt: Option<i32>, qty: Option<i32>, co
         if !written {
             args.push(qty.into());
         }
-        let messages = as_owner_spi("read", |client, plans| {
-            execute(client, plans, &key, || read_sql(&limit, small), &args)?.map(message_row).collect::<Result<Vec<_>, _>>()
-        });
+        let messages = as_owner_spi("read", |client, plans| collect(execute(client, plans, &key, || read_sql(&limit, small), &args)?));
         if !messages.is_empty() {
             return messages;
         }
     }
-    rows_for_caller(
-        "SELECT * FROM pageperfect.read_for($1, $2, $3, $4, $5)",
-        vec![queue_name.into(), vt.into(), qty.into(), conditional.into()],
-        message_row,
-    )
+    const READ_FOR: &str = "SELECT * FROM pageperfect.read_for($1, $2, $3, $4, $5)";
+    let args: Vec<DatumWithOid> = vec![current_user().into(), queue_name.into(), vt.into(), qty.into(), conditional.into()];
+    as_owner_spi("read", |client, plans| collect(execute(client, plans, READ_FOR, || READ_FOR.to_owned(), &args)?))
 }
+
+/// read() for read_with_poll: the messages as Rust values.
+fn read_messages(queue_name: Option<&str>, vt: Option<i32>, qty: Option<i32>, conditional: Option<RawJsonb>) -> Vec<MessageRow> {
+    read_with(queue_name, vt, qty, conditional, |table| table.map(message_row).collect())
+}
+
+/// `pageperfect.read()` itself returns its rows in materialize mode: each tuple of the
+/// statement's result (the function's own row type) goes into the result tuplestore as it is.
+/// pgrx's value-per-call protocol turned each message into Rust values, formed a new tuple of
+/// them and returned it in a call of its own, about 1 µs a message.
+#[unsafe(no_mangle)]
+pub extern "C" fn pg_finfo_pageperfect_queue_read() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pageperfect_queue_read(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe {
+        let queue_name = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0);
+        let vt = pgrx::fcinfo::pg_getarg::<i32>(fcinfo, 1);
+        let qty = pgrx::fcinfo::pg_getarg::<i32>(fcinfo, 2);
+        let conditional = pgrx::fcinfo::pg_getarg::<RawJsonb>(fcinfo, 3);
+        pg_sys::InitMaterializedSRF(fcinfo, 0);
+        let store = (*((*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo)).setResult;
+        read_with(queue_name, vt, qty, conditional, |table| {
+            // The table is SPI_tuptable, just filled.
+            let n = table.len();
+            let tuples = (*pg_sys::SPI_tuptable).vals;
+            for i in 0..n {
+                pg_sys::tuplestore_puttuple(store, *tuples.add(i));
+            }
+            Ok(vec![(); n])
+        });
+        pg_sys::Datum::from(0)
+    }
+}
+
+pgrx::extension_sql!(
+    r#"
+CREATE FUNCTION pageperfect."read"(queue_name text, vt int, qty int, conditional jsonb DEFAULT '{}')
+RETURNS TABLE (msg_id bigint, read_ct int, enqueued_at timestamptz, last_read_at timestamptz, vt timestamptz,
+               message jsonb, headers jsonb)
+VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'pageperfect_queue_read';
+"#,
+    name = "queue_read",
+    requires = ["queue_api"]
+);
 
 /// delete(): one statement that checks the queue as it deletes; when it deleted nothing,
 /// queue_must_allow says whether that is because the queue is not the caller's.
@@ -374,29 +426,6 @@ mod pageperfect {
             }
             pgrx::check_for_interrupts!();
         }
-    }
-
-    /// Up to `qty` visible messages (containing `conditional`, when given), each invisible to
-    /// other readers for `vt` seconds.
-    #[pg_extern(volatile)]
-    fn read(
-        queue_name: Option<&str>,
-        vt: Option<i32>,
-        qty: Option<i32>,
-        conditional: default!(Option<RawJsonb>, "'{}'"),
-    ) -> TableIterator<
-        'static,
-        (
-            name!(msg_id, i64),
-            name!(read_ct, i32),
-            name!(enqueued_at, TimestampWithTimeZone),
-            name!(last_read_at, Option<TimestampWithTimeZone>),
-            name!(vt, TimestampWithTimeZone),
-            name!(message, RawJsonb),
-            name!(headers, Option<RawJsonb>),
-        ),
-    > {
-        TableIterator::new(read_messages(queue_name, vt, qty, conditional))
     }
 
     /// Reads and deletes at once: the message is gone whether or not the caller's work succeeds.
