@@ -113,6 +113,9 @@ DROP FUNCTION pageperfect.scope_rows_to_parent(text[], text, text, text);
 -- schema-qualified instead. A SET clause on each would save and restore the settings once more
 -- per call (and per nested call): batch-1 send/read/delete went from 0.60 to 0.68 of plain SQL
 -- without them. pg_regress/sql/privileges.sql calls each with a hostile search_path.
+-- The same goes for the queue's Rust gates (src/queue/gate.rs): they resolve no name before
+-- as_owner pins the search_path, and a SET clause on them cost a second save and restore of
+-- every setting per call.
 DO $$
 DECLARE
     routine regprocedure;
@@ -132,7 +135,12 @@ BEGIN
                    'pageperfect.read_for(name, text, int, int, jsonb)', 'pageperfect.pop_for(name, text, int)',
                    'pageperfect.delete_for(name, text, bigint)', 'pageperfect.delete_batch_for(name, text, bigint[])',
                    'pageperfect.archive_for(name, text, bigint)', 'pageperfect.archive_batch_for(name, text, bigint[])',
-                   'pageperfect.set_vt_for(name, text, bigint, int)']::pg_catalog.regprocedure[])
+                   'pageperfect.set_vt_for(name, text, bigint, int)',
+                   'pageperfect.send(text, jsonb, int, int, jsonb)', 'pageperfect.send_batch(text, jsonb[], int, int, jsonb[])',
+                   'pageperfect.read(text, int, int, jsonb)', 'pageperfect.read_with_poll(text, int, int, int, int, jsonb)',
+                   'pageperfect.pop(text, int)', 'pageperfect.delete(text, bigint)', 'pageperfect.delete(text, bigint[])',
+                   'pageperfect.archive(text, bigint)', 'pageperfect.archive(text, bigint[])',
+                   'pageperfect.set_vt(text, bigint, int)']::pg_catalog.regprocedure[])
     LOOP
         EXECUTE pg_catalog.format('ALTER ROUTINE %s SET search_path = pg_catalog, pg_temp', routine);
     END LOOP;

@@ -8,6 +8,7 @@
 
 mod api;
 mod gate;
+mod raw;
 pub mod claim;
 pub mod processor;
 pub mod stage;
@@ -27,7 +28,7 @@ pgrx::extension_sql_file!(
         gate::pageperfect::create_queue,
         gate::pageperfect::send,
         gate::pageperfect::send_batch,
-        gate::pageperfect::read,
+        "queue_read",
         gate::pageperfect::read_with_poll,
         gate::pageperfect::pop,
         gate::pageperfect::delete_one,
