@@ -22,13 +22,15 @@ pub struct Auth {
     sessions: Mutex<HashMap<String, Session>>,
 }
 
-/// A dashboard login: the token it was started with (checked again as it ages) and the CSRF
-/// token its forms carry.
+/// A dashboard login: the token it was started with (checked again as it ages), the CSRF token
+/// its forms carry, and what the last action did, shown once on the next page (kept here rather
+/// than in the redirect's URL, so that a link cannot put words of its own on the page).
 #[derive(Clone)]
 pub struct Session {
     pub token: String,
     pub csrf: String,
     expires: Instant,
+    notice: Option<String>,
 }
 
 /// 32 random bytes from the operating system, as hex.
@@ -116,7 +118,8 @@ impl Auth {
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap();
         sessions.retain(|_, s| s.expires > now);
-        sessions.insert(id.clone(), Session { token: token.to_string(), csrf: random_token(), expires: now + SESSION_TTL });
+        let session = Session { token: token.to_string(), csrf: random_token(), expires: now + SESSION_TTL, notice: None };
+        sessions.insert(id.clone(), session);
         id
     }
 
@@ -134,6 +137,20 @@ impl Auth {
             self.end_session(id);
             Ok(None)
         }
+    }
+
+    /// Leaves `notice` for the next page of the request's session.
+    pub fn set_notice(&self, headers: &HeaderMap, notice: String) {
+        let Some(id) = cookie(headers, SESSION_COOKIE) else { return };
+        if let Some(session) = self.sessions.lock().unwrap().get_mut(id) {
+            session.notice = Some(notice);
+        }
+    }
+
+    /// The notice left for the request's session, taken: it shows once.
+    pub fn take_notice(&self, headers: &HeaderMap) -> Option<String> {
+        let id = cookie(headers, SESSION_COOKIE)?;
+        self.sessions.lock().unwrap().get_mut(id)?.notice.take()
     }
 
     pub fn end_session(&self, id: &str) {

@@ -135,14 +135,13 @@ fn login_page(message: Option<&str>) -> Html<String> {
 
 #[derive(Deserialize)]
 pub struct PageQuery {
-    notice: Option<String>,
     workflow: Option<String>,
 }
 
 /// `GET /`: the dashboard, or the sign-in form.
 pub async fn page(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Query<PageQuery>) -> Response {
     match app.auth.session(&app.pool, &headers, &app.config.secret_name).await {
-        Ok(Some(session)) => match render(&app, &session.csrf, &query).await {
+        Ok(Some(session)) => match render(&app, &session.csrf, app.auth.take_notice(&headers), &query).await {
             Ok(html) => html.into_response(),
             Err(failure) => (failure.status, page_shell("pageperfect", &format!("<p class=bad>{}</p>", esc(&failure.message)))).into_response(),
         },
@@ -211,7 +210,7 @@ pub async fn action(State(app): State<Arc<App>>, headers: HeaderMap, Form(form):
         return (StatusCode::FORBIDDEN, page_shell("pageperfect", "<p class=bad>The server is read-only.</p>")).into_response();
     }
     let params = Params::of(form.job.clone(), form.enable.clone(), form.id.clone(), form.url.clone());
-    let mut target = String::from("/?notice=");
+    let mut target = String::from("/");
     let notice = match run_action(&app, &form.action, true, &params).await {
         Ok(data) => match form.action.as_str() {
             "trigger" => format!("Run {} of {} queued.", cell(&data["runid"]), form.job.unwrap_or_default()),
@@ -219,14 +218,14 @@ pub async fn action(State(app): State<Arc<App>>, headers: HeaderMap, Form(form):
             "dead_letters" => format!("Dead letter {} is back in the queue.", form.id.unwrap_or_default()),
             "workflow" => {
                 let job_id = cell(&data["job_id"]);
-                target = format!("/?workflow={}&notice=", percent_encode(&job_id));
+                target = format!("/?workflow={}", percent_encode(&job_id));
                 format!("Workflow {job_id} started.")
             }
             _ => "Done.".into(),
         },
         Err(failure) => format!("{} failed: {}", form.action, failure.message),
     };
-    target.push_str(&percent_encode(&notice));
+    app.auth.set_notice(&headers, notice);
     Redirect::to(&target).into_response()
 }
 
@@ -253,7 +252,7 @@ fn button(csrf: &str, action: &str, fields: &[(&str, &str)], label: &str, read_o
     form
 }
 
-async fn render(app: &App, csrf: &str, query: &PageQuery) -> Result<Html<String>, Failure> {
+async fn render(app: &App, csrf: &str, notice: Option<String>, query: &PageQuery) -> Result<Html<String>, Failure> {
     let pool = &app.pool;
     let read_only = app.config.read_only;
     let whoami = db::one_value(pool, "SELECT to_jsonb(current_user::text)", &[]).await?;
@@ -265,7 +264,7 @@ async fn render(app: &App, csrf: &str, query: &PageQuery) -> Result<Html<String>
         cell(&db::one_value(pool, "SELECT to_jsonb(now()::timestamptz(0)::text)", &[]).await?),
         hidden("csrf", csrf)
     );
-    if let Some(notice) = &query.notice {
+    if let Some(notice) = &notice {
         let _ = write!(body, "<div class=notice id=notice>{}</div>", esc(notice));
     }
     body.push_str("<main>");
