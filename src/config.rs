@@ -89,6 +89,7 @@ pub static MAX_COMMAND_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 10
 pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static WORKER_STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static MAX_FRAGMENTS_PER_PAGE: GucSetting<i32> = GucSetting::<i32>::new(2000);
+pub static DBSCAN_THREADS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static HTTP_MAX_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
 pub static LAUNCH_ACTIVE_JOBS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static RUN_LOG: GucSetting<RunLog> = GucSetting::<RunLog>::new(RunLog::All);
@@ -228,7 +229,7 @@ pub fn define_gucs(preloading: bool) {
         );
     }
 
-    let ints: [IntGuc; 12] = [
+    let ints: [IntGuc; 13] = [
         (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once (each needs a max_worker_processes slot).", &MAX_RUNNING_JOBS, 1, 1024, Restart),
         (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, 64, Restart),
         (c"pageperfect.http_concurrency", c"Most HTTP requests each pipeline worker has in flight.", &HTTP_CONCURRENCY, 1, 1024, Superuser),
@@ -240,6 +241,7 @@ pub fn define_gucs(preloading: bool) {
         (c"pageperfect.worker_lock_timeout_ms", c"lock_timeout of the workers' own transactions, in milliseconds (not of job commands).", &WORKER_LOCK_TIMEOUT_MS, 1, 600_000, Superuser),
         (c"pageperfect.worker_statement_timeout_ms", c"statement_timeout of the workers' own transactions, in milliseconds (not of job commands).", &WORKER_STATEMENT_TIMEOUT_MS, 100, 3_600_000, Superuser),
         (c"pageperfect.max_fragments_per_page", c"Most headings, paragraphs and list items segment_embed keeps of one page.", &MAX_FRAGMENTS_PER_PAGE, 1, 1_000_000, Superuser),
+        (c"pageperfect.dbscan_threads", c"Most threads (cores) one DBSCAN uses: keyword clustering and pageperfect.dbscan_cosine, as max_parallel_workers_per_gather bounds a query's workers.", &DBSCAN_THREADS, 1, 16, Superuser),
         (c"pageperfect.http_max_timeout_ms", c"Largest timeout_milliseconds a net.http_* request may ask for.", &HTTP_MAX_TIMEOUT_MS, 1000, 3_600_000, Superuser),
     ];
     for (name, description, setting, min, max, scope) in ints.into_iter().filter(|g| wanted(g.5)) {

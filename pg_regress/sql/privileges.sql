@@ -214,6 +214,9 @@ SELECT net.http_get('https://mallory.example/', timeout_milliseconds => 3600000)
 SELECT count(*) AS mallory_requests_to_private_addresses FROM pageperfect.http_requests
  WHERE url ~ '(127\.0\.0\.1|169\.254|localhost|::ffff)';
 
+-- One DBSCAN takes at most the cores a superuser allows.
+SET pageperfect.dbscan_threads = 16;
+
 -- Secrets come only from the server's configuration.
 RESET ROLE;
 ALTER ROLE mallory SET pageperfect.api_key = 'sk-stored-where-everyone-reads';

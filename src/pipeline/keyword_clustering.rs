@@ -34,6 +34,8 @@ pub struct Input {
     queries: Vec<Query>,
     embedder: Embedder,
     cached: HashMap<String, Vec<f32>>,
+    /// pageperfect.dbscan_threads, read here: settings are read on the worker's own thread.
+    threads: usize,
 }
 
 pub struct Cluster {
@@ -125,14 +127,15 @@ impl Stage for KeywordClustering {
         })?;
         let embedder = Embedder::from_settings();
         let cached = embedder.cached(queries.iter().map(|q| q.hash.clone()).collect())?;
-        Ok(Input { page_id, queries, embedder, cached })
+        let threads = crate::config::DBSCAN_THREADS.get() as usize;
+        Ok(Input { page_id, queries, embedder, cached, threads })
     }
 
     fn run(&self, work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
         let deadline = work.call_deadline();
         async move {
             let texts = input.queries.iter().map(|q| (q.hash.clone(), q.text.clone())).collect();
-            let Input { page_id, queries, embedder, cached } = input;
+            let Input { page_id, queries, embedder, cached, threads } = input;
             let queries_count = queries.len();
             let fresh = match embedder.embed_missing(texts, &cached, deadline).await {
                 Ok(fresh) => fresh,
@@ -158,7 +161,7 @@ impl Stage for KeywordClustering {
                 let labels = if clustered.is_empty() {
                     Vec::new()
                 } else {
-                    dbscan_cosine(&flat, dims, EPS, MIN_POINTS).map_err(|e| StageError::permanent(format!("clustering failed: {e}")))?
+                    dbscan_cosine(&flat, dims, EPS, MIN_POINTS, threads).map_err(|e| StageError::permanent(format!("clustering failed: {e}")))?
                 };
                 let clusters = build_clusters(&clustered, &labels);
                 let noise = labels.iter().filter(|l| **l < 0).count();

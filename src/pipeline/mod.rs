@@ -93,7 +93,8 @@ mod pageperfect {
         if dims < 1 || min_points < 1 {
             invalid_parameter("dims and min_points must be at least 1");
         }
-        dbscan::dbscan_cosine_interruptible(&vectors, dims as usize, eps, min_points as usize, &mut || {
+        let threads = config::DBSCAN_THREADS.get() as usize;
+        dbscan::dbscan_cosine_interruptible(&vectors, dims as usize, eps, min_points as usize, threads, &mut || {
             pgrx::check_for_interrupts!()
         })
         .unwrap_or_else(|e| {

@@ -44,9 +44,10 @@ pub const MAX_NEIGHBOUR_ENTRIES: usize = 20_000_000;
 
 /// Clusters `data` (row-major, `dims` floats per vector) and returns one label per vector: clusters
 /// numbered from 0 in order of discovery, −1 for noise. A vector is core when at least
-/// `min_points` vectors (itself included) lie within cosine distance `eps`.
-pub fn dbscan_cosine(data: &[f32], dims: usize, eps: f64, min_points: usize) -> Result<Vec<i32>, DbscanError> {
-    dbscan_cosine_interruptible(data, dims, eps, min_points, &mut || {})
+/// `min_points` vectors (itself included) lie within cosine distance `eps`. The search uses up to
+/// `threads` of the machine's cores.
+pub fn dbscan_cosine(data: &[f32], dims: usize, eps: f64, min_points: usize, threads: usize) -> Result<Vec<i32>, DbscanError> {
+    dbscan_cosine_interruptible(data, dims, eps, min_points, threads, &mut || {})
 }
 
 /// [`dbscan_cosine`] that calls `interrupt` between blocks of rows of the similarity search (a
@@ -56,10 +57,11 @@ pub fn dbscan_cosine_interruptible(
     dims: usize,
     eps: f64,
     min_points: usize,
+    threads: usize,
     interrupt: &mut dyn FnMut(),
 ) -> Result<Vec<i32>, DbscanError> {
     let inv_norms = validate(data, dims, eps, min_points)?;
-    Ok(label_clusters(&tiled_neighbourhoods(data, dims, &inv_norms, eps, interrupt)?, min_points))
+    Ok(label_clusters(&tiled_neighbourhoods(data, dims, &inv_norms, eps, threads, interrupt)?, min_points))
 }
 
 /// Same result as [`dbscan_cosine`], computing every pair one at a time in f64: the benchmark
@@ -204,7 +206,7 @@ pub(super) mod tests {
 
     /// Both implementations, checked to agree.
     fn labels(data: &[f32], dims: usize, eps: f64, min_points: usize) -> Vec<i32> {
-        let fast = dbscan_cosine(data, dims, eps, min_points).unwrap();
+        let fast = dbscan_cosine(data, dims, eps, min_points, 2).unwrap();
         assert_eq!(fast, dbscan_cosine_naive(data, dims, eps, min_points).unwrap());
         fast
     }
@@ -283,7 +285,7 @@ pub(super) mod tests {
     fn invalid_arguments_are_rejected() {
         let ok = [1.0, 0.0, 0.0, 1.0];
         let both = |data: &[f32], dims, eps, min_points| {
-            let err = dbscan_cosine(data, dims, eps, min_points).unwrap_err();
+            let err = dbscan_cosine(data, dims, eps, min_points, 2).unwrap_err();
             // Compared as text because InvalidEps(NaN) is not equal to itself.
             assert_eq!(
                 err.to_string(),
@@ -362,7 +364,7 @@ pub(super) mod tests {
         let naive = naive_neighbourhoods(&data, dims, &inv_norms, 0.3);
         for min_points in [5, 20] {
             let labels = label_clusters(&naive, min_points);
-            assert_eq!(dbscan_cosine(&data, dims, 0.3, min_points).unwrap(), labels);
+            assert_eq!(dbscan_cosine(&data, dims, 0.3, min_points, 2).unwrap(), labels);
             let clusters = labels.iter().max().unwrap() + 1;
             assert!(clusters >= 2 && labels.contains(&NOISE), "{clusters} clusters");
         }
@@ -371,14 +373,14 @@ pub(super) mod tests {
     #[test]
     fn too_many_vectors_or_neighbours_are_refused_with_the_limit() {
         let too_many = vec![1.0_f32; MAX_POINTS + 1];
-        let error = dbscan_cosine(&too_many, 1, 2.0, 2).unwrap_err();
+        let error = dbscan_cosine(&too_many, 1, 2.0, 2, 2).unwrap_err();
         assert_eq!(error, DbscanError::TooManyVectors(MAX_POINTS + 1));
         assert!(error.to_string().contains("50000"), "{error}");
         // Identical vectors are all neighbours of each other: n² entries, past the cap at n = 5,000.
         let dense = vec![1.0_f32; 5_000];
-        assert_eq!(dbscan_cosine(&dense, 1, 0.3, 2).unwrap_err(), DbscanError::TooManyNeighbours);
+        assert_eq!(dbscan_cosine(&dense, 1, 0.3, 2, 2).unwrap_err(), DbscanError::TooManyNeighbours);
         let fits = vec![1.0_f32; 4_000];
-        assert!(dbscan_cosine(&fits, 1, 0.3, 2).unwrap().iter().all(|&label| label == 0));
+        assert!(dbscan_cosine(&fits, 1, 0.3, 2, 2).unwrap().iter().all(|&label| label == 0));
     }
 
     /// Prints timings; run with `cargo test --release -- --ignored --nocapture timing`.
@@ -389,7 +391,7 @@ pub(super) mod tests {
         for n in [2_000, 5_000, 10_000] {
             let data = clustered(n as u64, n, dims);
             let start = Instant::now();
-            let fast = dbscan_cosine(&data, dims, 0.3, 5).unwrap();
+            let fast = dbscan_cosine(&data, dims, 0.3, 5, 2).unwrap();
             let fast_time = start.elapsed();
             let naive_time = if n <= 5_000 {
                 let start = Instant::now();

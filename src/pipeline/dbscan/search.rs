@@ -8,8 +8,8 @@ use super::subspace::principal_basis;
 use super::{exact_similarity, within_eps, DbscanError, Neighbourhoods, MAX_NEIGHBOUR_ENTRIES};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Most threads one search uses: the machine's cores, up to this many.
-const MAX_THREADS: usize = 16;
+/// Most threads one search uses, whatever its caller asks.
+pub const MAX_THREADS: usize = 16;
 /// Coordinates in the principal subspace that the kernel compares before the vectors. On
 /// clustered 384-d embeddings 48 left the least work: pairs cost 48 + (share not ruled out) × 384.
 const PRINCIPAL_DIMS: usize = 48;
@@ -25,9 +25,11 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    fn for_machine(vectors: usize, dims: usize) -> Plan {
+    /// Up to `threads` threads, no more than the machine's cores.
+    fn for_machine(vectors: usize, dims: usize, threads: usize) -> Plan {
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
         Plan {
-            threads: std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(MAX_THREADS),
+            threads: threads.min(cores).clamp(1, MAX_THREADS),
             project: vectors >= PROJECT_FROM_VECTORS && dims >= PROJECT_FROM_DIMS,
         }
     }
@@ -49,9 +51,10 @@ pub(super) fn tiled_neighbourhoods(
     dims: usize,
     inv_norms: &[f64],
     eps: f64,
+    threads: usize,
     interrupt: &mut dyn FnMut(),
 ) -> Result<Neighbourhoods, DbscanError> {
-    let plan = Plan::for_machine(inv_norms.len(), dims);
+    let plan = Plan::for_machine(inv_norms.len(), dims, threads);
     neighbourhoods_with(data, dims, inv_norms, eps, &plan, interrupt)
 }
 
@@ -489,6 +492,15 @@ mod tests {
         let payload = outcome.expect_err("the interrupt's panic reaches the caller");
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"canceling statement due to user request"));
         assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn a_search_takes_the_threads_it_is_allowed_and_the_machine_has() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(Plan::for_machine(5_000, 384, 1).threads, 1);
+        assert_eq!(Plan::for_machine(5_000, 384, 0).threads, 1);
+        assert_eq!(Plan::for_machine(5_000, 384, 1_000).threads, cores.min(MAX_THREADS));
+        assert!(Plan::for_machine(5_000, 384, 2).project && !Plan::for_machine(500, 384, 2).project);
     }
 
     #[test]
