@@ -43,6 +43,20 @@ fn cell(value: &Value) -> String {
     }
 }
 
+/// A section `id` titled `title`: a table of `rows` (one `<tr>` each from `row`) under the
+/// `header` cells, or "none" when there are none.
+fn table_or_none(body: &mut String, id: &str, title: &str, rows: &[Value], header: &str, row: impl Fn(&Value) -> String) {
+    let _ = write!(body, "<section id={id}><h2>{title}</h2>");
+    if rows.is_empty() {
+        body.push_str("<p class=muted>none</p>");
+    } else {
+        let _ = write!(body, "<table><tr>{header}</tr>");
+        rows.iter().for_each(|r| body.push_str(&row(r)));
+        body.push_str("</table>");
+    }
+    body.push_str("</section>");
+}
+
 fn list(value: &Value) -> &[Value] {
     value.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
@@ -369,39 +383,23 @@ async fn render(app: &App, csrf: &str, notice: Option<String>, query: &PageQuery
 
     // Alerts.
     let alerts = db::rows(pool, "SELECT * FROM pageperfect.open_alerts ORDER BY created_at DESC", &[]).await?;
-    body.push_str("<section id=alerts><h2>Open alerts</h2>");
-    if list(&alerts).is_empty() {
-        body.push_str("<p class=muted>none</p>");
-    } else {
-        body.push_str("<table><tr><th>severity</th><th>alert</th><th>since</th></tr>");
-        for a in list(&alerts) {
-            let severity = a["severity"].as_str().unwrap_or("");
-            let _ = write!(body, "<tr><td class={}>{}</td><td>{}</td><td>{}</td></tr>", status_class(severity), esc(severity), cell(&a["message"]), cell(&a["created_at"]));
-        }
-        body.push_str("</table>");
-    }
-    body.push_str("</section>");
+    table_or_none(&mut body, "alerts", "Open alerts", list(&alerts), "<th>severity</th><th>alert</th><th>since</th>", |a| {
+        let severity = a["severity"].as_str().unwrap_or("");
+        format!("<tr><td class={}>{}</td><td>{}</td><td>{}</td></tr>", status_class(severity), esc(severity), cell(&a["message"]), cell(&a["created_at"]))
+    });
 
     // Dead letters.
     let letters = db::rows(pool, "SELECT * FROM pageperfect.list_dead_letters(false, 20)", &[]).await?;
-    body.push_str("<section id=dead-letters><h2>Dead letters</h2>");
-    if list(&letters).is_empty() {
-        body.push_str("<p class=muted>none</p>");
-    } else {
-        body.push_str("<table><tr><th>id</th><th>url / queue</th><th>stage</th><th>error</th><th>when</th><th></th></tr>");
-        for d in list(&letters) {
-            let id = cell(&d["id"]);
-            let target = if d["url"].is_null() { cell(&d["queue"]) } else { cell(&d["url"]) };
-            let error = if d["error"].is_null() { cell(&d["reason"]) } else { cell(&d["error"]) };
-            let _ = write!(
-                body,
-                "<tr id=\"dead-letter-{id}\"><td>{id}</td><td>{target}</td><td>{}</td><td>{error}</td><td>{}</td><td>{}</td></tr>",
-                cell(&d["stage"]), cell(&d["routed_at"]), button(csrf, "dead_letters", &[("id", &id)], "Retry", read_only)
-            );
-        }
-        body.push_str("</table>");
-    }
-    body.push_str("</section>");
+    let header = "<th>id</th><th>url / queue</th><th>stage</th><th>error</th><th>when</th><th></th>";
+    table_or_none(&mut body, "dead-letters", "Dead letters", list(&letters), header, |d| {
+        let id = cell(&d["id"]);
+        let target = if d["url"].is_null() { cell(&d["queue"]) } else { cell(&d["url"]) };
+        let error = if d["error"].is_null() { cell(&d["reason"]) } else { cell(&d["error"]) };
+        format!(
+            "<tr id=\"dead-letter-{id}\"><td>{id}</td><td>{target}</td><td>{}</td><td>{error}</td><td>{}</td><td>{}</td></tr>",
+            cell(&d["stage"]), cell(&d["routed_at"]), button(csrf, "dead_letters", &[("id", &id)], "Retry", read_only)
+        )
+    });
 
     // One workflow: the one asked for, else the latest.
     let workflow_id = match &query.workflow {
