@@ -65,6 +65,9 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.run_workflow(text, text[], boolean, int, boolean), pageperfect.process_urls(int, interval),
     pageperfect.processor_status(), pageperfect.execution_insights(timestamptz, timestamptz),
     pageperfect.list_dead_letters(boolean, int), pageperfect.workflow_detail(uuid),
+    -- SEO insights (each as its caller: only the caller's pages and Search Console properties)
+    pageperfect.content_decay(text, interval, int), pageperfect.cannibalization(text, float8, interval),
+    pageperfect.link_suggestions(text, int, float8), pageperfect.content_score(text),
     -- dashboards and Prometheus (pageperfect-web)
     pageperfect.metric_samples(), pageperfect.cron_duration_buckets(),
     pageperfect.dbscan_cosine(real[], int, float8, int), pageperfect.expected_ctr(float8),

@@ -14,12 +14,28 @@ CREATE TABLE pageperfect.pages (
     title          text,
     content_hash   text,
     fetched_at     timestamptz,
+    -- When the crawler first saw the current content (the content score's freshness falls back
+    -- on it), and the modification time the page states itself (article:modified_time and the
+    -- like), when it states one.
+    content_changed_at timestamptz,
+    stated_modified_at timestamptz,
     last_error     text,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT pages_owner_url_uniq UNIQUE (owner, url)
 );
 CREATE INDEX pages_fetched_at_idx ON pageperfect.pages (fetched_at NULLS FIRST);
+
+-- The links each crawled page holds, recorded by wait_crawl: the target resolved against the
+-- page's final URL, without its #fragment, and the text of its first anchor. Link suggestions
+-- leave out pages that already link to the target.
+CREATE TABLE pageperfect.page_links (
+    page_id     bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
+    target_url  text NOT NULL,
+    anchor_text text NOT NULL DEFAULT '',
+    PRIMARY KEY (page_id, target_url)
+);
+CREATE INDEX page_links_target_idx ON pageperfect.page_links (target_url);
 
 -- robots.txt per origin, cached by the crawler.
 CREATE TABLE pageperfect.robots_cache (
@@ -104,12 +120,32 @@ CREATE TABLE pageperfect.rewrite_drafts (
     prompt_tokens     int,
     completion_tokens int,
     latency_ms        int,
+    -- The page's content score when the draft was written, and the score the page would reach
+    -- with the draft's paragraphs added (NULL when they could not be embedded).
+    score_before      int,
+    score_after       int,
     created_at        timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX rewrite_drafts_page_idx ON pageperfect.rewrite_drafts (page_id, created_at DESC);
 
+-- The content score (0-100) of a page per workflow run (gap_analysis), with its parts (each 0-1,
+-- NULL when the data to judge it is missing) and the figures behind them in `details`.
+CREATE TABLE pageperfect.content_scores (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    page_id     bigint NOT NULL REFERENCES pageperfect.pages (id) ON DELETE CASCADE,
+    job_id      uuid,
+    score       int NOT NULL CHECK (score BETWEEN 0 AND 100),
+    coverage    float8,
+    opportunity float8,
+    freshness   float8,
+    ctr         float8,
+    details     jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX content_scores_page_idx ON pageperfect.content_scores (page_id, created_at DESC);
+
 -- A role sees only its own pages and what was derived from them.
 ALTER TABLE pageperfect.pages ENABLE ROW LEVEL SECURITY;
 CREATE POLICY pages_owner ON pageperfect.pages USING (owner = CURRENT_USER);
-SELECT pageperfect.scope_rows_to_parent(ARRAY['page_embeddings', 'keyword_clusters', 'rewrite_recommendations', 'rewrite_drafts'], 'pages', 'page_id');
+SELECT pageperfect.scope_rows_to_parent(ARRAY['page_embeddings', 'page_links', 'keyword_clusters', 'rewrite_recommendations', 'rewrite_drafts', 'content_scores'], 'pages', 'page_id');
 GRANT SELECT ON pageperfect.pages TO pageperfect_user;

@@ -3,7 +3,8 @@
 //! One module per concern; each owns its hand-written SQL under `sql/` and its Rust code:
 //! `scheduler` (pg_cron-compatible cron), `queue` (pgmq-shaped queues and the job engine),
 //! `pipeline` (the PagePerfect stages), `http` (outgoing HTTP), `gsc` (Search Console and the
-//! CTR curve), `monitor` (health, metrics, alerts). `config` defines the settings, `worker`
+//! CTR curve), `monitor` (health, metrics, alerts), `insights` (content decay, cannibalization, link
+//! suggestions and the content score, read from what the others keep). `config` defines the settings, `worker`
 //! the background-worker runtime that the scheduler and pipeline workers share, and `threads`
 //! what threads of their own (tokio's, DBSCAN's) must do.
 //!
@@ -17,6 +18,7 @@ pub mod backoff;
 pub mod config;
 pub mod gsc;
 pub mod http;
+pub mod insights;
 pub mod monitor;
 pub mod pipeline;
 pub mod queue;

@@ -15,6 +15,7 @@ pub struct ClusterInput {
     pub cluster_id: i64,
     pub centroid: Vec<f32>,
     pub impressions: i64,
+    pub clicks: i64,
     /// Impression-weighted average position; None when unknown.
     pub position: Option<f64>,
 }
@@ -157,6 +158,7 @@ mod tests {
             cluster_id,
             centroid: centroid.to_vec(),
             impressions,
+            clicks: 0,
             position,
         }
     }

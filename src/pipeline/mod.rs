@@ -4,6 +4,7 @@
 //! `rewrite_drafts`. Pure logic (segmentation, the local embedder, DBSCAN, gap scoring) lives in
 //! its own files with unit tests; the stage files are the thin SPI and HTTP around it.
 
+pub mod content_score;
 pub mod dbscan;
 pub mod draft_local;
 pub mod draft_openai;
@@ -13,6 +14,7 @@ pub mod embedder;
 pub mod gap;
 pub mod gap_analysis;
 pub mod keyword_clustering;
+pub mod links;
 pub mod openai;
 pub mod rewrite_draft;
 pub mod robots;

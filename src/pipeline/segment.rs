@@ -91,7 +91,11 @@ impl Kind {
 /// `<article>` elements are kept alone when they hold most of the text. A `<header>` inside
 /// those keeps only its headings; a header elsewhere is the site's and is dropped.
 pub fn segment(html: &str) -> Segmented {
-    let document = Html::parse_document(html);
+    segment_document(&Html::parse_document(html))
+}
+
+/// [`segment`] of a page already parsed (the crawl reads its links from the same tree).
+pub fn segment_document(document: &Html) -> Segmented {
     let mut walker = Walker::default();
     // An explicit stack rather than recursion: hostile pages nest elements deeply enough to
     // overflow a worker thread's stack.
@@ -111,14 +115,14 @@ pub fn segment(html: &str) -> Segmented {
         }
     }
     let fragments = select_fragments(walker.candidates, walker.saw_main);
-    let title = html_title(&document)
+    let title = html_title(document)
         .or_else(|| {
             fragments
                 .iter()
                 .find(|fragment| fragment.tag == "h1")
                 .map(|fragment| fragment.text.clone())
         })
-        .or_else(|| first_text_of(&document, "h1"));
+        .or_else(|| first_text_of(document, "h1"));
     Segmented { title, fragments }
 }
 
@@ -334,7 +338,7 @@ fn first_text_of(document: &Html, name: &str) -> Option<String> {
 
 /// Collapses whitespace (including no-break spaces) to single spaces, trims, and removes the
 /// invisible characters (soft hyphen, zero-width space, byte-order mark) that split words.
-fn normalise(text: &str) -> String {
+pub(crate) fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pending_space = false;
     for c in text.chars() {

@@ -193,6 +193,7 @@ impl Stage for SubmitCrawl {
         Spi::run_with_args(
             "UPDATE pageperfect.pages
                 SET status_code = $2, final_url = $3, content_type = $4, html = $5, content_hash = $6,
+                    content_changed_at = CASE WHEN content_hash IS DISTINCT FROM $6 THEN now() ELSE content_changed_at END,
                     fetched_at = now(), last_error = NULL, updated_at = now()
               WHERE id = $1",
             &[
