@@ -73,7 +73,7 @@ impl Stage for WaitCrawl {
         Spi::run_with_args("DELETE FROM pageperfect.page_links WHERE page_id = $1", &[read.page_id.into()])?;
         Spi::run_with_args(
             "INSERT INTO pageperfect.page_links (page_id, target_url, anchor_text)
-             SELECT $1, l.target, l.anchor FROM pg_catalog.unnest($2::text[], $3::text[]) AS l (target, anchor)",
+             SELECT $1, l.target, l.anchor FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS l (target, anchor)",
             &[read.page_id.into(), targets.into(), anchors.into()],
         )?;
         Ok(json!({

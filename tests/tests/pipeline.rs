@@ -25,7 +25,8 @@ const SOURDOUGH: &str = "<!doctype html><html><head><title>Sourdough bread at ho
 <p>Shape the loaf gently, proof it overnight in the fridge and bake it in a hot dutch oven for forty minutes.</p>
 </main><footer>Copyright 2026 the sourdough people</footer></body></html>";
 
-const STARTER: &str = "<!doctype html><html><head><title>Feeding a sourdough starter</title></head><body><main>
+const STARTER: &str = "<!doctype html><html><head><title>Feeding a sourdough starter</title>
+<meta property='article:modified_time' content='2025-01-02T03:04:05Z'></head><body><main>
 <h1>Feeding a sourdough starter</h1>
 <p>Our sourdough starter feeding schedule: feed the sourdough starter every twelve hours.</p>
 <p>The sourdough starter feeding ratio is one part starter, one part flour and one part water.</p>
@@ -123,6 +124,49 @@ fn gaps_are_found_where_the_page_misses_what_its_searchers_ask() {
 
     // The page that covers both topics has no gap.
     assert_eq!(recommendations(&mut client, &starter), Vec::<Vec<String>>::new());
+
+    // The crawl recorded the page's links (resolved, with their anchors) and the time the
+    // starter page states it was modified.
+    let links: Vec<(String, String)> = client
+        .query(
+            "SELECT l.target_url, l.anchor_text FROM pageperfect.page_links l JOIN pageperfect.pages p ON p.id = l.page_id
+              WHERE p.url = $1 ORDER BY l.target_url",
+            &[&sourdough],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(links, [(site.url("/"), "Home".to_string()), (site.url("/about"), "About us and our story".to_string())]);
+    let stated: String = client
+        .query_one("SELECT stated_modified_at AT TIME ZONE 'UTC' || '' FROM pageperfect.pages WHERE url = $1", &[&starter])
+        .unwrap()
+        .get(0);
+    assert_eq!(stated, "2025-01-02 03:04:05");
+
+    // Each run stored the page's content score: the page with a gap scores below the one that
+    // covers its topics, and the draft says it would raise the score.
+    let score = |client: &mut Client, job: &str| -> (i32, f64) {
+        let row = client.query_one("SELECT score, coverage FROM pageperfect.content_scores WHERE job_id = $1::text::uuid", &[&job]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    let ((gappy, gappy_coverage), (covering_score, covering_coverage)) = (score(&mut client, &job), score(&mut client, &covering));
+    assert!(gappy_coverage < 1.0 && covering_coverage == 1.0, "{gappy_coverage} {covering_coverage}");
+    assert!(gappy < covering_score, "{gappy} vs {covering_score}");
+    let (before, after): (i32, i32) = {
+        let row = client.query_one("SELECT score_before, score_after FROM pageperfect.rewrite_drafts WHERE job_id = $1::text::uuid", &[&job]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(before, gappy);
+    assert!(after > before, "the draft covers the gap: {before} -> {after}");
+    // The sourdough page does not link to the starter page yet: it is the place to link from.
+    let suggested: Vec<String> = client
+        .query("SELECT source_page FROM pageperfect.link_suggestions($1, 10, 0.0)", &[&starter])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(suggested, [sourdough.clone()]);
 
     // Unchanged content is not embedded again, unless forced; skipped steps are skipped.
     let again = run_workflow(&mut client, &sourdough, &["rewrite_draft"], false);
