@@ -2,7 +2,8 @@
 # make demo: a throw-away cluster with pageperfect preloaded, in $WORK/demo on port $DEMO_PORT,
 # the bundled sample site (demo/site) served on loopback port $DEMO_SITE_PORT, the bundled
 # Search Console sample (demo/search_console.csv) loaded, the PagePerfect workflow run on every
-# page with the local providers while its progress is shown, the report (demo/report.sql), two
+# page with the local providers while its progress is shown, the report (demo/report.sql: the
+# pipeline's results, content decay, cannibalization, link suggestions, content scores), two
 # cron jobs, and the web dashboard (pageperfect-web) on loopback port $DEMO_WEB_PORT. The
 # workflows, jobs and queue belong to role pageperfect_demo (a pageperfect_user), as which the
 # dashboard connects. Everything keeps running until `make demo-stop`.
@@ -41,7 +42,7 @@ echo $! >"$dir/site.pid"
 for _ in $(seq 50); do grep -q serving "$dir/site.log" && break; sleep 0.1; done
 
 site="http://127.0.0.1:$DEMO_SITE_PORT"
-step "loading $(($(wc -l <"$REPO/demo/search_console.csv") - 1)) Search Console rows (demo/search_console.csv, moved to end yesterday)"
+step "loading $(($(wc -l <"$REPO/demo/search_console.csv") - 1)) Search Console rows (demo/search_console.csv, moved to end yesterday) and a year of history"
 "${PSQL[@]}" -q <<SQL
 CREATE TEMP TABLE sample (date date, page text, query text, clicks int, impressions int, ctr text, position float8);
 \copy sample FROM '$REPO/demo/search_console.csv' WITH (FORMAT csv, HEADER true)
@@ -50,6 +51,18 @@ SELECT date + (current_date - 1 - max(date) OVER ()), 'sc-domain:brewbetter.exam
        replace(page, 'https://brewbetter.example', '$site'), query, clicks, impressions,
        clicks::float8 / nullif(impressions, 0), position
   FROM sample;
+-- Eleven more 28-day windows of history, made from the sample: the French press guide had more
+-- searches and ranked higher a year ago and has been sliding since; the iced coffee guide is
+-- new; the other guides held steady.
+INSERT INTO pageperfect.gsc_page_query_daily (date, site, page, query, clicks, impressions, ctr, position)
+SELECT d.date - 28 * k, d.site, d.page, d.query, past.clicks, past.impressions, past.clicks::float8 / nullif(past.impressions, 0), past.position
+  FROM pageperfect.gsc_page_query_daily d, generate_series(1, 11) AS k,
+       LATERAL (SELECT CASE WHEN d.page LIKE '%/french-press.html' THEN 1 + 0.05 * k ELSE 1 END AS demand,
+                       CASE WHEN d.page LIKE '%/french-press.html' THEN greatest(1, d.position - 0.3 * k) ELSE d.position END AS position) AS trend,
+       LATERAL (SELECT round(d.impressions * trend.demand)::int AS impressions, trend.position,
+                       least(round(d.impressions * trend.demand)::int,
+                             round(d.clicks * trend.demand * pageperfect.expected_ctr(trend.position) / pageperfect.expected_ctr(d.position))::int) AS clicks) AS past
+ WHERE d.site = 'sc-domain:brewbetter.example' AND d.page NOT LIKE '%/iced-coffee.html';
 SQL
 
 step "running the workflow on every page (local embedder and drafter)"
