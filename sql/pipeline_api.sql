@@ -37,7 +37,8 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- One workflow (the caller's job): its status, each stage with its attempts, timing and last
--- error, and the page's latest rewrite draft, as one jsonb document. Raises when the caller has
+-- error, and the page's latest rewrite draft (with the content score before it and the score it
+-- would reach), as one jsonb document. Raises when the caller has
 -- no such job.
 CREATE FUNCTION pageperfect.workflow_detail(job_id uuid)
 RETURNS jsonb
@@ -60,7 +61,8 @@ BEGIN
                                        'last_error', s.last_error) ORDER BY s.position)
                                      FROM pageperfect.job_stages s WHERE s.job_id = job.id), '[]'),
                'draft', (SELECT jsonb_build_object('id', d.id, 'provider', d.provider, 'model', d.model,
-                                                   'created_at', d.created_at, 'text', d.draft)
+                                                   'created_at', d.created_at, 'text', d.draft,
+                                                   'score_before', d.score_before, 'score_after', d.score_after)
                            FROM pageperfect.rewrite_drafts d
                           WHERE d.job_id = job.id OR (d.page_id = job.page_id AND job.page_id IS NOT NULL)
                           ORDER BY (d.job_id = job.id) DESC NULLS LAST, d.created_at DESC LIMIT 1))

@@ -434,7 +434,14 @@ async fn render(app: &App, csrf: &str, notice: Option<String>, query: &PageQuery
                 }
                 body.push_str("</table>");
                 if let Some(text) = w["draft"]["text"].as_str() {
-                    let _ = write!(body, "<h2>Draft <span class=muted>({})</span></h2><pre>{}</pre>", cell(&w["draft"]["model"]), esc(text));
+                    let _ = write!(
+                        body,
+                        "<h2>Draft <span class=muted>({}; content score {} → {})</span></h2><pre>{}</pre>",
+                        cell(&w["draft"]["model"]),
+                        cell(&w["draft"]["score_before"]),
+                        cell(&w["draft"]["score_after"]),
+                        esc(text)
+                    );
                 }
             }
             Err(failure) => {

@@ -84,7 +84,7 @@ fn the_dashboard_shows_the_scheduler_and_runs_a_job_from_a_click() {
         "as role alice", "Workers", "scheduler", "pipeline_worker_1", "healthy", "Cron jobs", "alice-report", "never run", "alice-tick",
         "succeeded", "alice-broken", "failed", "(disabled)", "Queues", "alice-q", "Pipeline stages", "submit_crawl", "Open alerts", "Dead letters",
         "https://example.com/gone", "test_permanent: https://example.com/gone answered 404 Not Found", "Workflow", &page,
-        "rewrite_draft", "completed", "Draft",
+        "rewrite_draft", "completed", "Draft", "content score",
     ] {
         assert!(text.contains(expected), "the page lacks {expected:?}:\n{text}");
     }
