@@ -37,6 +37,7 @@ INSERT INTO pageperfect.parameters (name, value, description) VALUES
     ('archive_retention_days',     '30',    'cleanup deletes archived queue messages older than this'),
     ('embedding_cache_retention_days', '90', 'cleanup deletes cached embeddings older than this'),
     ('drafts_retention_days',      '90',    'cleanup deletes rewrite drafts older than this, except each page''s latest'),
+    ('scores_retention_days',      '365',   'cleanup deletes content scores older than this, except each page''s latest'),
     ('page_html_retention_days',   '30',    'cleanup forgets the HTML of pages not crawled for this long'),
     ('crawl_min_delay_ms',         '0',     'least time between the starts of two crawls of one host (see stage_config.per_host_limit)'),
     ('crawl_delay_max_seconds',    '30',    'a site''s robots.txt Crawl-delay is honoured up to this many seconds'),

@@ -328,6 +328,9 @@ BEGIN
                        -- A page's latest draft stays, however old.
                        ('rewrite_drafts',    'created_at',  'id <> (SELECT max(l.id) FROM pageperfect.rewrite_drafts l WHERE l.page_id = t.page_id)',
                                                                                     'drafts_retention_days'),
+                       -- A page's latest content score stays too; a year of them shows its trend.
+                       ('content_scores',    'created_at',  'id <> (SELECT max(l.id) FROM pageperfect.content_scores l WHERE l.page_id = t.page_id)',
+                                                                                    'scores_retention_days'),
                        ('sweeper_logs',      'ran_at',      'true',                 'logs_retention_days'),
                        ('cleanup_logs',      'ran_at',      'true',                 'logs_retention_days'),
                        ('health_checks',     'checked_at',  'true',                 'logs_retention_days'),

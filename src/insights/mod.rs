@@ -289,9 +289,9 @@ mod pageperfect {
         }))
     }
 
-    /// Paragraphs of the caller's other pages on the same host as `url` that are closest to one
-    /// of its topics, one per source page, best first, at most `lim`; pages that already link to
-    /// `url` are left out.
+    /// Paragraphs of the caller's other pages on the same host as `url` (its owner's, for a
+    /// superuser) that are closest to one of its topics, one per source page, best first, at
+    /// most `lim`; pages that already link to `url` are left out.
     #[allow(clippy::type_complexity)]
     #[pg_extern(stable)]
     fn link_suggestions(
@@ -346,11 +346,12 @@ mod pageperfect {
                     topics.push(Topic { label: heading.clone(), anchors: vec![heading], vector: row.get(2)?.unwrap_or_default(), is_gap: false });
                 }
             }
-            // The caller's other pages on the same host that do not link to the page yet.
+            // The page owner's other pages on the same host that do not link to the page yet
+            // (a superuser sees every owner's pages: the owner's are the site's).
             let mut sources = Vec::new();
             for row in client.select(
                 "SELECT p.id, coalesce(p.final_url, p.url) FROM pageperfect.pages p
-                  WHERE p.id <> $1
+                  WHERE p.id <> $1 AND p.owner = (SELECT t.owner FROM pageperfect.pages t WHERE t.id = $1)
                     AND NOT EXISTS (SELECT FROM pageperfect.page_links l WHERE l.page_id = p.id AND l.target_url = ANY ($2))",
                 None,
                 &[page_id.into(), target_urls.clone().into()],

@@ -120,7 +120,7 @@ mod tests {
             count("SELECT count(*) FROM pageperfect.cleanup_logs WHERE table_name = 'job_events' AND deleted_count = 1 AND retention = interval '0 days'"),
             1
         );
-        assert_eq!(count("SELECT count(DISTINCT table_name) FROM pageperfect.cleanup_logs"), 17);
+        assert_eq!(count("SELECT count(DISTINCT table_name) FROM pageperfect.cleanup_logs"), 18);
     }
 
     #[pg_test]

@@ -31,7 +31,12 @@ fn expired_rows_of_every_growing_table_are_deleted_while_the_cluster_runs() {
              INSERT INTO pageperfect.embedding_cache (provider, model, dimensions, text_hash, embedding, created_at)
                   VALUES ('local', 'm', 2, 'old', '{1,0}', now() - interval '91 days'), ('local', 'm', 2, 'new', '{0,1}', now());
              INSERT INTO pageperfect.pages (url, owner, html, fetched_at)
-                  VALUES ('https://example.com/stale', 'postgres', '<p>old</p>', now() - interval '31 days');",
+                  VALUES ('https://example.com/stale', 'postgres', '<p>old</p>', now() - interval '31 days');
+             -- Two content scores past scores_retention_days: the page's latest stays.
+             INSERT INTO pageperfect.pages (url, owner) VALUES ('https://example.com/scored', 'postgres');
+             INSERT INTO pageperfect.content_scores (page_id, score, created_at)
+                  SELECT p.id, v.score, now() - v.days * interval '1 day' FROM pageperfect.pages p, (VALUES (40, 500), (50, 400)) v (score, days)
+                   WHERE p.url = 'https://example.com/scored';",
         )
         .unwrap();
     wait_for(Duration::from_secs(20), "the worker's retention pass", || {
@@ -44,12 +49,15 @@ fn expired_rows_of_every_growing_table_are_deleted_while_the_cluster_runs() {
     assert_eq!(count(&mut client, "SELECT count(*) FROM cron.job_run_details"), 3);
     assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.queue_archive"), 1);
     assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.embedding_cache WHERE text_hash = 'new'"), 1);
-    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.pages WHERE html IS NULL"), 1);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.pages WHERE html IS NULL AND fetched_at IS NOT NULL"), 1);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.content_scores"), 1);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pageperfect.content_scores WHERE score = 50"), 1, "the latest score stays");
     // Each deletion is logged, by table.
     let logged = count(
         &mut client,
         "SELECT count(DISTINCT table_name) FROM pageperfect.cleanup_logs
-          WHERE table_name IN ('http_responses', 'job_run_details', 'queue_archive', 'embedding_cache', 'pages') AND deleted_count > 0",
+          WHERE table_name IN ('http_responses', 'job_run_details', 'queue_archive', 'embedding_cache', 'pages', 'content_scores')
+            AND deleted_count > 0",
     );
-    assert_eq!(logged, 5);
+    assert_eq!(logged, 6);
 }
