@@ -138,6 +138,9 @@ SELECT * FROM pageperfect.link_suggestions('https://roast.example/orphan');
 SELECT * FROM pageperfect.content_score('https://roast.example/orphan');
 SELECT score FROM pageperfect.content_score('https://roast.example/bob-milk');
 RESET ROLE;
+-- A superuser sees every page, but links are suggested from the target's owner's pages only.
+SELECT regexp_replace(source_page, '^https://roast.example', '') AS source
+  FROM pageperfect.link_suggestions('https://roast.example/orphan');
 
 DELETE FROM pageperfect.pages WHERE url LIKE 'https://roast.example/%';
 DELETE FROM pageperfect.gsc_page_query_daily WHERE site IN ('sc-domain:roast.example', 'sc-domain:bob.example');
