@@ -20,7 +20,7 @@ use serde_json::json;
 
 /// Search Console keeps 16 months: decay compares windows within them.
 const HISTORY_DAYS: i32 = 486;
-/// Most (page, query) rows a cannibalization report reads.
+/// Most (page, query) rows a decay or cannibalization report reads.
 const MAX_KEYWORD_ROWS: i64 = 1_000_000;
 /// Most topics of a page that link suggestions look for.
 const MAX_TOPICS: i64 = 100;
@@ -64,6 +64,16 @@ fn own_page(url: &str) -> (i64, String, Option<String>) {
         ),
         Err(e) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()),
     }
+}
+
+/// The error for a site with more (page, query) rows than a report reads.
+fn too_many_rows(site: &str) -> ! {
+    crate::raise_with(
+        PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!("site {site} has more than {MAX_KEYWORD_ROWS} (page, query) pairs in the windows compared"),
+        None,
+        Some("Use a shorter window_length."),
+    )
 }
 
 fn spi_failed(e: pgrx::spi::Error) -> ! {
@@ -143,10 +153,13 @@ mod pageperfect {
                         (sum(d.position * d.impressions) FILTER (WHERE d.position IS NOT NULL)
                            / nullif(sum(d.impressions) FILTER (WHERE d.position IS NOT NULL), 0))::float8
                    FROM daily d JOIN decayed k ON k.page = d.page AND d.window_no IN (0, k.window_no)
-                  GROUP BY d.page, k.window_no, d.query, d.window_no = 0",
+                  GROUP BY d.page, k.window_no, d.query, d.window_no = 0 LIMIT $4",
                 None,
-                &[site.into(), days.into(), windows.into()],
+                &[site.into(), days.into(), windows.into(), (MAX_KEYWORD_ROWS + 1).into()],
             )?;
+            if rows.len() as i64 > MAX_KEYWORD_ROWS {
+                too_many_rows(site);
+            }
             for row in rows {
                 pgrx::check_for_interrupts!();
                 let (page, best_window, query): (String, i32, String) =
@@ -274,12 +287,7 @@ mod pageperfect {
         })
         .unwrap_or_else(|e| spi_failed(e));
         if rows.len() as i64 > MAX_KEYWORD_ROWS {
-            crate::raise_with(
-                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                format!("site {site} has more than {MAX_KEYWORD_ROWS} (page, query) pairs in the window"),
-                None,
-                Some("Use a shorter window_length."),
-            );
+            too_many_rows(site);
         }
         let found = find_competitors(&rows, &clusters, min_share, |p| curve.expected_ctr(p), &mut || {
             pgrx::check_for_interrupts!();
