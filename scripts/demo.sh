@@ -126,6 +126,7 @@ grep -q listening "$dir/web.log" || { cat "$dir/web.log"; exit 1; }
 cat <<EOM
 
 The web dashboard:           http://127.0.0.1:$DEMO_WEB_PORT/   (sign in with the token: $token)
+SEO insights:                http://127.0.0.1:$DEMO_WEB_PORT/insights
 The guides' scheduler API:   curl -H 'Authorization: Bearer $token' 'http://127.0.0.1:$DEMO_WEB_PORT/api/scheduler?action=status'
 Prometheus metrics:          curl -H 'Authorization: Bearer $token' http://127.0.0.1:$DEMO_WEB_PORT/metrics
 

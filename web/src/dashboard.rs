@@ -33,7 +33,7 @@ pub fn esc(text: &str) -> String {
 }
 
 /// A JSON value as table text: strings as they are, timestamps shortened, null as "–".
-fn cell(value: &Value) -> String {
+pub(crate) fn cell(value: &Value) -> String {
     match value {
         Value::Null => "–".into(),
         Value::String(s) if s.len() >= 19 && s.as_bytes().get(10) == Some(&b'T') => esc(&s[..19].replace('T', " ")),
@@ -45,7 +45,7 @@ fn cell(value: &Value) -> String {
 
 /// A section `id` titled `title`: a table of `rows` (one `<tr>` each from `row`) under the
 /// `header` cells, or "none" when there are none.
-fn table_or_none(body: &mut String, id: &str, title: &str, rows: &[Value], header: &str, row: impl Fn(&Value) -> String) {
+pub(crate) fn table_or_none(body: &mut String, id: &str, title: &str, rows: &[Value], header: &str, row: impl Fn(&Value) -> String) {
     let _ = write!(body, "<section id={id}><h2>{title}</h2>");
     if rows.is_empty() {
         body.push_str("<p class=muted>none</p>");
@@ -57,7 +57,7 @@ fn table_or_none(body: &mut String, id: &str, title: &str, rows: &[Value], heade
     body.push_str("</section>");
 }
 
-fn list(value: &Value) -> &[Value] {
+pub(crate) fn list(value: &Value) -> &[Value] {
     value.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
@@ -110,13 +110,13 @@ pub fn sparkline(samples: &[f64]) -> String {
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}\
 header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}\
-header h1{font-size:18px;margin:0}main{padding:10px 20px;display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:14px}\
+header h1{font-size:18px;margin:0}header a{color:#cfe0ff}main{padding:10px 20px;display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:14px}\
 section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:8px 12px;overflow-x:auto}\
 h2{font-size:15px;margin:4px 0 8px}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eef0f3;vertical-align:middle;white-space:nowrap}\
 th{font-weight:600;color:#555;font-size:12px}.ok{color:#2e9d5b;font-weight:600}.bad{color:#d64545;font-weight:600}.muted{color:#888}\
 .axis{font-size:9px;fill:#888}form{display:inline;margin:0}button{font-size:12px;padding:2px 8px;cursor:pointer}\
 .notice{background:#fff7d6;border:1px solid #e8d27a;padding:6px 12px;margin:10px 20px 0;border-radius:4px}\
-#jobs,#dead-letters{grid-column:1/-1}pre{white-space:pre-wrap;max-height:260px;overflow:auto;background:#f7f7f9;padding:6px;font-size:12px}input[type=url]{width:320px}";
+#jobs,#dead-letters,#decay,#cannibalization,#scores,#links{grid-column:1/-1}pre{white-space:pre-wrap;max-height:260px;overflow:auto;background:#f7f7f9;padding:6px;font-size:12px}input[type=url]{width:320px}";
 
 fn status_class(status: &str) -> &'static str {
     match status {
@@ -126,7 +126,7 @@ fn status_class(status: &str) -> &'static str {
     }
 }
 
-fn page_shell(title: &str, body: &str) -> Html<String> {
+pub(crate) fn page_shell(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
          <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
@@ -154,8 +154,19 @@ pub struct PageQuery {
 
 /// `GET /`: the dashboard, or the sign-in form.
 pub async fn page(State(app): State<Arc<App>>, headers: HeaderMap, Query(query): Query<PageQuery>) -> Response {
-    match app.auth.session(&app.pool, &headers, &app.config.secret_name).await {
-        Ok(Some(session)) => match render(&app, &session.csrf, app.auth.take_notice(&headers), &query).await {
+    let app: &App = &app;
+    signed_in(app, &headers, |csrf, notice| async move { render(app, &csrf, notice, &query).await }).await
+}
+
+/// The page `render` makes (given the session's CSRF token and its notice, if any) for a
+/// signed-in session, else the sign-in form.
+pub(crate) async fn signed_in<F, Fut>(app: &App, headers: &HeaderMap, render: F) -> Response
+where
+    F: FnOnce(String, Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Html<String>, Failure>>,
+{
+    match app.auth.session(&app.pool, headers, &app.config.secret_name).await {
+        Ok(Some(session)) => match render(session.csrf.clone(), app.auth.take_notice(headers)).await {
             Ok(html) => html.into_response(),
             Err(failure) => (failure.status, page_shell("pageperfect", &format!("<p class=bad>{}</p>", esc(&failure.message)))).into_response(),
         },
@@ -243,7 +254,7 @@ pub async fn action(State(app): State<Arc<App>>, headers: HeaderMap, Form(form):
     Redirect::to(&target).into_response()
 }
 
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
@@ -266,21 +277,29 @@ fn button(csrf: &str, action: &str, fields: &[(&str, &str)], label: &str, read_o
     form
 }
 
-async fn render(app: &App, csrf: &str, notice: Option<String>, query: &PageQuery) -> Result<Html<String>, Failure> {
+/// The pages' header (the role, the time, links to both pages, sign out) and the notice.
+pub(crate) async fn header(app: &App, csrf: &str, notice: Option<&str>) -> Result<String, Failure> {
     let pool = &app.pool;
-    let read_only = app.config.read_only;
     let whoami = db::one_value(pool, "SELECT to_jsonb(current_user::text)", &[]).await?;
-    let mut body = format!(
-        "<header><h1>pageperfect</h1><span>as role <b>{}</b></span>{}<span class=muted>{}</span>\
+    let mut header = format!(
+        "<header><h1>pageperfect</h1><a href=/>Dashboard</a><a href=/insights>SEO insights</a>\
+         <span>as role <b>{}</b></span>{}<span class=muted>{}</span>\
          <form method=post action=/logout style=\"margin-left:auto\">{}<button type=submit>Sign out</button></form></header>",
         cell(&whoami),
-        if read_only { "<span>read-only</span>" } else { "" },
+        if app.config.read_only { "<span>read-only</span>" } else { "" },
         cell(&db::one_value(pool, "SELECT to_jsonb(now()::timestamptz(0)::text)", &[]).await?),
         hidden("csrf", csrf)
     );
-    if let Some(notice) = &notice {
-        let _ = write!(body, "<div class=notice id=notice>{}</div>", esc(notice));
+    if let Some(notice) = notice {
+        let _ = write!(header, "<div class=notice id=notice>{}</div>", esc(notice));
     }
+    Ok(header)
+}
+
+async fn render(app: &App, csrf: &str, notice: Option<String>, query: &PageQuery) -> Result<Html<String>, Failure> {
+    let pool = &app.pool;
+    let read_only = app.config.read_only;
+    let mut body = header(app, csrf, notice.as_deref()).await?;
     body.push_str("<main>");
 
     // Workers.

@@ -1,6 +1,6 @@
 //! pageperfect-web: watch and steer pageperfect without psql. It serves the PagePerfect guides'
-//! scheduler API and trigger endpoints (`api`), a server-rendered dashboard (`dashboard`) and
-//! Prometheus metrics (`metrics`), connected to Postgres as one configured role, so that
+//! scheduler API and trigger endpoints (`api`), a server-rendered dashboard (`dashboard`), the
+//! SEO insights (`insights`) and Prometheus metrics (`metrics`), connected to Postgres as one configured role, so that
 //! row-level security decides what it sees; tokens are cron secrets (`auth`).
 //!
 //!     pageperfect-web --database-url postgres://web@127.0.0.1/postgres --listen 127.0.0.1:8080
@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod dashboard;
 mod db;
+mod insights;
 mod metrics;
 
 use axum::extract::{Request, State};
@@ -64,6 +65,7 @@ async fn count_answers(State(app): State<Arc<App>>, request: Request, next: Next
 pub fn router(app: Arc<App>) -> Router {
     let mut router = Router::new()
         .route("/", get(dashboard::page))
+        .route("/insights", get(insights::page))
         .route("/login", post(dashboard::login))
         .route("/logout", post(dashboard::logout))
         .route("/ui/action", post(dashboard::action))
