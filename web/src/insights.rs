@@ -67,8 +67,8 @@ async fn render(app: &App, csrf: &str, notice: Option<String>, query: &InsightsQ
 
     if let Some(site) = site {
         let title = format!("Content decay: {} (last 28 days against the best 28 of 16 months)", esc(site));
-        let sql = "SELECT page, round(clicks_lost) AS clicks_lost, round(lost_to_demand) AS lost_to_demand,
-                          round(lost_to_position) AS lost_to_position, round(lost_other) AS lost_other, clicks_best, clicks_now,
+        let sql = "SELECT page, round(clicks_lost)::bigint AS clicks_lost, round(lost_to_demand)::bigint AS lost_to_demand,
+                          round(lost_to_position)::bigint AS lost_to_position, round(lost_other)::bigint AS lost_other, clicks_best, clicks_now,
                           round(position_best::numeric, 1) AS position_best, round(position_now::numeric, 1) AS position_now,
                           best_window_start, top_queries
                      FROM pageperfect.content_decay($1) LIMIT 10";
@@ -86,7 +86,7 @@ async fn render(app: &App, csrf: &str, notice: Option<String>, query: &InsightsQ
         }
         let title = format!("Keyword cannibalization: {}", esc(site));
         let sql = "SELECT query_cluster, page, impressions, share, round(position::numeric, 1) AS position, clicks, cluster_clicks,
-                          round(single_page_clicks) AS single_page_clicks
+                          round(single_page_clicks)::bigint AS single_page_clicks
                      FROM pageperfect.cannibalization($1) LIMIT 40";
         if let Some(rows) = report(app, &mut body, "cannibalization", &title, sql, &[site]).await {
             let header = "<th>query cluster</th><th>page</th><th>impressions</th><th>share</th><th>position</th>\
