@@ -111,7 +111,7 @@ impl Stage for GapAnalysis {
     type Output = Output;
 
     fn prepare(&self, work: &Work) -> Result<PageInputs, StageError> {
-        let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
+        let page_id = work.require_page()?;
         PageInputs::load(page_id)
     }
 

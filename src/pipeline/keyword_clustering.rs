@@ -93,7 +93,7 @@ impl Stage for KeywordClustering {
     type Output = Output;
 
     fn prepare(&self, work: &Work) -> Result<Input, StageError> {
-        let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
+        let page_id = work.require_page()?;
         let queries = Spi::connect(|client| {
             let rows = client.select(
                 // Only the sites the page's owner may use (gsc_site_owners; superusers: all).

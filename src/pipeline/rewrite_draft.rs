@@ -46,7 +46,7 @@ impl Stage for RewriteDraft {
     type Output = Output;
 
     fn prepare(&self, work: &Work) -> Result<Input, StageError> {
-        let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
+        let page_id = work.require_page()?;
         let top = Spi::connect(|client| {
             let rows = client.select(
                 "SELECT r.id, r.queries, c.query_impressions, r.impressions, r.similarity, r.estimated_clicks_gain,

@@ -62,7 +62,7 @@ impl Stage for SegmentEmbed {
     type Output = Output;
 
     fn prepare(&self, work: &Work) -> Result<Input, StageError> {
-        let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
+        let page_id = work.require_page()?;
         let (html, content_hash) = Spi::get_two_with_args::<String, String>(
             "SELECT html, content_hash FROM pageperfect.pages WHERE id = $1",
             &[page_id.into()],

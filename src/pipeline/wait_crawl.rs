@@ -35,7 +35,7 @@ impl Stage for WaitCrawl {
     type Output = Read;
 
     fn prepare(&self, work: &Work) -> Result<Fetched, StageError> {
-        let page_id = work.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))?;
+        let page_id = work.require_page()?;
         let (url, html, content_hash) = Spi::get_three_with_args::<String, String, String>(
             "SELECT coalesce(final_url, url), html, content_hash FROM pageperfect.pages WHERE id = $1",
             &[page_id.into()],

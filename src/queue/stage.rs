@@ -38,6 +38,11 @@ impl Work {
     pub fn call_deadline(&self) -> std::time::Instant {
         std::time::Instant::now() + self.timeout.mul_f64(0.9)
     }
+
+    /// The job's page, for stages after the crawl: retried until the crawl has recorded it.
+    pub fn require_page(&self) -> Result<i64, StageError> {
+        self.page_id.ok_or_else(|| StageError::retryable("the job has no page yet"))
+    }
 }
 
 /// Why an attempt failed, and whether trying again can help.
