@@ -139,10 +139,9 @@ mod pageperfect {
                 return Ok((pages, Some(last_day)));
             }
             let rows = client.select(
-                "WITH last AS (SELECT max(date) AS day FROM pageperfect.gsc_page_query_daily WHERE site = $1),
-                      daily AS (SELECT d.page, d.query, d.clicks, d.impressions, d.position, (last.day - d.date) / $2 AS window_no
-                                  FROM pageperfect.gsc_page_query_daily d, last
-                                 WHERE d.site = $1 AND d.date > last.day - $2 * $3),
+                "WITH daily AS (SELECT d.page, d.query, d.clicks, d.impressions, d.position, ($5::date - d.date) / $2 AS window_no
+                                  FROM pageperfect.gsc_page_query_daily d
+                                 WHERE d.site = $1 AND d.date > $5::date - $2 * $3),
                       page_windows AS (SELECT page, window_no, sum(clicks) AS clicks FROM daily GROUP BY page, window_no),
                       best AS (SELECT DISTINCT ON (page) page, window_no, clicks FROM page_windows WHERE window_no > 0
                                 ORDER BY page, clicks DESC, window_no),
@@ -155,7 +154,7 @@ mod pageperfect {
                    FROM daily d JOIN decayed k ON k.page = d.page AND d.window_no IN (0, k.window_no)
                   GROUP BY d.page, k.window_no, d.query, d.window_no = 0 LIMIT $4",
                 None,
-                &[site.into(), days.into(), windows.into(), (MAX_KEYWORD_ROWS + 1).into()],
+                &[site.into(), days.into(), windows.into(), (MAX_KEYWORD_ROWS + 1).into(), last_day.into()],
             )?;
             if rows.len() as i64 > MAX_KEYWORD_ROWS {
                 too_many_rows(site);
@@ -166,11 +165,11 @@ mod pageperfect {
                     (row.get(1)?.unwrap_or_default(), row.get(2)?.unwrap_or_default(), row.get(3)?.unwrap_or_default());
                 let totals = Totals { clicks: row.get(5)?.unwrap_or(0.0), impressions: row.get(6)?.unwrap_or(0.0), position: row.get(7)? };
                 let entry = pages.entry(page).or_insert_with(|| (best_window, BTreeMap::new()));
-                let windows = entry.1.entry(query.clone()).or_insert_with(|| QueryWindows { query, best: Totals::default(), now: Totals::default() });
+                let of_query = entry.1.entry(query.clone()).or_insert_with(|| QueryWindows { query, best: Totals::default(), now: Totals::default() });
                 if row.get::<bool>(4)?.unwrap_or(false) {
-                    windows.now = totals;
+                    of_query.now = totals;
                 } else {
-                    windows.best = totals;
+                    of_query.best = totals;
                 }
             }
             Ok((pages, Some(last_day)))
@@ -419,7 +418,7 @@ mod pageperfect {
     > {
         let (page_id, ..) = own_page(url);
         let inputs = PageInputs::load(page_id).unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, e.to_string()));
-        let score = inputs.score(&[], None);
+        let score = inputs.score(&inputs.gaps(&[]), None);
         let details = JsonB(serde_json::to_value(&score).unwrap_or_default());
         TableIterator::once((score.score, score.coverage, score.opportunity, score.ctr, score.freshness, details))
     }

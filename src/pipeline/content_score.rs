@@ -8,9 +8,9 @@
 //! - freshness: `0.5^(age in days / 365)`, the age since the content last changed.
 //!
 //! The score is the weighted mean of the parts that are known, times 100. Pure: the gap stage
-//! and the rewrite draft compute it from what they read.
+//! and the rewrite draft compute it from what they read and the gaps `find_gaps` found in it.
 
-use super::gap::{find_gaps, ClusterInput, ParagraphInput};
+use super::gap::{ClusterInput, Gap};
 use serde::Serialize;
 
 /// Weights of coverage, opportunity, CTR and freshness (they sum to 100).
@@ -37,16 +37,16 @@ pub struct ContentScore {
     pub content_age_days: Option<f64>,
 }
 
-/// The score of a page with these keyword `clusters` and `paragraphs`, judged with the gap
-/// analysis's `threshold` and CTR curve; `content_age_days` is None when unknown.
+/// The score of a page with these keyword `clusters` and their `gaps` (all of them, as
+/// `find_gaps` finds them with the gap analysis's `threshold` and CTR curve);
+/// `content_age_days` is None when unknown.
 pub fn content_score(
     clusters: &[ClusterInput],
-    paragraphs: &[ParagraphInput],
+    gaps: &[Gap],
     threshold: f64,
     expected_ctr: impl Fn(f64) -> f64,
     content_age_days: Option<f64>,
 ) -> ContentScore {
-    let gaps = find_gaps(clusters, paragraphs, threshold, &expected_ctr, usize::MAX);
     let impressions: i64 = clusters.iter().map(|c| c.impressions).sum();
     let clicks: i64 = clusters.iter().map(|c| c.clicks).sum();
 
@@ -102,6 +102,7 @@ pub fn content_score(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::gap::{find_gaps, ParagraphInput};
 
     /// 30% at position 1, 10% at 3, 5% at 6.
     fn ctr(position: f64) -> f64 {
@@ -121,10 +122,15 @@ mod tests {
         (a - b).abs() < 1e-6
     }
 
+    /// The score with the gaps of these paragraphs at threshold 0.7.
+    fn score_of(clusters: &[ClusterInput], paragraphs: &[ParagraphInput], content_age_days: Option<f64>) -> ContentScore {
+        content_score(clusters, &find_gaps(clusters, paragraphs, 0.7, ctr, usize::MAX), 0.7, ctr, content_age_days)
+    }
+
     #[test]
     fn a_page_covering_its_topics_at_expected_ctr_and_new_scores_100() {
         let clusters = [cluster(1, &[1.0, 0.0], 1_000, 100, Some(3.0))];
-        let score = content_score(&clusters, &[paragraph(1, &[1.0, 0.0])], 0.7, ctr, Some(0.0));
+        let score = score_of(&clusters, &[paragraph(1, &[1.0, 0.0])], Some(0.0));
         assert_eq!((score.coverage, score.opportunity, score.ctr, score.freshness), (Some(1.0), Some(1.0), Some(1.0), Some(1.0)));
         assert_eq!((score.score, score.covered_clusters), (100, 1));
     }
@@ -135,7 +141,7 @@ mod tests {
         // position 6) has similarity 0.35 = half the threshold: a gap worth
         // 400 · (ctr(3) − ctr(6)) · (1 − 0.35) = 400 · 0.05 · 0.65 = 13 clicks.
         let clusters = [cluster(1, &[1.0, 0.0], 600, 30, Some(3.0)), cluster(2, &[0.35, 0.9367496997597597], 400, 13, Some(6.0))];
-        let score = content_score(&clusters, &[paragraph(1, &[1.0, 0.0])], 0.7, ctr, Some(365.0));
+        let score = score_of(&clusters, &[paragraph(1, &[1.0, 0.0])], Some(365.0));
         // coverage (600 + 400 · 0.5) / 1000; opportunity 43 / (43 + 13); CTR 43 / (60 + 20); freshness one half-life.
         assert!(close(score.coverage.unwrap(), 0.8), "{:?}", score.coverage);
         assert!(close(score.clicks_gain_left, 13.0), "{}", score.clicks_gain_left);
@@ -150,7 +156,7 @@ mod tests {
     #[test]
     fn ctr_above_the_curve_counts_as_full_and_unknown_positions_are_left_out() {
         let clusters = [cluster(1, &[1.0, 0.0], 100, 50, Some(3.0)), cluster(2, &[1.0, 0.0], 100, 90, None)];
-        let score = content_score(&clusters, &[paragraph(1, &[1.0, 0.0])], 0.7, ctr, None);
+        let score = score_of(&clusters, &[paragraph(1, &[1.0, 0.0])], None);
         assert_eq!(score.ctr, Some(1.0));
         assert!(close(score.expected_clicks, 10.0));
     }
@@ -158,20 +164,20 @@ mod tests {
     #[test]
     fn parts_without_data_are_left_out_of_the_mean() {
         // No search data at all: only freshness is known, so it alone decides.
-        let score = content_score(&[], &[paragraph(1, &[1.0])], 0.7, ctr, Some(730.0));
+        let score = score_of(&[], &[paragraph(1, &[1.0])], Some(730.0));
         assert_eq!((score.coverage, score.opportunity, score.ctr), (None, None, None));
         assert_eq!(score.score, 25);
-        assert_eq!(content_score(&[], &[], 0.7, ctr, None).score, 0);
+        assert_eq!(score_of(&[], &[], None).score, 0);
         // Content dated in the future counts as new.
-        assert_eq!(content_score(&[], &[], 0.7, ctr, Some(-3.0)).freshness, Some(1.0));
+        assert_eq!(score_of(&[], &[], Some(-3.0)).freshness, Some(1.0));
     }
 
     #[test]
     fn adding_a_paragraph_on_the_gap_raises_the_score() {
         let clusters = [cluster(1, &[1.0, 0.0], 500, 10, Some(8.0)), cluster(2, &[0.0, 1.0], 500, 10, Some(8.0))];
         let page = [paragraph(1, &[1.0, 0.0])];
-        let before = content_score(&clusters, &page, 0.7, ctr, Some(100.0));
-        let after = content_score(&clusters, &[page[0].clone(), paragraph(2, &[0.1, 1.0])], 0.7, ctr, Some(0.0));
+        let before = score_of(&clusters, &page, Some(100.0));
+        let after = score_of(&clusters, &[page[0].clone(), paragraph(2, &[0.1, 1.0])], Some(0.0));
         assert!(close(before.coverage.unwrap(), 0.5) && close(after.coverage.unwrap(), 1.0));
         assert!(after.score > before.score, "{} then {}", before.score, after.score);
     }

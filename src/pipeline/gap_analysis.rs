@@ -88,12 +88,23 @@ impl PageInputs {
         })
     }
 
-    /// The page's content score; `extra` paragraphs (a draft's) are counted as the page's, and
-    /// `content_age_days` replaces the page's own when given.
-    pub fn score(&self, extra: &[ParagraphInput], content_age_days: Option<f64>) -> ContentScore {
+    /// Every gap of the page, highest opportunity first; `extra` paragraphs (a draft's) count
+    /// as the page's.
+    pub fn gaps(&self, extra: &[ParagraphInput]) -> Vec<Gap> {
         let curve = self.curve;
+        let expected_ctr = |p| curve.expected_ctr(p);
+        if extra.is_empty() {
+            return find_gaps(&self.clusters, &self.paragraphs, self.threshold, expected_ctr, usize::MAX);
+        }
         let paragraphs: Vec<ParagraphInput> = self.paragraphs.iter().chain(extra).cloned().collect();
-        content_score(&self.clusters, &paragraphs, self.threshold, |p| curve.expected_ctr(p), content_age_days.or(self.content_age_days))
+        find_gaps(&self.clusters, &paragraphs, self.threshold, expected_ctr, usize::MAX)
+    }
+
+    /// The page's content score with these `gaps` (all of them: see [`PageInputs::gaps`]);
+    /// `content_age_days` replaces the page's own when given.
+    pub fn score(&self, gaps: &[Gap], content_age_days: Option<f64>) -> ContentScore {
+        let curve = self.curve;
+        content_score(&self.clusters, gaps, self.threshold, |p| curve.expected_ctr(p), content_age_days.or(self.content_age_days))
     }
 }
 
@@ -117,9 +128,10 @@ impl Stage for GapAnalysis {
 
     fn run(&self, _work: &Work, input: PageInputs) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
         async move {
-            let curve = input.curve;
-            let gaps = find_gaps(&input.clusters, &input.paragraphs, input.threshold, |p| curve.expected_ctr(p), DEFAULT_LIMIT);
-            let score = input.score(&[], None);
+            // The score needs every gap, the recommendations only the best few.
+            let mut gaps = input.gaps(&[]);
+            let score = input.score(&gaps, None);
+            gaps.truncate(DEFAULT_LIMIT);
             Ok(Output { page_id: input.page_id, clusters: input.clusters.len(), threshold: input.threshold, gaps, score })
         }
     }

@@ -87,7 +87,7 @@ impl Stage for RewriteDraft {
     fn run(&self, work: &Work, input: Input) -> impl Future<Output = Result<Output, StageError>> + Send + 'static {
         let deadline = work.call_deadline();
         async move {
-            let score_before = input.page.score(&[], None);
+            let score_before = input.page.score(&input.page.gaps(&[]), None);
             let Some((recommendation_id, request)) = input.top else {
                 return Ok(Output { page_id: input.page_id, draft: None, score_before, score_after: None });
             };
@@ -168,7 +168,7 @@ async fn score_with_draft(page: &PageInputs, embedder: &Embedder, draft: &str, d
         .into_iter()
         .map(|embedding| ParagraphInput { embedding_id: 0, embedding, is_heading: false })
         .collect();
-    Ok(page.score(&extra, Some(0.0)))
+    Ok(page.score(&page.gaps(&extra), Some(0.0)))
 }
 
 /// The draft's blocks of text (Markdown paragraphs, headings and list items, one per block
