@@ -40,3 +40,20 @@ SELECT count(*) FROM pageperfect.read_with_poll('waiting', 30, 1, 10, 5000);
 RESET statement_timeout;
 SELECT clock_timestamp() - :'before_wait'::timestamptz < interval '2 seconds' AS cancelled_promptly;
 SELECT pageperfect.drop_queue('waiting');
+-- Link suggestions compare every paragraph of the owner's other pages with up to 100 topics:
+-- 100 topics against 20,000 paragraphs of 256 dimensions take seconds, and statement_timeout
+-- stops the call between batches of paragraphs.
+INSERT INTO pageperfect.pages (url, owner) SELECT 'https://big.example/' || n, 'postgres' FROM generate_series(0, 20) n;
+INSERT INTO pageperfect.keyword_clusters (page_id, label, queries, query_impressions, centroid)
+SELECT p.id, n, ARRAY['topic ' || n], '{1}', array_fill(1::real, ARRAY[256])
+  FROM pageperfect.pages p, generate_series(0, 99) n WHERE p.url = 'https://big.example/0';
+INSERT INTO pageperfect.page_embeddings (page_id, position, kind, tag, content, text_hash, embedding, provider, model)
+SELECT p.id, n, 'paragraph', 'p', 'paragraph ' || n, 'h', array_fill(1::real, ARRAY[256]), 'local', 'big'
+  FROM pageperfect.pages p, generate_series(1, 1000) n WHERE p.url LIKE 'https://big.example/_%' AND p.url <> 'https://big.example/0';
+SELECT clock_timestamp() AS before_links \gset
+SET statement_timeout = '200ms';
+SELECT count(*) FROM pageperfect.link_suggestions('https://big.example/0');
+RESET statement_timeout;
+SELECT clock_timestamp() - :'before_links'::timestamptz < interval '2 seconds' AS cancelled_promptly;
+DELETE FROM pageperfect.pages WHERE url LIKE 'https://big.example/%';
+SELECT 1 AS still_serving;
