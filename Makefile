@@ -27,7 +27,8 @@ test:
 # demo-stop first: never install over a library that the running demo server has loaded.
 demo: setup demo-stop
 	bash scripts/install.sh --debug
-	PATH="$(HOME)/.cargo/bin:$$PATH" cargo build -p pageperfect-it --bin serve-dir -p pageperfect-web
+	PATH="$(HOME)/.cargo/bin:$$PATH" cargo build -p pageperfect-it --bin serve-dir
+	PATH="$(HOME)/.cargo/bin:$$PATH" cargo build -p pageperfect-web --bin pageperfect-web
 	bash scripts/demo.sh
 
 demo-stop:

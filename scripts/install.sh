@@ -24,6 +24,10 @@ stage="$REPO/target/pageperfect-install"
 rm -rf "$stage"
 step "cargo pgrx package ${package_args[*]}"
 cargo pgrx package "${package_args[@]}" --out-dir "$stage" >/dev/null
+# pgrx writes the current version's install script and copies the upgrade scripts
+# (sql/pageperfect--A--B.sql); every released version's own install script stays installable
+# too, so that CREATE EXTENSION pageperfect VERSION '<old>' works (the upgrade tests use it).
+cp sql/releases/pageperfect--*.sql "$stage$("$PG_CONFIG" --sharedir)/extension/"
 
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -46,7 +46,7 @@ GRANT EXECUTE ON FUNCTION
     pageperfect.toggle_cron_job(text, boolean), pageperfect.next_runs(text, timestamptz, int, text),
     pageperfect.validate_timezone(text),
     pageperfect.validate_schedule(text), pageperfect.validate_command(text), pageperfect.manage_cron_jobs(), pageperfect.get_cron_job_status(),
-    pageperfect.get_scheduler_health(), pageperfect.worker_health(), pageperfect.job_runs(text, int),
+    pageperfect.get_scheduler_health(), pageperfect.extension_version_advice(), pageperfect.worker_health(), pageperfect.job_runs(text, int),
     -- queues
     pageperfect.create_queue(text), pageperfect.send(text, jsonb, int, int, jsonb), pageperfect.send_batch(text, jsonb[], int, int, jsonb[]),
     pageperfect.read(text, int, int, jsonb), pageperfect.read_with_poll(text, int, int, int, int, jsonb), pageperfect.pop(text, int),

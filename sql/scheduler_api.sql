@@ -76,6 +76,11 @@ AS $$
     UNION ALL
     SELECT h.component, h.status, h.last_heartbeat, NULL, NULL, NULL
       FROM pageperfect.worker_health() h
+    UNION ALL
+    -- Only while the server's library does not serve this database's SQL version: what to run.
+    SELECT 'extension', a.advice, NULL, NULL, NULL, NULL
+      FROM pageperfect.extension_version_advice() AS a (advice)
+     WHERE a.advice IS NOT NULL
 $$;
 
 -- A job's most recent runs, newest first (the caller's job of that name: row-level security on

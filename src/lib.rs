@@ -4,8 +4,10 @@
 //! `scheduler` (pg_cron-compatible cron), `queue` (pgmq-shaped queues and the job engine),
 //! `pipeline` (the PagePerfect stages), `http` (outgoing HTTP), `gsc` (Search Console and the
 //! CTR curve), `monitor` (health, metrics, alerts), `insights` (content decay, cannibalization, link
-//! suggestions and the content score, read from what the others keep). `config` defines the settings, `worker`
-//! the background-worker runtime that the scheduler and pipeline workers share, and `threads`
+//! suggestions and the content score, read from what the others keep). `lifecycle` says which
+//! SQL version the library serves (upgrades, and what the workers do meanwhile), `config`
+//! defines the settings, `worker` the background-worker runtime that the scheduler and pipeline
+//! workers share, and `threads`
 //! what threads of their own (tokio's, DBSCAN's) must do.
 //!
 //! Dependencies run one way: the runtime (`worker`) knows only the `Duty` it is given, the job
@@ -19,6 +21,7 @@ pub mod config;
 pub mod gsc;
 pub mod http;
 pub mod insights;
+pub mod lifecycle;
 pub mod monitor;
 pub mod pipeline;
 pub mod queue;
@@ -30,6 +33,12 @@ pub mod worker;
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+// What pg_dump keeps of every module's tables: after all of them exist and are seeded.
+pgrx::extension_sql_file!(
+    "../sql/backup.sql",
+    name = "backup",
+    requires = ["scheduler_api", "engine", "pipeline_api", "gsc_api", "http_api", "monitor_api", "pgmq_compat"]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// `text` cut to at most `max_chars` characters, with an ellipsis when cut: prompts, job

@@ -5,6 +5,7 @@
 //! scheduler dispatches cron runs, a pipeline worker processes the job engine's stages.
 
 use crate::config;
+use crate::lifecycle::{Installed, LIBRARY_VERSION};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::pg_sys::panic::{CaughtError, ErrorReportWithLevel};
 use pgrx::prelude::*;
@@ -132,23 +133,32 @@ pub fn run_worker(argument: pg_sys::Datum, start_duty: fn(Role) -> Box<dyn Duty>
     log!("pageperfect {name} started (pid {}, database \"{database}\")", std::process::id());
 
     let mut duty = start_duty(role);
-    let mut reported_missing_extension = false;
+    // What the last heartbeat found in the database: the duty runs only while it is `Current`.
+    let mut installed: Option<Installed> = None;
     let mut last_heartbeat: Option<Instant> = None;
     loop {
         if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_INTERVAL) {
             last_heartbeat = Some(Instant::now());
             match heartbeat(role, if duty.busy() { "busy" } else { "idle" }) {
-                Ok(true) => reported_missing_extension = false,
-                Ok(false) if !reported_missing_extension => {
-                    log!("pageperfect {name}: waiting for CREATE EXTENSION pageperfect in database \"{database}\"");
-                    reported_missing_extension = true;
+                Ok(found) if installed.as_ref() != Some(&found) => {
+                    match (&found, found.advice(&database)) {
+                        (Installed::Missing, _) => {
+                            log!("pageperfect {name}: waiting for CREATE EXTENSION pageperfect in database \"{database}\"")
+                        }
+                        (_, Some(advice)) => warning!("pageperfect {name}: {advice}"),
+                        (_, None) if installed.is_some() => {
+                            log!("pageperfect {name}: database \"{database}\" has pageperfect {LIBRARY_VERSION}; working")
+                        }
+                        (_, None) => {}
+                    }
+                    installed = Some(found);
                 }
-                Ok(false) => {}
+                Ok(_) => {}
                 Err(e) => warning!("pageperfect {name}: heartbeat failed: {e}"),
             }
         }
         let until_heartbeat = HEARTBEAT_INTERVAL.saturating_sub(last_heartbeat.map_or(Duration::ZERO, |at| at.elapsed()));
-        let work_wait = if reported_missing_extension { HEARTBEAT_INTERVAL } else { duty.tick() };
+        let work_wait = if installed == Some(Installed::Current) { duty.tick() } else { HEARTBEAT_INTERVAL };
         if !BackgroundWorker::wait_latch(Some(work_wait.min(until_heartbeat))) {
             break;
         }
@@ -197,15 +207,14 @@ fn note_if_blocked(report: &ErrorReportWithLevel) {
     }
 }
 
-/// Upserts this worker's heartbeat row. `Ok(false)` when the extension is not (yet) installed
-/// in the worker's database.
-fn heartbeat(role: Role, state: &'static str) -> Result<bool, String> {
+/// Upserts this worker's heartbeat row when the database has the SQL version this library
+/// serves, and says what it has. A worker that waits for `CREATE EXTENSION` or for an upgrade
+/// writes nothing: its tables may not be there or may be of another shape, so health shows it
+/// as stalled, and (from 0.2.0 on) `get_scheduler_health()` says what to run.
+fn heartbeat(role: Role, state: &'static str) -> Result<Installed, String> {
     in_transaction(move || {
-        let installed = Spi::get_one::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pageperfect')",
-        )?
-        .unwrap_or(false);
-        if installed {
+        let installed = Installed::in_database()?;
+        if installed == Installed::Current {
             let blocked = BLOCKED.with(|b| b.borrow().clone());
             Spi::run_with_args(
                 "INSERT INTO pageperfect.workers AS w
@@ -222,7 +231,7 @@ fn heartbeat(role: Role, state: &'static str) -> Result<bool, String> {
                 &[role.name().into(), role.kind().into(), state.into(), blocked.into()],
             )?;
         }
-        Ok::<bool, pgrx::spi::Error>(installed)
+        Ok::<Installed, pgrx::spi::Error>(installed)
     })
     .inspect(|_| BLOCKED.with(|b| *b.borrow_mut() = None))
 }

@@ -22,7 +22,7 @@ pgrx::extension_sql_file!("../../sql/scheduler.sql", name = "scheduler_schema");
 pgrx::extension_sql_file!(
     "../../sql/scheduler_api.sql",
     name = "scheduler_api",
-    requires = ["scheduler_schema", "monitor_schema", pageperfect::validate_schedule, pageperfect::validate_command, pageperfect::validate_timezone, pageperfect::next_runs, pageperfect::wake_scheduler]
+    requires = ["scheduler_schema", "monitor_schema", pageperfect::validate_schedule, pageperfect::validate_command, pageperfect::validate_timezone, pageperfect::next_runs, pageperfect::wake_scheduler, lifecycle::pageperfect::extension_version_advice]
 );
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
