@@ -175,6 +175,29 @@ impl Cluster {
         })
     }
 
+    /// Runs one of Postgres's client programs (`pg_dump`, `pg_restore`, `psql`, …) against this
+    /// cluster as superuser `postgres` and returns what it printed; panics with its output when
+    /// it fails or reports an error.
+    pub fn client_program(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(self.bindir.join(program))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && !stderr.to_lowercase().contains("error"),
+            "{program} {args:?} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        stdout.into_owned()
+    }
+
+    /// The cluster's scratch directory (its data directory is `data` in it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The server log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
