@@ -145,7 +145,8 @@ pub fn run_worker(argument: pg_sys::Datum, start_duty: fn(Role) -> Box<dyn Duty>
                         (Installed::Missing, _) => {
                             log!("pageperfect {name}: waiting for CREATE EXTENSION pageperfect in database \"{database}\"")
                         }
-                        (_, Some(advice)) => warning!("pageperfect {name}: {advice}"),
+                        // LOG, not WARNING: the server log ranks LOG higher, so it is written under more settings.
+                        (_, Some(advice)) => log!("pageperfect {name}: {advice}"),
                         (_, None) if installed.is_some() => {
                             log!("pageperfect {name}: database \"{database}\" has pageperfect {LIBRARY_VERSION}; working")
                         }
