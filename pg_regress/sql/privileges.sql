@@ -108,6 +108,7 @@ SELECT pageperfect.run_job_now('mjob') > 0 AS run_started;
 SELECT count(*) FROM pageperfect.manage_cron_jobs();
 SELECT total_jobs FROM pageperfect.get_cron_job_status();
 SELECT count(*) > 0 AS health FROM pageperfect.get_scheduler_health();
+SELECT pageperfect.extension_version_advice() IS NULL AS library_serves_this_version;
 SELECT count(*) > 0 AS workers FROM pageperfect.worker_health();
 SELECT pageperfect.next_runs('0 0 * * *', '2026-01-01 00:00+00', 2);
 SELECT pageperfect.validate_schedule('* * * * *');
@@ -193,6 +194,13 @@ INSERT INTO pageperfect.queue_messages (queue_name, message) VALUES ('alice_q', 
 INSERT INTO pageperfect.queue_messages (msg_id, queue_name, message) OVERRIDING SYSTEM VALUE VALUES (999999, 'mal_q', '{}');
 INSERT INTO pageperfect.http_requests (method, url, timeout_milliseconds) VALUES ('GET', 'http://127.0.0.1/', 1);
 INSERT INTO pageperfect.jobs (url) VALUES ('https://mallory.example/');
+-- Restores replace the rows CREATE EXTENSION seeded (sql/backup.sql); roles reach them neither
+-- directly nor through the queue API.
+INSERT INTO pageperfect.parameters (name, value) VALUES ('ctr_alpha', '5');
+INSERT INTO pageperfect.stage_config (stage, max_attempts, retry_delay_seconds, concurrency, timeout_seconds) VALUES ('submit_crawl', 1, 0, 99, 1);
+INSERT INTO pageperfect.queues (queue_name, owner) VALUES ('pageperfect_pipeline', 'mallory');
+SELECT pageperfect.create_queue('pageperfect_pipeline');
+SELECT pgmq.create('pageperfect_pipeline');
 UPDATE pageperfect.jobs SET status = 'dead';
 DELETE FROM cron.job_run_details;
 SELECT nextval('pageperfect.queue_messages_msg_id_seq');
