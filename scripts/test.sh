@@ -6,6 +6,7 @@
 #   4. integration tests (tests/): each starts its own clusters and loopback servers
 #   5. pageperfect-web's tests (web/tests/): its API, /metrics under promtool, the dashboard in
 #      headless Chromium, against real clusters
+#   6. make demo as a newcomer runs it: its report, its dashboard and API answer; make demo-stop
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 SETUP_TESTS=1 bash "$REPO/scripts/setup.sh" || exit 1
@@ -71,6 +72,26 @@ web() {
     PG_CONFIG="$PG_CONFIG" PAGEPERFECT_WORK="$WORK" PG_USER="$PG_USER" cargo test -p pageperfect-web
 }
 
+# What a newcomer runs first, from this checkout: make demo builds and starts the cluster, the
+# sample site and the dashboard, and prints the report; the dashboard and its API answer with the
+# token it printed; make demo-stop ends it all. Last: it installs the library without test_stages.
+demo() {
+    local log="$WORK/demo-check.log" status=0
+    make -C "$REPO" demo >"$log" 2>&1 || status=$?
+    if [ $status = 0 ]; then
+        local url token
+        url="$(sed -n 's|^The web dashboard: *\(http://[^ ]*/\) .*|\1|p' "$log")"
+        token="$(sed -n 's|.*sign in with the token: \([0-9a-f]*\)).*|\1|p' "$log")"
+        grep -q "=== .* report (demo/report.sql)" "$log" && [ -n "$url" ] && [ -n "$token" ] \
+            && curl -fsS -o /dev/null "$url" \
+            && curl -fsS -H "Authorization: Bearer $token" "${url}api/scheduler?action=status" | grep -q '"success":true' \
+            || status=1
+    fi
+    [ $status = 0 ] || tail -40 "$log"
+    make -C "$REPO" demo-stop >/dev/null 2>&1
+    return $status
+}
+
 suite "unit and #[pg_test] (cargo pgrx test)" pgrx_tests
 # The suites after install test the installed extension: without it they would test a stale one.
 if suite "install into $("$PG_CONFIG" --pkglibdir)" install_extension; then
@@ -78,6 +99,7 @@ if suite "install into $("$PG_CONFIG" --pkglibdir)" install_extension; then
     suite "integration (tests/)" integration
     suite "web (web/tests/)" web
 fi
+suite "make demo (its report, dashboard and API; make demo-stop)" demo
 step "done in $((SECONDS - t0)) s ($(disk))"
 [ ${#failures[@]} = 0 ] || echo "failed suites: ${failures[*]}"
 echo "suites: $passed passed, $failed failed"
