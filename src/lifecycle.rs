@@ -39,8 +39,13 @@ impl Installed {
 
     /// Reads `pg_extension` of the current database (SPI).
     pub fn in_database() -> Result<Installed, pgrx::spi::Error> {
-        let extversion =
-            Spi::get_one::<String>("SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pageperfect')")?;
+        // Read-only: `get_scheduler_health()` calls this on hot standbys too.
+        let extversion = Spi::connect(|client| {
+            client
+                .select("SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pageperfect')", Some(1), &[])?
+                .first()
+                .get_one::<String>()
+        })?;
         Ok(Installed::from_extversion(extversion.as_deref()))
     }
 
