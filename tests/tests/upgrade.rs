@@ -78,6 +78,15 @@ fn schema_of(cluster: &Cluster, database: &str) -> (String, Vec<String>) {
     (dump, kept)
 }
 
+/// Waits for each of the three workers to log `line`, and checks that none repeats it.
+fn said_once_by_each_worker(cluster: &Cluster, line: &str) {
+    wait_for(Duration::from_secs(20), &format!("each worker to log: {line}"), || {
+        (cluster.log().matches(line).count() >= 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(cluster.log().matches(line).count(), 3, "said once by each worker: {line}");
+}
+
 fn health(client: &mut Client) -> Vec<(String, String)> {
     client
         .query("SELECT component, status FROM pageperfect.get_scheduler_health() ORDER BY 1", &[])
@@ -118,9 +127,7 @@ fn every_released_version_upgrades_in_place_to_a_fresh_installs_schema_keeping_e
         client.batch_execute(&format!("CREATE EXTENSION pageperfect VERSION '{old}'")).unwrap();
         // The workers wait and say what to run.
         let advice = format!("database \"postgres\" has pageperfect {old} and the server runs the library of {current}: run ALTER EXTENSION pageperfect UPDATE in it");
-        wait_for(Duration::from_secs(20), "the workers' advice in the log", || {
-            (cluster.log().matches(&advice).count() == 3).then_some(())
-        });
+        said_once_by_each_worker(&cluster, &advice);
         // Data of every kind the old version's SQL API makes; nothing runs it yet.
         let page = site.url("/guide.html");
         client
@@ -203,9 +210,7 @@ fn a_library_that_does_not_serve_the_databases_version_touches_nothing_and_says_
     let current: String = client.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pageperfect'", &[]).unwrap().get(0);
     client.batch_execute("UPDATE pg_extension SET extversion = '99.0.0' WHERE extname = 'pageperfect'").unwrap();
     let advice = format!("database \"postgres\" has pageperfect 99.0.0 and the server runs the library of {current}: install the library of 99.0.0 and restart the server (the workers wait until then)");
-    wait_for(Duration::from_secs(20), "the workers' advice in the log", || {
-        (cluster.log().matches(&advice).count() == 3).then_some(())
-    });
+    said_once_by_each_worker(&cluster, &advice);
     let status: String = client
         .query_one("SELECT status FROM pageperfect.get_scheduler_health() WHERE component = 'extension'", &[])
         .unwrap()
