@@ -6,7 +6,8 @@
 use super::auth::{parse_token_response, token_request_body, AccessToken, AuthError, ServiceAccount, SEARCH_CONSOLE_SCOPE};
 use super::search_analytics::AnalyticsError;
 use crate::backoff;
-use crate::http::client::{check_status, HttpClient, HttpError, Request};
+use crate::http::client::{check_status, HttpClient, Request};
+use crate::http::error::HttpError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Tries of one API call before it is given up (the first try included).

@@ -5,7 +5,7 @@
 //! messages, then stores it as the owner (roles cannot write `http_requests`). Also pg_net's two
 //! URL helpers, as plain functions with unit tests.
 
-use super::client::blocked_literal_host;
+use super::guard::blocked_literal_host;
 use crate::{as_owner, config, current_user, invalid_parameter};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pgrx::prelude::*;

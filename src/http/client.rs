@@ -1,28 +1,23 @@
 //! The HTTP client every stage shares: one pooled reqwest client with a timeout on each exchange,
-//! a cap on body size, redirects followed by hand, an SSRF guard on every address it connects to,
-//! and errors that say whether a retry can help. It runs on the workers' tokio runtime and never
-//! calls into Postgres.
+//! a cap on body size, redirects followed by hand, the SSRF guard (`guard`) on every address it
+//! connects to, and errors that say whether a retry can help (`error`). It runs on the workers'
+//! tokio runtime and never calls into Postgres.
 
-use std::error::Error as StdError;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use url::{Host, Url};
 
-/// Longest `Retry-After` taken from a server: one asking for more waits as long as any retry.
-pub const MAX_RETRY_AFTER: Duration = crate::backoff::MAX_RETRY_DELAY;
+use super::error::{error_chain, parse_retry_after, transport_error, HttpError, MAX_RETRY_AFTER};
+use super::guard::{private_reason, AddressPolicy, GuardedResolver};
 
 /// Characters of an error response's body kept in [`HttpError::Status`].
 const BODY_EXCERPT_CHARS: usize = 300;
 
 /// Request headers dropped when a redirect leads to another origin: they carry credentials.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
-
-/// Decides whether the client may connect to an address: `Some(reason)` refuses it.
-type AddressPolicy = fn(IpAddr) -> Option<&'static str>;
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -145,59 +140,6 @@ impl Response {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum HttpError {
-    #[error("invalid URL {0}")]
-    InvalidUrl(String),
-    /// The SSRF guard refused an address the URL's host is or resolves to.
-    #[error("refused {url}: address {address} is {reason}")]
-    Blocked {
-        url: String,
-        address: IpAddr,
-        reason: String,
-    },
-    #[error("DNS lookup failed: {0}")]
-    Dns(String),
-    /// Could not connect, or the connection broke before the response was complete.
-    #[error("connection failed: {0}")]
-    Connect(String),
-    #[error("no complete response within {0:?}")]
-    Timeout(Duration),
-    #[error("more than {0} redirects")]
-    TooManyRedirects(usize),
-    #[error("response body larger than {0} bytes")]
-    BodyTooLarge(usize),
-    /// A response outside 2xx, from [`check_status`].
-    #[error("HTTP {status}: {body_excerpt}")]
-    Status {
-        status: u16,
-        retry_after: Option<Duration>,
-        body_excerpt: String,
-    },
-    /// Anything else, such as a header name that is not one; permanent.
-    #[error("{0}")]
-    Other(String),
-}
-
-impl HttpError {
-    /// Whether the same request may succeed later: network trouble, 408, 429 and 5xx.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            HttpError::Dns(_) | HttpError::Connect(_) | HttpError::Timeout(_) => true,
-            HttpError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            _ => false,
-        }
-    }
-
-    /// How long the server asked to be left alone, if it said.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            HttpError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
     }
 }
 
@@ -394,69 +336,6 @@ async fn read_body(response: &mut reqwest::Response, max_bytes: usize, url: &Url
     Ok(body)
 }
 
-/// Maps a reqwest failure for `url`. The resolver's own errors (blocked, lookup failed) come back
-/// wrapped by reqwest and hyper, and are found again in the chain of sources.
-fn transport_error(error: &reqwest::Error, url: &Url) -> HttpError {
-    match sources(error).find_map(|source| source.downcast_ref::<HttpError>()) {
-        Some(HttpError::Blocked { address, reason, .. }) => HttpError::Blocked {
-            url: url.to_string(),
-            address: *address,
-            reason: reason.clone(),
-        },
-        Some(resolver_error) => resolver_error.clone(),
-        None if error.is_builder() => HttpError::Other(format!("invalid request: {}", error_chain(error))),
-        None => HttpError::Connect(error_chain(error)),
-    }
-}
-
-fn sources<'a>(error: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |&error| error.source())
-}
-
-/// reqwest's message names only the URL; the cause (refused, reset, bad certificate) is in its sources.
-fn error_chain(error: &reqwest::Error) -> String {
-    sources(error).map(ToString::to_string).collect::<Vec<_>>().join(": ")
-}
-
-/// reqwest's resolver for every host name the client connects to, redirect targets included. It
-/// refuses a name if any of its addresses is blocked, and gives reqwest exactly the addresses it
-/// checked, so nothing can look the name up again between the check and the connect (DNS rebinding).
-struct GuardedResolver {
-    policy: AddressPolicy,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy;
-        Box::pin(async move {
-            let addresses = resolve_checked(name.as_str(), policy).await?;
-            Ok(Box::new(addresses.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// The addresses of `host`, if `policy` allows all of them. A `Blocked` error here names the host;
-/// [`transport_error`] puts the URL in its place.
-async fn resolve_checked(host: &str, policy: AddressPolicy) -> Result<Vec<SocketAddr>, HttpError> {
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
-        .await
-        .map_err(|error| HttpError::Dns(format!("{host}: {error}")))?
-        .collect();
-    if addresses.is_empty() {
-        return Err(HttpError::Dns(format!("{host}: no addresses")));
-    }
-    for address in &addresses {
-        if let Some(reason) = policy(address.ip()) {
-            return Err(HttpError::Blocked {
-                url: host.to_string(),
-                address: address.ip(),
-                reason: reason.to_string(),
-            });
-        }
-    }
-    Ok(addresses)
-}
-
 /// `Ok(response)` for a 2xx status; otherwise [`HttpError::Status`] with the response's
 /// `Retry-After` and the first 300 characters of its body.
 pub fn check_status(response: Response) -> Result<Response, HttpError> {
@@ -468,102 +347,6 @@ pub fn check_status(response: Response) -> Result<Response, HttpError> {
         retry_after: response.retry_after,
         body_excerpt: response.text().chars().take(BODY_EXCERPT_CHARS).collect(),
     })
-}
-
-/// A `Retry-After` value as a wait from `now`: delta-seconds, or an HTTP date in IMF-fixdate or
-/// another RFC 2822 form (not the obsolete RFC 850 and asctime forms). A date in the past means no
-/// wait; any wait over [`MAX_RETRY_AFTER`] is cut to it. `None` when the value is neither.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let wait = if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
-        // Too many digits for a u64 still means a long time.
-        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
-    } else {
-        let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-        // A date before 1970 is as past as 1970.
-        let date = UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(date.timestamp()).unwrap_or(0)))?;
-        date.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
-/// Why the SSRF guard will refuse `url` whatever its name resolves to: its host is a literal
-/// address the guard blocks, or `localhost` (and names under it), which resolve to loopback by
-/// definition. `None` for anything else, including URLs that do not parse (their own check
-/// reports those); names are judged when they are resolved.
-pub fn blocked_literal_host(url: &str) -> Option<String> {
-    let parsed = Url::parse(url).ok()?;
-    match parsed.host()? {
-        Host::Domain(name) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            (name == "localhost" || name.ends_with(".localhost")).then(|| format!("{name} is a loopback name"))
-        }
-        Host::Ipv4(address) => private_reason(IpAddr::V4(address)).map(|reason| format!("{address} is a {reason} address")),
-        Host::Ipv6(address) => private_reason(IpAddr::V6(address)).map(|reason| format!("{address} is a {reason} address")),
-    }
-}
-
-/// Whether the SSRF guard refuses `address` unless private addresses are allowed: loopback,
-/// private, link-local (cloud metadata), unspecified, shared (CGNAT), broadcast, multicast,
-/// documentation and reserved ranges; IPv4 inside IPv6 (mapped, NAT64) is judged as IPv4.
-pub fn is_private(address: IpAddr) -> bool {
-    private_reason(address).is_some()
-}
-
-fn private_reason(address: IpAddr) -> Option<&'static str> {
-    match address {
-        IpAddr::V4(address) => ipv4_reason(address),
-        IpAddr::V6(address) => embedded_ipv4(address).map_or_else(|| ipv6_reason(address), ipv4_reason),
-    }
-}
-
-fn ipv4_reason(address: Ipv4Addr) -> Option<&'static str> {
-    let reason = match address.octets() {
-        [255, 255, 255, 255] => "broadcast",
-        [0, ..] => "unspecified",
-        [127, ..] => "loopback",
-        [10, ..] | [172, 16..=31, ..] | [192, 168, ..] => "private",
-        [169, 254, ..] => "link-local",
-        [100, 64..=127, ..] => "shared (CGNAT)",
-        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => "documentation",
-        [192, 0, 0, _] | [198, 18..=19, ..] | [240..=255, ..] => "reserved",
-        [224..=239, ..] => "multicast",
-        _ => return None,
-    };
-    Some(reason)
-}
-
-fn ipv6_reason(address: Ipv6Addr) -> Option<&'static str> {
-    let reason = match address.segments() {
-        [0, 0, 0, 0, 0, 0, 0, 0] => "unspecified",
-        [0, 0, 0, 0, 0, 0, 0, 1] => "loopback",
-        // IPv4-compatible addresses, deprecated.
-        [0, 0, 0, 0, 0, 0, _, _] => "reserved",
-        [first, ..] if first & 0xfe00 == 0xfc00 => "private",
-        [first, ..] if first & 0xffc0 == 0xfe80 => "link-local",
-        // Deprecated, but still routed inside some networks.
-        [first, ..] if first & 0xffc0 == 0xfec0 => "site-local",
-        // 6to4 and local-use NAT64 carry an IPv4 address that a relay or translator reaches.
-        [0x2002, ..] => "6to4",
-        [0x64, 0xff9b, 1, ..] => "local-use NAT64",
-        [first, ..] if first & 0xff00 == 0xff00 => "multicast",
-        [0x2001, 0x0db8, ..] => "documentation",
-        _ => return None,
-    };
-    Some(reason)
-}
-
-/// The IPv4 address that an IPv4-mapped (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d)
-/// or NAT64 (64:ff9b::a.b.c.d) address reaches.
-fn embedded_ipv4(address: Ipv6Addr) -> Option<Ipv4Addr> {
-    match address.segments() {
-        [0, 0, 0, 0, 0, 0xffff, high, low]
-        | [0, 0, 0, 0, 0xffff, 0, high, low]
-        | [0x64, 0xff9b, 0, 0, 0, 0, high, low] => {
-            Some(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -1024,161 +807,6 @@ mod tests {
                 "{path}: {error:?}"
             );
         }
-    }
-
-    #[test]
-    fn private_and_special_addresses_are_refused_and_public_ones_allowed() {
-        let refused = [
-            "127.0.0.1",
-            "127.9.9.9",
-            "10.0.0.1",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "100.127.255.255",
-            "255.255.255.255",
-            "224.0.0.1",
-            "192.0.2.1",
-            "240.0.0.1",
-            "::1",
-            "::",
-            "fc00::1",
-            "fd12:3456::1",
-            "fe80::1",
-            "ff02::1",
-            "2001:db8::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "64:ff9b::a9fe:a9fe",
-            "::ffff:0:7f00:1",
-            "::ffff:0:a9fe:a9fe",
-            "2002:c0a8:101::1",
-            "2002:808:808::1",
-            "64:ff9b:1::a9fe:a9fe",
-            "fec0::1",
-        ];
-        let allowed = [
-            "8.8.8.8",
-            "1.1.1.1",
-            "172.15.255.255",
-            "172.32.0.1",
-            "100.63.255.255",
-            "100.128.0.1",
-            "169.253.0.1",
-            "2606:4700::1111",
-            "2001:4860:4860::8888",
-            "::ffff:8.8.8.8",
-            "64:ff9b::808:808",
-            "::ffff:0:808:808",
-        ];
-        for address in refused {
-            assert!(is_private(address.parse().unwrap()), "{address} should be refused");
-        }
-        for address in allowed {
-            assert!(!is_private(address.parse().unwrap()), "{address} should be allowed");
-        }
-    }
-
-    #[test]
-    fn urls_to_blocked_literal_hosts_are_named_before_they_are_queued() {
-        let blocked = [
-            ("http://127.0.0.1:8080/x", "127.0.0.1 is a loopback address"),
-            ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
-            ("http://[::1]/", "::1 is a loopback address"),
-            ("http://[::ffff:0:a9fe:a9fe]/", "::ffff:0:a9fe:a9fe is a link-local address"),
-            ("http://localhost:5432/", "localhost is a loopback name"),
-            ("http://API.LOCALHOST./", "api.localhost is a loopback name"),
-        ];
-        for (url, reason) in blocked {
-            assert_eq!(blocked_literal_host(url).as_deref(), Some(reason), "{url}");
-        }
-        for url in ["https://example.com/", "http://8.8.8.8/", "http://localhost.example.com/", "not a url"] {
-            assert_eq!(blocked_literal_host(url), None, "{url}");
-        }
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates_up_to_a_day() {
-        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(parse_retry_after("3", now), Some(3 * SECOND));
-        assert_eq!(parse_retry_after(" 120 ", now), Some(120 * SECOND));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
-            Some(60 * SECOND)
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(
-            parse_retry_after("Thu, 01 Dec 1994 00:00:00 GMT", now),
-            Some(MAX_RETRY_AFTER)
-        );
-        assert_eq!(parse_retry_after("86401", now), Some(MAX_RETRY_AFTER));
-        assert_eq!(parse_retry_after("99999999999999999999999", now), Some(MAX_RETRY_AFTER));
-        for garbage in [
-            "",
-            "soon",
-            "-5",
-            "1.5",
-            "Sun, 06 Nov 1994 25:00:00 GMT",
-            "Mon, 06 Nov 1994 08:50:37 GMT",
-        ] {
-            assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
-        }
-    }
-
-    #[test]
-    fn transient_failures_are_retryable_and_the_rest_permanent() {
-        let status = |status| HttpError::Status {
-            status,
-            retry_after: None,
-            body_excerpt: String::new(),
-        };
-        let retryable = [
-            HttpError::Timeout(SECOND),
-            HttpError::Connect("reset".into()),
-            HttpError::Dns("no answer".into()),
-            status(408),
-            status(429),
-            status(500),
-            status(503),
-            status(599),
-        ];
-        let blocked = HttpError::Blocked {
-            url: "http://10.0.0.1/".into(),
-            address: [10, 0, 0, 1].into(),
-            reason: "private".into(),
-        };
-        let permanent = [
-            HttpError::InvalidUrl("ftp://x".into()),
-            blocked,
-            HttpError::TooManyRedirects(5),
-            HttpError::BodyTooLarge(MAX_BYTES),
-            HttpError::Other("bad header".into()),
-            status(302),
-            status(400),
-            status(401),
-            status(403),
-            status(404),
-            status(410),
-        ];
-        for error in retryable {
-            assert!(error.is_retryable(), "{error:?}");
-        }
-        for error in permanent {
-            assert!(!error.is_retryable(), "{error:?}");
-        }
-        let asked = HttpError::Status {
-            status: 503,
-            retry_after: Some(3 * SECOND),
-            body_excerpt: String::new(),
-        };
-        assert_eq!(asked.retry_after(), Some(3 * SECOND));
-        assert_eq!(HttpError::Timeout(SECOND).retry_after(), None);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! Retry-After) and 5xx until its last attempt. A request is only marked done together with its
 //! stored response, so a crash loses none and never resends one that has its response.
 
-use super::client::{HttpClient, HttpConfig, HttpError, Method, Request, Response};
+use super::client::{HttpClient, HttpConfig, Method, Request, Response};
+use super::error::HttpError;
 use crate::backoff;
 use crate::worker::{in_transaction, query_json};
 use pgrx::prelude::*;

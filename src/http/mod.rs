@@ -1,5 +1,6 @@
-//! The HTTP layer owns every outgoing request: the client shared by the stages (timeouts, size
-//! caps, redirects, the SSRF guard, retryable vs permanent failures) and the durable,
+//! The HTTP layer owns every outgoing request: the client shared by the stages (`client`:
+//! timeouts, size caps, redirects), the SSRF guard it and the gate apply (`guard`), what fails and
+//! whether a retry helps (`error`), and the durable,
 //! pg_net-compatible request queue (`http_requests`, `http_responses`; `http_get`, `http_post`,
 //! `http_delete`, `http_collect_response` in schemas `pageperfect` and `net`), whose requests
 //! enter through one gate (`api`: owner, SSRF guard, time limit) and that the pipeline workers
@@ -15,6 +16,8 @@ pgrx::extension_sql_file!(
 mod api;
 pub mod client;
 pub mod delivery;
+pub mod error;
+mod guard;
 
 #[pgrx::pg_schema]
 mod pageperfect {

@@ -3,7 +3,8 @@
 //! alert notified. A failed post is retried like any stage; a refused one ends in the dead letters.
 //! While no pipeline worker runs, the scheduler posts them instead (`fallback`).
 
-use crate::http::client::{check_status, HttpClient, HttpConfig, HttpError, Request};
+use crate::http::client::{check_status, HttpClient, HttpConfig, Request};
+use crate::http::error::HttpError;
 use crate::queue::stage::{Stage, StageError, Work};
 use pgrx::prelude::*;
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 
 use super::{draft_local, draft_openai, openai};
 use crate::config::{self, LlmProvider, LlmTokenLimit};
-use crate::http::client::HttpError;
+use crate::http::error::HttpError;
 use crate::queue::stage::StageError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;

@@ -26,7 +26,8 @@ pub mod wait_crawl;
 
 use crate::{config, invalid_parameter};
 use pgrx::prelude::*;
-use crate::http::client::{HttpConfig, HttpError};
+use crate::http::client::HttpConfig;
+use crate::http::error::HttpError;
 use crate::queue::stage::StageError;
 use sha2::{Digest, Sha256};
 use std::time::Duration;

@@ -7,7 +7,8 @@
 
 use crate::backoff;
 use crate::config;
-use crate::http::client::{check_status, HttpClient, HttpConfig, HttpError, Request};
+use crate::http::client::{check_status, HttpClient, HttpConfig, Request};
+use crate::http::error::HttpError;
 use crate::queue::stage::StageError;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

@@ -6,7 +6,8 @@
 
 use super::crawl_http_config;
 use crate::config;
-use crate::http::client::{HttpConfig, HttpError, Request};
+use crate::http::client::{HttpConfig, Request};
+use crate::http::error::HttpError;
 use crate::queue::stage::StageError;
 use serde_json::Value;
 use std::time::Duration;

@@ -17,7 +17,7 @@ use crate::worker::{in_transaction, query_json, try_in_transaction, Duty};
 use pgrx::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
-use crate::http::client::HttpError;
+use crate::http::error::HttpError;
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
