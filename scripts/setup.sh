@@ -9,8 +9,9 @@ packages=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config l
 # make bench also needs pg_cron (its baseline), a font for the chart and venv for the Python baselines.
 [ "${SETUP_BENCH:-}" = 1 ] && packages+=(postgresql-15-cron fonts-dejavu-core python3-venv)
 # make test also drives the web dashboard in headless Chromium and checks /metrics with
-# Prometheus's promtool (Debian's prometheus package ships it); the demo check asks with curl.
-[ "${SETUP_TESTS:-}" = 1 ] && packages+=(chromium prometheus curl)
+# Prometheus's promtool (Debian's prometheus package ships it); the demo check asks with curl;
+# pg_regress's plpgsql_check file checks every PL/pgSQL function.
+[ "${SETUP_TESTS:-}" = 1 ] && packages+=(chromium prometheus curl postgresql-15-plpgsql-check)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

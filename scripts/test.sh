@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make test: every suite against real clusters, in order:
-#   1. unit tests and #[pg_test]s (cargo pgrx test: a throw-away cluster with the extension preloaded)
+#   1. unit tests and #[pg_test]s (cargo pgrx test: a throw-away cluster with the extension preloaded),
+#      then clippy (-D warnings) and the docs' links
 #   2. install the extension into the Postgres of $PG_CONFIG
-#   3. pg_regress files under pg_regress/ against a preloaded cluster
+#   3. pg_regress files under pg_regress/ against a preloaded cluster (plpgsql_check among them)
 #   4. integration tests (tests/): each starts its own clusters and loopback servers
 #   5. pageperfect-web's tests (web/tests/): its API, /metrics under promtool, the dashboard in
 #      headless Chromium, against real clusters
@@ -92,7 +93,14 @@ demo() {
     return $status
 }
 
+# Lints that CI enforces: clippy's default set as errors over every crate and target, and every
+# Markdown link resolving inside the repository.
+lint() {
+    cargo clippy --workspace --all-targets --quiet -- -D warnings && python3 "$REPO/scripts/check_docs.py"
+}
+
 suite "unit and #[pg_test] (cargo pgrx test)" pgrx_tests
+suite "clippy and docs links" lint
 # The suites after install test the installed extension: without it they would test a stale one.
 if suite "install into $("$PG_CONFIG" --pkglibdir)" install_extension; then
     suite "pg_regress" regress

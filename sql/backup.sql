@@ -12,6 +12,8 @@
 -- changed with UPDATE, and queue names starting with pageperfect_ are refused to roles).
 CREATE FUNCTION pageperfect.replace_seeded_row() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The UPDATE is built from the table's own column names, each quote_ident()ed, and the key
+-- column the trigger names: @plpgsql_check_options: security_warnings = off
 DECLARE
     key_column text := TG_ARGV[0];
     columns text;

@@ -51,3 +51,11 @@ BEGIN
     RETURN pg_catalog.jsonb_build_object('job_id', job, 'for_date', for_date, 'until', last_day, 'sites', pg_catalog.to_jsonb(sites));
 END
 $$;
+
+-- The Search Console properties whose data the caller may use (its own and its roles'), for
+-- pickers such as pageperfect-web's insights page.
+CREATE FUNCTION pageperfect.search_console_sites()
+RETURNS TABLE (site text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT DISTINCT o.site FROM pageperfect.gsc_site_owners o ORDER BY 1
+$$;

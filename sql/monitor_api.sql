@@ -36,21 +36,9 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     swept jsonb := pageperfect.sweep_stages(NULL);
-    runs_failed int;
+    runs_failed int := pageperfect.fail_runs_of_vanished_processes()::int;
     summary jsonb;
 BEGIN
-    WITH gone AS (
-        UPDATE pageperfect.job_run_details d
-           SET status = 'failed', end_time = pg_catalog.clock_timestamp(),
-               return_message = 'the run''s process (pid ' || d.job_pid || ') is gone and the scheduler is down'
-         WHERE d.status IN ('running', 'sending', 'connecting')
-           AND d.job_pid IS NOT NULL
-           AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a
-                            WHERE a.pid = d.job_pid AND a.backend_start IS NOT DISTINCT FROM coalesce(d.backend_start, a.backend_start))
-           AND EXISTS (SELECT FROM pageperfect.worker_health() h WHERE h.component = 'scheduler' AND h.status = 'down')
-        RETURNING 1
-    )
-    SELECT count(*) INTO runs_failed FROM gone;
     summary := swept || pg_catalog.jsonb_build_object('runs_failed', runs_failed);
     INSERT INTO pageperfect.sweeper_logs (stages_requeued, stages_failed, runs_failed, details)
     VALUES ((swept ->> 'requeued_orphans')::int, (swept ->> 'failed_overdue')::int, runs_failed, summary);
@@ -135,8 +123,8 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     webhook text := nullif(current_setting('pageperfect.alert_webhook_url', true), '');
     -- Every condition that holds now: each is inserted or refreshed below.
-    holding text[] := '{}';
-    opened text[] := '{}';
+    holding text[] := '{}'::text[];
+    opened text[] := '{}'::text[];
     resolved text[];
     notified int := 0;
     alert record;
@@ -230,7 +218,6 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     started timestamptz;
-    elapsed_ms float8;
     outcome record;
 BEGIN
     started := pg_catalog.clock_timestamp();
@@ -300,11 +287,13 @@ $$;
 CREATE FUNCTION pageperfect.trigger_cleanup(max_rows_per_table int DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
+-- The dynamic DELETE's extra condition (%3$s) is one of the constants of the VALUES list below,
+-- never input: @plpgsql_check_options: security_warnings = off
 DECLARE
     target record;
     deleted bigint;
     beyond_count bigint;
-    summary jsonb := '{}';
+    summary jsonb := '{}'::jsonb;
     keep_per_job int := coalesce((SELECT (p.value #>> '{}')::int FROM pageperfect.parameters p
                                    WHERE p.name = 'run_details_per_job'), 10000);
 BEGIN

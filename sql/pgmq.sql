@@ -109,6 +109,8 @@ CREATE FUNCTION pageperfect_pgmq_staging.create_partitioned(queue_name text, par
                                                             retention_interval text DEFAULT '100000', premake integer DEFAULT 4)
 RETURNS void
 LANGUAGE plpgsql AS $$
+-- pgmq's signature, refused whatever its arguments:
+-- @plpgsql_check_options: extra_warnings = off
 BEGIN
     RAISE EXCEPTION 'partitioned queues are not supported by pageperfect''s pgmq'
         USING ERRCODE = 'feature_not_supported',
@@ -133,6 +135,8 @@ LANGUAGE sql AS $$ SELECT pageperfect.pgmq_drop_queue(queue_name) $$;
 -- pgmq's deprecated form: warns, then drops.
 CREATE FUNCTION pageperfect_pgmq_staging.drop_queue(queue_name text, partitioned boolean) RETURNS boolean
 LANGUAGE plpgsql AS $$
+-- `partitioned` is pgmq's and means nothing here:
+-- @plpgsql_check_options: extra_warnings = off
 BEGIN
     RAISE WARNING 'drop_queue(queue_name, partitioned) is deprecated; use drop_queue(queue_name)';
     RETURN pageperfect.pgmq_drop_queue(queue_name);

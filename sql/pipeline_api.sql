@@ -70,3 +70,19 @@ BEGIN
     RETURN result;
 END
 $$;
+
+-- Each of the caller's pages with its latest content score and its latest draft's score before
+-- and after, lowest score first (pageperfect-web's insights page).
+CREATE FUNCTION pageperfect.latest_content_scores(max_rows int DEFAULT 50)
+RETURNS TABLE (url text, score int, coverage float8, opportunity float8, ctr float8, freshness float8,
+               created_at timestamptz, score_before int, score_after int)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM (SELECT DISTINCT ON (s.page_id) coalesce(p.final_url, p.url) AS url, s.score, s.coverage, s.opportunity,
+                          s.ctr, s.freshness, s.created_at, d.score_before, d.score_after
+                     FROM pageperfect.content_scores s JOIN pageperfect.pages p ON p.id = s.page_id
+                     LEFT JOIN LATERAL (SELECT d.score_before, d.score_after FROM pageperfect.rewrite_drafts d
+                                         WHERE d.page_id = s.page_id ORDER BY d.id DESC LIMIT 1) d ON true
+                    ORDER BY s.page_id, s.id DESC) latest
+     ORDER BY latest.score, latest.url
+     LIMIT max_rows
+$$;

@@ -27,7 +27,9 @@ pub mod pipeline;
 pub mod queue;
 pub mod scheduler;
 pub mod secrets;
+pub mod shmem;
 pub mod threads;
+pub mod wakeup;
 pub mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -183,7 +185,7 @@ pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     config::define_gucs(preloading);
     if preloading {
-        scheduler::slots::request_shared_memory();
+        shmem::request(&[scheduler::slots::SEGMENT, wakeup::SEGMENT]);
         worker::register_workers();
     }
 }

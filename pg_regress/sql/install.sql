@@ -10,6 +10,15 @@ SELECT p.oid::regprocedure AS pg_net_function FROM pg_proc p WHERE p.pronamespac
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'pageperfect_user';
 -- The install-time helpers are gone.
 SELECT proname FROM pg_proc WHERE pronamespace = 'pageperfect'::regnamespace ORDER BY 1;
+-- The API: \df+ describes every public function; every other one is marked internal. The
+-- internal ones a role may run are the helpers behind the cron, net and pgmq schemas.
+SELECT count(*) AS undescribed FROM pg_proc WHERE pronamespace = 'pageperfect'::regnamespace AND obj_description(oid, 'pg_proc') IS NULL;
+SELECT count(*) AS public_functions FROM pg_proc
+ WHERE pronamespace = 'pageperfect'::regnamespace AND obj_description(oid, 'pg_proc') NOT LIKE 'Internal to pageperfect%';
+SELECT p.oid::regprocedure AS internal_but_callable FROM pg_proc p
+ WHERE p.pronamespace = 'pageperfect'::regnamespace AND obj_description(p.oid, 'pg_proc') LIKE 'Internal to pageperfect%'
+   AND has_function_privilege('pageperfect_user', p.oid, 'EXECUTE')
+ ORDER BY p.oid::regprocedure::text;
 
 -- The workers of this cluster attach to database "postgres", not here: health says so.
 SELECT component, status, last_run IS NULL AS never_seen FROM pageperfect.get_scheduler_health();

@@ -148,6 +148,8 @@ SELECT count(*) AS decayed FROM pageperfect.content_decay('sc-domain:alice.examp
 SELECT count(*) AS competing FROM pageperfect.cannibalization('sc-domain:alice.example', 0);
 SELECT count(*) FROM pageperfect.link_suggestions('https://alice.example/');
 SELECT score FROM pageperfect.content_score('https://alice.example/');
+SELECT count(*) AS alice_sites_seen FROM pageperfect.search_console_sites() WHERE site LIKE '%alice%';
+SELECT count(*) AS alice_scores_seen FROM pageperfect.latest_content_scores() WHERE url LIKE '%alice%';
 SELECT net.http_get('https://mallory.example/') > 0 AS requested;
 SELECT net.http_post('https://mallory.example/', '{}') > 0 AS posted;
 SELECT net.http_delete('https://mallory.example/') > 0 AS deleted;
@@ -296,6 +298,7 @@ SELECT count(*) AS paused_stages FROM pageperfect.stage_config WHERE paused;
 -- Alice sees her Search Console rows; mallory's workflow clusters none of them.
 SET ROLE alice;
 SELECT query FROM pageperfect.gsc_page_query_daily;
+SELECT site FROM pageperfect.search_console_sites();
 SELECT count(*) AS alice_sees_her_messages FROM pageperfect.queue_messages;
 RESET ROLE;
 

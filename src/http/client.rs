@@ -352,6 +352,7 @@ pub fn check_status(response: Response) -> Result<Response, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use std::future::Future;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -27,6 +27,6 @@ mod pageperfect {
     /// queued from SQL); does nothing when pageperfect is not preloaded.
     #[pg_extern(volatile)]
     fn wake_pipeline_workers() {
-        crate::scheduler::slots::wake_at_commit(crate::scheduler::slots::Wake::PipelineWorkers);
+        crate::wakeup::wake_at_commit(crate::wakeup::Wake::PipelineWorkers);
     }
 }

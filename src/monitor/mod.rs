@@ -13,5 +13,5 @@ pgrx::extension_sql_file!("../../sql/monitor.sql", name = "monitor_schema");
 pgrx::extension_sql_file!(
     "../../sql/monitor_api.sql",
     name = "monitor_api",
-    requires = ["monitor_schema", "engine", "scheduler_api", "pipeline_api", "gsc_api", "http_schema"]
+    requires = ["monitor_schema", "engine", "scheduler_api", "pipeline_api", "gsc_api", "http_schema", run_store::pageperfect::fail_runs_of_vanished_processes]
 );

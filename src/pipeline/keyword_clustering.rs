@@ -3,7 +3,7 @@
 //! stored as `keyword_clusters` with their impressions, clicks, position and centroid.
 
 use super::dbscan::dbscan_cosine;
-use super::embedder::Embedder;
+use super::embed::Embedder;
 use super::gap::centroid;
 use super::segment::text_hash;
 use crate::queue::stage::{Stage, StageError, Work};

@@ -1,32 +1,50 @@
-//! The pipeline owns the PagePerfect stages (crawl, segment and embed, keyword clustering, gap
-//! analysis, rewrite draft), one file per stage, and the tables they fill: `pages`,
-//! `page_embeddings`, `embedding_cache`, `keyword_clusters`, `rewrite_recommendations`,
-//! `rewrite_drafts`. Pure logic (segmentation, the local embedder, DBSCAN, gap scoring) lives in
-//! its own files with unit tests; the stage files are the thin SPI and HTTP around it.
+//! The PagePerfect pipeline: the stages a workflow runs on a page, the pure logic they are thin
+//! around, and the providers they call. A map:
+//!
+//! ```text
+//!   stage (job order)     reads                                writes
+//!   1 submit_crawl        the URL, robots.txt (robots_cache)    pages (html)
+//!   2 wait_crawl          pages (or the scraping API's job)     pages (title, stated time), page_links
+//!   3 segment_embed       pages.html                            page_embeddings, embedding_cache
+//!   4 keyword_clustering  gsc_page_query_daily (owner's sites)  keyword_clusters, embedding_cache
+//!   5 gap_analysis        clusters against paragraphs           rewrite_recommendations, content_scores
+//!   6 rewrite_draft       the top gap                           rewrite_drafts (score before and after)
+//! ```
+//!
+//! Each stage is one file with a `Stage` implementation (`queue::stage`): load its input over SPI
+//! on the worker's main thread, `run` it on the tokio runtime (network, CPU), store the output
+//! over SPI. The engine's `host_politeness` spaces the crawls of each host.
+//!
+//! To add a stage: a file here implementing `Stage`, a row in `stage_config` (sql/queue.sql and
+//! an upgrade script), and an entry in `STAGES` (src/lib.rs), which is the job order's source.
 
-pub mod content_score;
-pub mod dbscan;
-pub mod draft_local;
-pub mod draft_openai;
-pub mod drafter;
-pub mod embed_local;
-pub mod embedder;
-pub mod gap;
-pub mod gap_analysis;
-pub mod keyword_clustering;
-pub mod links;
-pub mod openai;
-pub mod rewrite_draft;
-pub mod robots;
-pub mod scraper_api;
-pub mod segment;
-pub mod segment_embed;
+// The stages, in job order.
 pub mod submit_crawl;
 pub mod wait_crawl;
+pub mod segment_embed;
+pub mod keyword_clustering;
+pub mod gap_analysis;
+pub mod rewrite_draft;
 
+// Pure logic, with unit tests: HTML segmentation, links and stated times, robots.txt's
+// Crawl-delay, DBSCAN, gap scoring, the content score.
+pub mod segment;
+pub mod links;
+pub mod robots;
+pub mod dbscan;
+pub mod gap;
+pub mod content_score;
+
+// Providers: embeddings (`embed/`: local, openai), drafts (`draft/`: local, openai), the
+// OpenAI-compatible API both use (`openai`), and the scraping API the crawl may use.
+pub mod embed;
+pub mod draft;
+pub mod openai;
+pub mod scraper_api;
+
+use crate::http::client::HttpConfig;
 use crate::{config, invalid_parameter};
 use pgrx::prelude::*;
-use crate::http::client::HttpConfig;
 use crate::http::error::HttpError;
 use crate::queue::stage::StageError;
 use sha2::{Digest, Sha256};

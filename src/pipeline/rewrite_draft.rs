@@ -4,8 +4,8 @@
 //! score it: the page's content score before, and the score the page would reach with them.
 
 use super::content_score::ContentScore;
-use super::drafter::{Draft, DraftRequest, Drafter};
-use super::embedder::Embedder;
+use super::draft::{Draft, DraftRequest, Drafter};
+use super::embed::Embedder;
 use super::gap::ParagraphInput;
 use super::gap_analysis::PageInputs;
 use crate::excerpt;

@@ -7,7 +7,7 @@
 //! `pageperfect.max_fragments_per_page` fragments (the rest are dropped and the job's events say
 //! so), and they are inserted in batches.
 
-use super::embedder::Embedder;
+use super::embed::Embedder;
 use super::segment::{self, Fragment};
 use crate::config;
 use crate::queue::stage::{Stage, StageError, Work};

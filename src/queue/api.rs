@@ -5,7 +5,7 @@
 //! privilege on them), and wake the pipeline workers when the transaction commits.
 
 use crate::backoff::stage_retry_delay;
-use crate::scheduler::slots::{wake_at_commit, Wake};
+use crate::wakeup::{wake_at_commit, Wake};
 use crate::{as_owner, current_user, invalid_parameter};
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};

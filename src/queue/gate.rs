@@ -7,10 +7,10 @@
 //! `list_queues`) stay in SQL and run as the caller under row-level security.
 //!
 //! `read_with_poll` waits on its latch between reads, and a send that commits while sessions
-//! wait sets their latches (`slots::QueueWaiter`): a waiting reader gets a new message at once,
+//! wait sets their latches (`wakeup::QueueWaiter`): a waiting reader gets a new message at once,
 //! not at its next poll.
 
-use crate::scheduler::slots::{self, wake_at_commit, QueueWaiter, Wake};
+use crate::wakeup::{self, wake_at_commit, QueueWaiter, Wake};
 use crate::{as_owner, current_user, invalid_parameter};
 use std::time::{Duration, Instant};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
@@ -290,7 +290,7 @@ fn ids_for_caller(sql: &'static str, args: Vec<DatumWithOid<'_>>) -> SetOfIterat
 
 /// After a send: sessions waiting in `read_with_poll` read again when this transaction commits.
 fn wake_readers() {
-    if slots::shared().is_some_and(|s| s.queue_readers_wait()) {
+    if wakeup::latches().is_some_and(|l| l.queue_readers_wait()) {
         wake_at_commit(Wake::QueueReaders);
     }
 }

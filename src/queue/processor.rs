@@ -12,7 +12,7 @@ use super::claim::{choose, Candidate};
 use super::stage::{AnyStage, StageError, Work};
 use crate::config;
 use crate::http::delivery::{self, Delivered};
-use crate::scheduler::slots::{self, wake_at_commit, Wake};
+use crate::wakeup::{self, wake_at_commit, Wake};
 use crate::worker::{in_transaction, query_json, try_in_transaction, Duty};
 use pgrx::prelude::*;
 use serde::Deserialize;
@@ -212,8 +212,8 @@ async fn bounded<T: Send + 'static>(limit: Duration, work: impl Future<Output = 
 impl Processor {
     /// Pipeline worker `number`'s processor of `stages`; from now on enqueuing sessions can wake it.
     pub fn start(number: u32, stages: &'static [&'static dyn AnyStage]) -> Processor {
-        if let Some(shared) = slots::shared() {
-            shared.register_pipeline_worker(number);
+        if let Some(latches) = wakeup::latches() {
+            latches.register_pipeline_worker(number);
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -543,7 +543,7 @@ impl Duty for Processor {
             self.age_priorities();
         }
         let capacity = config::HTTP_CONCURRENCY.get().max(1) as usize;
-        let generation = slots::shared().map_or(0, |s| s.pipeline_generation.load(Ordering::Acquire));
+        let generation = wakeup::latches().map_or(0, |l| l.pipeline_generation.load(Ordering::Acquire));
         let woken = generation != self.seen_generation;
         self.seen_generation = generation;
         if self.http_in_flight < capacity && (woken || Instant::now() >= self.next_http_claim) {

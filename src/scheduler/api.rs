@@ -7,7 +7,9 @@
 //! as the extension owner: ordinary roles have no write privilege on the tables.
 
 use super::parse_schedule;
-use super::slots::{self, wake_at_commit, Wake};
+use super::run_store::{self, RunStatus};
+use super::slots;
+use crate::wakeup::{self, wake_at_commit, Wake};
 use crate::{as_owner, current_user, invalid_parameter};
 use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::prelude::*;
@@ -371,15 +373,11 @@ mod pageperfect {
         crate::refuse_if_read_only("pageperfect.cancel_run()");
         // Who asks is known only before as_owner raises the rights.
         let (caller, superuser) = (current_user(), is_superuser());
-        let status = as_owner(|| {
-            one::<String>(
-                "SELECT status FROM pageperfect.job_run_details WHERE runid = $1 AND (username = $2 OR $3)",
-                &[runid.into(), caller.as_str().into(), superuser.into()],
-            )
-        })
-        .unwrap_or_else(|| {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, format!("run {runid} does not exist"));
-        });
+        let status = as_owner(|| run_store::status_for(runid, &caller, superuser))
+            .unwrap_or_else(|e| error!("{e}"))
+            .unwrap_or_else(|| {
+                ereport!(ERROR, PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, format!("run {runid} does not exist"));
+            });
         // A run a runner holds (even one whose row still says `starting`): the scheduler
         // interrupts it and records it.
         if let Some(shared) = slots::shared() {
@@ -389,23 +387,16 @@ mod pageperfect {
             });
             if let Some(slot) = held {
                 slot.cancel_requested.store(true, std::sync::atomic::Ordering::Release);
-                shared.wake_scheduler();
+                wakeup::wake_scheduler();
                 return true;
             }
         }
-        if status != "starting" {
+        if status != RunStatus::Starting {
             return false;
         }
-        let cancelled = as_owner(|| {
-            one::<i64>(
-                "UPDATE pageperfect.job_run_details
-                    SET status = 'cancelled', end_time = clock_timestamp(), return_message = 'cancelled by cancel_run()'
-                  WHERE runid = $1 AND status = 'starting' RETURNING runid",
-                &[runid.into()],
-            )
-        });
+        let cancelled = as_owner(|| run_store::cancel_queued(runid)).unwrap_or_else(|e| error!("{e}"));
         wake_at_commit(Wake::Scheduler);
-        cancelled.is_some()
+        cancelled
     }
 
     /// Starts a run of the caller's job `job_name` now, whatever its schedule; returns the
@@ -413,7 +404,7 @@ mod pageperfect {
     #[pg_extern]
     fn run_job_now(job_name: &str) -> i64 {
         crate::refuse_if_read_only("pageperfect.run_job_now()");
-        if !slots::shared().is_some_and(|s| s.has_scheduler()) {
+        if !wakeup::latches().is_some_and(|l| l.has_scheduler()) {
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -421,15 +412,10 @@ mod pageperfect {
                 "Add pageperfect to shared_preload_libraries and restart the server."
             );
         }
-        on_callers_job::<i64>(
-            job_name,
-            "INSERT INTO pageperfect.job_run_details (jobid, database, username, command, status, due_time, run_reason)
-             SELECT jobid, database, username, command, 'starting', clock_timestamp(), 'manual'
-               FROM pageperfect.job WHERE jobname = $1 AND username = $2
-             RETURNING runid",
-            vec![],
-        )
-        .unwrap_or_else(|| no_such_job(format!("'{job_name}'")))
+        let caller = current_user();
+        let runid = as_owner(|| run_store::queue_manual(job_name, &caller)).unwrap_or_else(|e| error!("{e}"));
+        wake_at_commit(Wake::Scheduler);
+        runid.unwrap_or_else(|| no_such_job(format!("'{job_name}'")))
     }
 
     /// Turns the caller's job `job_name` on or off; `success` false when there is no such job.

@@ -8,23 +8,27 @@
 //! written) is applied only after it commits, so a failed tick starts no run without a row and
 //! forgets no update. A row another session has locked is skipped and its update kept for the
 //! next tick; the workers' lock_timeout bounds every other wait. Commands never travel in the
-//! tick's jsonb: runs are handed out by id and their commands read just before. `job_run_details` rows in status `starting` are the queue, so runs queued by
-//! `run_job_now()` or retries survive a scheduler restart. On start the scheduler fails every
-//! run it finds unfinished and not held by a live runner, as pg_cron does ("server restarted").
+//! tick's jsonb: runs are handed out by id and their commands read just before.
+//! `job_run_details` rows in status `starting` are the queue, so runs queued by `run_job_now()`
+//! or retries survive a scheduler restart; what the scheduler does with unfinished runs when it
+//! starts is `recovery`'s. Every run row it reads or writes goes through `run_store`, every job
+//! through `jobs`.
 
-use super::cron::Schedule;
-use super::plan::{missed_ticks, retry_due};
+use super::from_pg_micros;
+use super::jobs::{self, Job, Overlap, Skips};
+use super::plan::retry_due;
+use super::pool::{self, pool_of, Pool};
+use super::recovery::{self, Recovered};
+use super::run_store::{self, NewRun, Run, RunReason, RunStatus, RunUpdate};
 use super::runner;
 use super::slots::{self, Shared, SlotState};
-use super::from_pg_micros;
 use crate::config::{self, RunLog};
-use crate::worker::{in_transaction, query_json, Duty};
+use crate::wakeup;
+use crate::worker::{in_transaction, Duty};
 use chrono::{DateTime, Duration as Span, Utc};
 use chrono_tz::Tz;
 use pgrx::bgworkers::{BackgroundWorkerStatus, DynamicBackgroundWorker};
 use pgrx::prelude::*;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -39,77 +43,6 @@ const LAUNCH_POLL: Duration = Duration::from_millis(100);
 /// How often runs with a timeout are checked against it.
 const TIMEOUT_POLL: Duration = Duration::from_millis(100);
 
-/// A job as the scheduler holds it between reloads.
-struct Job {
-    schedule_text: String,
-    schedule: Schedule,
-    timeout: Option<(Duration, String)>,
-    max_attempts: i32,
-    retry_backoff: Span,
-    next_due: Option<DateTime<Utc>>,
-    /// The job's own time zone (`None`: `pageperfect.timezone`), and the zone in effect.
-    zone_name: Option<String>,
-    zone: Tz,
-    overlap: Overlap,
-    /// A tick that came while the previous run went on, to run when it ends (`queue_one`,
-    /// `cancel_previous`).
-    queued_tick: Option<DateTime<Utc>>,
-    /// The run whose overrun was last logged: later skipped ticks of it are only counted.
-    skip_logged_for: Option<i64>,
-}
-
-/// What a tick does while the job's previous run goes on (`job.overlap`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Overlap {
-    Skip,
-    QueueOne,
-    CancelPrevious,
-}
-
-impl Overlap {
-    fn parse(text: &str) -> Overlap {
-        match text {
-            "queue_one" => Overlap::QueueOne,
-            "cancel_previous" => Overlap::CancelPrevious,
-            _ => Overlap::Skip,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct JobRow {
-    jobid: i64,
-    schedule: String,
-    timeout_us: Option<i64>,
-    timeout_text: Option<String>,
-    max_attempts: i32,
-    retry_backoff_us: i64,
-    missed: String,
-    overlap: String,
-    timezone: Option<String>,
-    created_at: DateTime<Utc>,
-    last_due: Option<DateTime<Utc>>,
-}
-
-/// A queued run: a `job_run_details` row in status `starting`.
-#[derive(Deserialize, Clone, Debug)]
-struct Run {
-    runid: i64,
-    jobid: i64,
-    database: String,
-    username: String,
-    due_time: DateTime<Utc>,
-    attempt: i32,
-    run_reason: String,
-}
-
-impl Run {
-    /// The database and role, by name, that the run's runner connects as.
-    fn pool_key(&self) -> (String, String) {
-        (self.database.clone(), self.username.clone())
-    }
-}
-
 /// A run a runner holds.
 struct InFlight {
     run: Run,
@@ -117,64 +50,18 @@ struct InFlight {
     timeout: Option<(Duration, String)>,
     reported_running: bool,
     /// When the run was cancelled, and the status and message to record for it.
-    cancelled: Option<(Instant, &'static str, String)>,
+    cancelled: Option<(Instant, RunStatus, String)>,
     interrupted: bool,
     terminated: bool,
 }
 
-/// A row to insert into `job_run_details`.
-#[derive(Serialize, Clone)]
-struct NewRun {
-    jobid: i64,
-    status: &'static str,
-    message: Option<String>,
-    due_time: DateTime<Utc>,
-    attempt: i32,
-    run_reason: &'static str,
-    /// For retries, the run retried (its database, role and command are reused).
-    retry_of: Option<i64>,
-}
-
-/// A change to a `job_run_details` row.
-#[derive(Serialize, Clone, Default)]
-struct RunUpdate {
-    runid: i64,
-    status: &'static str,
-    job_pid: Option<i32>,
-    message: Option<String>,
-    start_time: Option<DateTime<Utc>>,
-    end_time: Option<DateTime<Utc>>,
-    /// Delete the row instead (`pageperfect.run_log`).
-    forget: bool,
-}
-
-impl RunUpdate {
-    /// Folds a later change to the same run into this one.
-    fn merge(&mut self, later: RunUpdate) {
-        self.status = later.status;
-        self.job_pid = later.job_pid.or(self.job_pid);
-        self.message = later.message.or(self.message.take());
-        self.start_time = later.start_time.or(self.start_time);
-        self.end_time = later.end_time.or(self.end_time);
-        self.forget = later.forget;
-    }
-}
-
-/// Ticks of a job skipped because its previous run was still going, not yet written to the job.
-#[derive(Serialize, Clone, Copy)]
-struct Skips {
-    count: i64,
-    last_at: DateTime<Utc>,
-}
-
-/// What was recovered after a (re)start.
-enum Recovered {
-    /// A live runner still holds the run (slot index).
-    Held(usize, Run),
-    /// Queued since the server started and never handed out: it waits again.
-    Queued(Run),
-    /// Recorded failed (the server restarted, or the primary changed): retried if its job allows.
-    Failed(Run),
+/// What holds a job: while it is held, a tick of it is skipped (or waits, by its overlap policy).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Holder {
+    /// A run queued in memory whose row is not inserted yet (a tick or a retry).
+    Unrecorded,
+    /// Run `runid`, queued or in flight.
+    Run(i64),
 }
 
 /// What a tick's transaction read and wrote, applied to the dispatcher once it has committed.
@@ -193,9 +80,6 @@ struct Synced {
     pools: HashMap<(String, String), Result<Pool, String>>,
 }
 
-/// A database and role, by OID, as runners connect.
-type Pool = (pg_sys::Oid, pg_sys::Oid);
-
 #[derive(Default)]
 pub struct Dispatcher {
     recovered: bool,
@@ -206,9 +90,8 @@ pub struct Dispatcher {
     /// Queued runs, in due order.
     pending: Vec<Run>,
     in_flight: HashMap<usize, InFlight>,
-    /// The run (queued or in flight) that holds each job; a tick of a held job is skipped.
-    /// 0 stands for a run not yet inserted.
-    busy: HashMap<i64, i64>,
+    /// What holds each busy job.
+    busy: HashMap<i64, Holder>,
     launched: HashMap<usize, (Pool, DynamicBackgroundWorker)>,
     pools: HashMap<(String, String), Result<Pool, String>>,
     new_runs: Vec<NewRun>,
@@ -234,7 +117,7 @@ impl Duty for Dispatcher {
         // Runners that just finished take queued runs before the bookkeeping transaction.
         self.dispatch(shared, now);
 
-        let generation = shared.generation.load(Ordering::Acquire);
+        let generation = wakeup::latches().map_or(0, |l| l.generation.load(Ordering::Acquire));
         let reload = !self.recovered
             || generation != self.loaded_generation
             || self.loaded_at.is_none_or(|at| at.elapsed() >= RELOAD_INTERVAL);
@@ -262,8 +145,8 @@ impl Duty for Dispatcher {
 impl Dispatcher {
     /// The scheduler process's dispatcher; from now on SQL and runners can wake this process.
     pub fn start() -> Dispatcher {
-        if let Some(shared) = slots::shared() {
-            shared.register_scheduler();
+        if let Some(latches) = wakeup::latches() {
+            latches.register_scheduler();
         }
         // Bookkeeping commits need not wait for the WAL flush: a crash can lose only the last
         // few status changes, and recovery then fails those runs ("server restarted") anyway.
@@ -309,11 +192,9 @@ impl Dispatcher {
                     if !flight.reported_running {
                         flight.reported_running = true;
                         let update = RunUpdate {
-                            runid: flight.run.runid,
-                            status: "running",
                             job_pid: Some(slot.pid.load(Ordering::Acquire)),
                             start_time: Some(from_pg_micros(slot.started_at.load(Ordering::Acquire))),
-                            ..Default::default()
+                            ..RunUpdate::to(flight.run.runid, RunStatus::Running)
                         };
                         self.push_update(update);
                     }
@@ -322,8 +203,8 @@ impl Dispatcher {
                     let flight = self.in_flight.remove(&index).expect("listed above");
                     let (status, message) = match flight.cancelled {
                         Some((_, status, message)) => (status, message),
-                        None if slot.succeeded.load(Ordering::Acquire) => ("succeeded", slot.result_message()),
-                        None => ("failed", slot.result_message()),
+                        None if slot.succeeded.load(Ordering::Acquire) => (RunStatus::Succeeded, slot.result_message()),
+                        None => (RunStatus::Failed, slot.result_message()),
                     };
                     let started = slot.started_at.load(Ordering::Acquire);
                     self.finish(
@@ -341,7 +222,7 @@ impl Dispatcher {
                 }
                 _ => {
                     let flight = self.in_flight.remove(&index).expect("listed above");
-                    self.finish(&flight.run, "failed", "ERROR: the job's runner disappeared".into(), None, now);
+                    self.finish(&flight.run, RunStatus::Failed, "ERROR: the job's runner disappeared".into(), None, now);
                 }
             }
         }
@@ -380,31 +261,28 @@ impl Dispatcher {
                 "ERROR: could not start a job runner as role \"{}\" in database \"{}\" (see the server log)",
                 run.username, run.database
             );
-            self.finish(&run, "failed", message, None, now);
+            self.finish(&run, RunStatus::Failed, message, None, now);
         }
     }
 
     /// Records a run's end (`status`: succeeded, failed or cancelled), queues its retry when it
     /// failed and attempts remain, and otherwise the tick that waited for it (overlap policy).
-    fn finish(&mut self, run: &Run, status: &'static str, message: String, started: Option<(i32, DateTime<Utc>)>, ended: DateTime<Utc>) {
+    fn finish(&mut self, run: &Run, status: RunStatus, message: String, started: Option<(i32, DateTime<Utc>)>, ended: DateTime<Utc>) {
         let forget = match config::RUN_LOG.get() {
             RunLog::All => false,
-            RunLog::Failures => status == "succeeded",
+            RunLog::Failures => status == RunStatus::Succeeded,
             RunLog::Off => true,
         };
         self.push_update(RunUpdate {
-            runid: run.runid,
-            status,
             job_pid: started.map(|(pid, _)| pid),
             message: Some(message),
             start_time: started.map(|(_, at)| at),
             end_time: Some(ended),
             forget,
+            ..RunUpdate::to(run.runid, status)
         });
-        if self.busy.get(&run.jobid) == Some(&run.runid) {
-            self.busy.remove(&run.jobid);
-        }
-        if status == "failed" {
+        self.release(run);
+        if status == RunStatus::Failed {
             self.retry_if_allowed(run, ended);
         }
         if !self.busy.contains_key(&run.jobid) {
@@ -414,18 +292,17 @@ impl Dispatcher {
         }
     }
 
+    /// The job of `run` is free again, if `run` held it.
+    fn release(&mut self, run: &Run) {
+        if self.busy.get(&run.jobid) == Some(&Holder::Run(run.runid)) {
+            self.busy.remove(&run.jobid);
+        }
+    }
+
     /// Queues a scheduled run of `jobid` for `due`; the job is busy until its row exists.
     fn queue_tick(&mut self, jobid: i64, due: DateTime<Utc>) {
-        self.busy.insert(jobid, 0);
-        self.new_runs.push(NewRun {
-            jobid,
-            status: "starting",
-            message: None,
-            due_time: due,
-            attempt: 1,
-            run_reason: "schedule",
-            retry_of: None,
-        });
+        self.busy.insert(jobid, Holder::Unrecorded);
+        self.new_runs.push(NewRun::queued(jobid, due, RunReason::Schedule));
     }
 
     /// Queues the next attempt of a failed run when its job allows more.
@@ -433,15 +310,11 @@ impl Dispatcher {
         let Some(job) = self.jobs.get(&run.jobid) else { return };
         if run.attempt < job.max_attempts {
             self.new_runs.push(NewRun {
-                jobid: run.jobid,
-                status: "starting",
-                message: None,
-                due_time: retry_due(ended, job.retry_backoff, run.attempt),
                 attempt: run.attempt + 1,
-                run_reason: "retry",
                 retry_of: Some(run.runid),
+                ..NewRun::queued(run.jobid, retry_due(ended, job.retry_backoff, run.attempt), RunReason::Retry)
             });
-            self.busy.insert(run.jobid, 0);
+            self.busy.insert(run.jobid, Holder::Unrecorded);
         }
     }
 
@@ -457,11 +330,11 @@ impl Dispatcher {
             let pid = slot.pid.load(Ordering::Acquire);
             let elapsed = Duration::from_micros((now_pg - slot.started_at.load(Ordering::Acquire)).max(0) as u64);
             if flight.cancelled.is_none() && slot.cancel_requested.load(Ordering::Acquire) {
-                flight.cancelled = Some((Instant::now(), "cancelled", "cancelled by cancel_run()".to_string()));
+                flight.cancelled = Some((Instant::now(), RunStatus::Cancelled, "cancelled by cancel_run()".to_string()));
             }
             if let (None, Some((limit, text))) = (&flight.cancelled, &flight.timeout) {
                 if elapsed >= *limit {
-                    flight.cancelled = Some((Instant::now(), "failed", format!("ERROR: job cancelled: it ran longer than its timeout of {text}")));
+                    flight.cancelled = Some((Instant::now(), RunStatus::Failed, format!("ERROR: job cancelled: it ran longer than its timeout of {text}")));
                 }
             }
             match &flight.cancelled {
@@ -501,17 +374,24 @@ impl Dispatcher {
             let job = self.jobs.get_mut(&jobid).expect("listed above");
             if job.overlap != Overlap::Skip && job.queued_tick.is_none() {
                 job.queued_tick = Some(due);
-                if job.overlap == Overlap::CancelPrevious {
-                    self.cancel_in_flight(holder, "cancelled: a newer tick of this job came (overlap = cancel_previous)");
+                if let (Overlap::CancelPrevious, Holder::Run(runid)) = (job.overlap, holder) {
+                    self.cancel_in_flight(runid, "cancelled: a newer tick of this job came (overlap = cancel_previous)");
                 }
                 continue;
             }
             let skips = self.skips.entry(jobid).or_insert(Skips { count: 0, last_at: due });
             skips.count += 1;
             skips.last_at = due;
-            if job.skip_logged_for != Some(holder) {
-                job.skip_logged_for = Some(holder);
-                let holder = if holder > 0 { format!("run {holder}") } else { "a retry".to_string() };
+            let holder_id = match holder {
+                Holder::Run(runid) => runid,
+                Holder::Unrecorded => 0,
+            };
+            if job.skip_logged_for != Some(holder_id) {
+                job.skip_logged_for = Some(holder_id);
+                let holder = match holder {
+                    Holder::Run(runid) => format!("run {runid}"),
+                    Holder::Unrecorded => "a queued run".to_string(),
+                };
                 log!("pageperfect scheduler: job {jobid}'s tick at {due} skipped: {holder} of it is still in progress; further skips while it runs are only counted (job.skipped_runs)");
             }
         }
@@ -522,7 +402,7 @@ impl Dispatcher {
     /// `cancelled` with `message`.
     fn cancel_in_flight(&mut self, runid: i64, message: &str) {
         if let Some(flight) = self.in_flight.values_mut().find(|f| f.run.runid == runid && f.cancelled.is_none()) {
-            flight.cancelled = Some((Instant::now(), "cancelled", message.to_string()));
+            flight.cancelled = Some((Instant::now(), RunStatus::Cancelled, message.to_string()));
         }
     }
 
@@ -533,59 +413,27 @@ impl Dispatcher {
     fn sync(&self, shared: &Shared, reload: bool, now: DateTime<Utc>) -> Result<Synced, String> {
         let mut synced = Synced { tried: self.new_runs.clone(), ..Default::default() };
         if reload {
-            let (zone, jobs, catch_ups) = self.load_jobs(now)?;
-            synced.jobs = Some((zone, jobs));
-            synced.tried.extend(catch_ups);
+            let list = jobs::load(&self.jobs, self.zone, !self.recovered, now)?;
+            synced.jobs = Some((list.zone, list.jobs));
+            synced.tried.extend(list.runs);
         }
         if !self.recovered {
-            synced.recovered = Some(self.recover(shared)?);
+            synced.recovered = Some(recovery::recover(shared)?);
         }
         if !self.updates.is_empty() {
-            synced.written = write_updates(&self.updates)?;
+            synced.written = run_store::write(&self.updates)?;
         }
         if !self.skips.is_empty() {
-            synced.skips_written = query_json(
-                "WITH s AS (SELECT * FROM jsonb_each($1) AS e(jobid, skips)),
-                      locked AS (SELECT j.jobid FROM pageperfect.job j JOIN s ON j.jobid = s.jobid::bigint
-                                   FOR UPDATE OF j SKIP LOCKED),
-                      u AS (UPDATE pageperfect.job j
-                               SET skipped_runs = j.skipped_runs + (s.skips ->> 'count')::bigint,
-                                   last_skipped_at = greatest(j.last_skipped_at, (s.skips ->> 'last_at')::timestamptz)
-                              FROM s WHERE j.jobid = s.jobid::bigint AND j.jobid IN (SELECT jobid FROM locked)
-                             RETURNING j.jobid)
-                 SELECT coalesce(jsonb_agg(s.jobid::bigint), '[]') FROM s
-                  WHERE s.jobid::bigint NOT IN (SELECT jobid FROM pageperfect.job) OR s.jobid::bigint IN (SELECT jobid FROM u)",
-                Some(serde_json::to_value(&self.skips).map_err(|e| e.to_string())?),
-            )?;
+            synced.skips_written = jobs::write_skips(&self.skips)?;
         }
         if !synced.tried.is_empty() {
-            synced.inserted = query_json(
-                "WITH r AS (
-                    SELECT r.*, j.database AS job_database, j.username AS job_username, j.command AS job_command,
-                           p.database AS retry_database, p.username AS retry_username, p.command AS retry_command
-                      FROM jsonb_to_recordset($1) AS r(jobid bigint, status text, message text, due_time timestamptz,
-                                                       attempt int, run_reason text, retry_of bigint)
-                      LEFT JOIN pageperfect.job j ON j.jobid = r.jobid
-                      LEFT JOIN pageperfect.job_run_details p ON p.runid = r.retry_of),
-                 i AS (
-                    INSERT INTO pageperfect.job_run_details
-                           (jobid, database, username, command, status, return_message, due_time, attempt, run_reason, end_time)
-                    SELECT jobid, coalesce(retry_database, job_database), coalesce(retry_username, job_username),
-                           coalesce(retry_command, job_command), status, message, due_time, attempt, run_reason,
-                           CASE WHEN status = 'skipped' THEN clock_timestamp() END
-                      FROM r WHERE coalesce(retry_command, job_command) IS NOT NULL
-                    RETURNING runid, jobid, database, username, due_time, attempt, run_reason, status)
-                 SELECT coalesce(jsonb_agg(i), '[]') FROM i WHERE status = 'starting'",
-                Some(serde_json::to_value(&synced.tried).map_err(|e| e.to_string())?),
-            )?;
+            synced.inserted = run_store::insert(&synced.tried)?;
         }
         if reload {
             let mut known: Vec<i64> = self.pending.iter().map(|r| r.runid).chain(self.in_flight.values().map(|f| f.run.runid)).collect();
             known.extend(synced.inserted.iter().map(|r| r.runid));
-            known.extend(synced.recovered.iter().flatten().map(|r| match r {
-                Recovered::Held(_, run) | Recovered::Queued(run) | Recovered::Failed(run) => run.runid,
-            }));
-            synced.queued = load_queued_runs(&known)?;
+            known.extend(synced.recovered.iter().flatten().map(|r| r.run().runid));
+            synced.queued = run_store::queued_except(&known)?;
         }
         // The pools every queued run needs that are not resolved (all of them after a reload).
         let mut wanted: HashSet<(String, String)> = HashSet::new();
@@ -600,7 +448,7 @@ impl Dispatcher {
             }
         }
         for (database, username) in wanted {
-            let pool = resolve_pool(&database, &username)?;
+            let pool = pool::resolve(&database, &username)?;
             synced.pools.insert((database, username), pool);
         }
         Ok(synced)
@@ -622,15 +470,15 @@ impl Dispatcher {
         // meanwhile) are free again.
         self.new_runs.clear();
         for new_run in tried {
-            if new_run.status == "starting" && self.busy.get(&new_run.jobid) == Some(&0) {
+            if new_run.status == RunStatus::Starting && self.busy.get(&new_run.jobid) == Some(&Holder::Unrecorded) {
                 self.busy.remove(&new_run.jobid);
             }
         }
         // A job's runs go one at a time: the first new run holds the job (catch-up runs of
         // `missed = all` wait for it in turn, see `dispatch`).
         for run in inserted {
-            if matches!(self.busy.get(&run.jobid), None | Some(0)) {
-                self.busy.insert(run.jobid, run.runid);
+            if matches!(self.busy.get(&run.jobid), None | Some(Holder::Unrecorded)) {
+                self.busy.insert(run.jobid, Holder::Run(run.runid));
             }
             self.enqueue(run);
         }
@@ -639,7 +487,7 @@ impl Dispatcher {
             match recovered {
                 Recovered::Held(index, run) => self.hold(index, run, std::ptr::null_mut()),
                 Recovered::Queued(run) => {
-                    self.busy.insert(run.jobid, run.runid);
+                    self.busy.insert(run.jobid, Holder::Run(run.runid));
                     self.enqueue(run);
                 }
                 Recovered::Failed(run) => self.retry_if_allowed(&run, Utc::now()),
@@ -647,7 +495,7 @@ impl Dispatcher {
         }
         self.recovered = true;
         for run in queued {
-            self.busy.entry(run.jobid).or_insert(run.runid);
+            self.busy.entry(run.jobid).or_insert(Holder::Run(run.runid));
             self.enqueue(run);
         }
         if reload {
@@ -664,205 +512,6 @@ impl Dispatcher {
         self.pending.insert(position, run);
     }
 
-    /// Re-reads active jobs, with the catch-up runs of a first load. A job keeps its next tick
-    /// unless its schedule or time zone changed; a job seen for the first time is due from its
-    /// creation (so a job created just before a tick gets it), or from now when the scheduler
-    /// starts, where its `missed` policy decides about ticks missed while it was down.
-    fn load_jobs(&self, now: DateTime<Utc>) -> Result<(Tz, HashMap<i64, Job>, Vec<NewRun>), String> {
-        let default_zone = super::zone_from_setting()?;
-        let default_changed = self.zone != Some(default_zone);
-        let first_load = !self.recovered;
-        // The last due tick is read only when a first load needs it, by one index probe (the
-        // newest non-manual run), whatever the length of the job's history.
-        #[derive(Deserialize)]
-        struct Loaded {
-            jobs: Vec<JobRow>,
-            max_missed: Option<usize>,
-            /// Active jobs of superusers, left out while `enable_superuser_jobs` is off.
-            superusers_jobs: Vec<i64>,
-        }
-        let loaded: Loaded = query_json(
-            "SELECT jsonb_build_object(
-                 'max_missed', (SELECT (p.value #>> '{}')::int FROM pageperfect.parameters p WHERE p.name = 'max_missed_runs'),
-                 'jobs', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                        'jobid', j.jobid, 'schedule', j.schedule,
-                        'timeout_us', (extract(epoch FROM j.timeout) * 1000000)::bigint,
-                        'timeout_text', j.timeout::text, 'max_attempts', j.max_attempts,
-                        'retry_backoff_us', (extract(epoch FROM j.retry_backoff) * 1000000)::bigint,
-                        'missed', j.missed, 'overlap', j.overlap, 'timezone', j.timezone, 'created_at', j.created_at,
-                        'last_due', CASE WHEN ($1 ->> 'first_load')::boolean AND j.missed <> 'skip' THEN
-                                        (SELECT d.due_time FROM pageperfect.job_run_details d
-                                          WHERE d.jobid = j.jobid AND d.run_reason <> 'manual'
-                                          ORDER BY d.runid DESC LIMIT 1) END)), '[]')
-                            FROM pageperfect.job j
-                           WHERE j.active AND (($1 ->> 'superuser_jobs')::boolean OR NOT pageperfect.runs_as_superuser(j))),
-                 'superusers_jobs', (SELECT coalesce(jsonb_agg(j.jobid), '[]') FROM pageperfect.job j
-                                      WHERE NOT ($1 ->> 'superuser_jobs')::boolean AND j.active AND pageperfect.runs_as_superuser(j)))",
-            Some(json!({ "first_load": first_load, "superuser_jobs": config::ENABLE_SUPERUSER_JOBS.get() })),
-        )?;
-        for jobid in &loaded.superusers_jobs {
-            warning!("skipping job {jobid} since superuser jobs are currently disallowed (pageperfect.enable_superuser_jobs is off)");
-        }
-        let max_missed = loaded.max_missed.unwrap_or(60);
-        let mut jobs = HashMap::with_capacity(loaded.jobs.len());
-        let mut catch_ups = Vec::new();
-        for row in loaded.jobs {
-            let Ok(schedule) = Schedule::parse(&row.schedule) else {
-                // The table refuses bad schedules; one could only come from an older engine.
-                warning!("pageperfect scheduler: job {} has an invalid schedule \"{}\"; skipping it", row.jobid, row.schedule);
-                continue;
-            };
-            let zone = match row.timezone.as_deref().map(|name| super::parse_zone(name, "timezone")) {
-                Some(Ok(zone)) => zone,
-                Some(Err(e)) => {
-                    // The table refuses unknown zones; the zone database may have lost one.
-                    warning!("pageperfect scheduler: job {}: {e}; using pageperfect.timezone", row.jobid);
-                    default_zone
-                }
-                None => default_zone,
-            };
-            let previous = self.jobs.get(&row.jobid);
-            let unchanged = previous.is_some_and(|p| {
-                p.schedule_text == row.schedule && p.zone_name == row.timezone && !(row.timezone.is_none() && default_changed)
-            });
-            let next_due = match previous {
-                Some(p) if unchanged => p.next_due,
-                Some(_) => schedule.next_after(now, zone),
-                // @reboot and @restart: one run each time the scheduler starts (and when a
-                // promoted standby's starts acting), as pg_cron's launcher runs them.
-                None if first_load && schedule == Schedule::AtStart => {
-                    catch_ups.push(NewRun {
-                        jobid: row.jobid,
-                        status: "starting",
-                        message: None,
-                        due_time: now,
-                        attempt: 1,
-                        run_reason: "restart",
-                        retry_of: None,
-                    });
-                    None
-                }
-                None if first_load => {
-                    let cap = match row.missed.as_str() {
-                        "once" => 1,
-                        "all" => max_missed,
-                        _ => 0,
-                    };
-                    let last = row.last_due.unwrap_or(row.created_at);
-                    let (ticks, missed) = if cap > 0 { missed_ticks(&schedule, last, now, zone, cap) } else { (vec![], 0) };
-                    if row.missed == "all" && missed > ticks.len() {
-                        warning!(
-                            "pageperfect scheduler: job {} missed {missed}{} ticks while the scheduler was down; only the latest {} run (parameter max_missed_runs)",
-                            row.jobid,
-                            if missed >= 86_400 { " or more" } else { "" },
-                            ticks.len()
-                        );
-                    }
-                    catch_ups.extend(ticks.into_iter().map(|tick| NewRun {
-                        jobid: row.jobid,
-                        status: "starting",
-                        message: None,
-                        due_time: tick,
-                        attempt: 1,
-                        run_reason: "catch_up",
-                        retry_of: None,
-                    }));
-                    schedule.next_after(now, zone)
-                }
-                None => schedule.next_after(row.created_at.min(now), zone),
-            };
-            jobs.insert(
-                row.jobid,
-                Job {
-                    schedule_text: row.schedule,
-                    schedule,
-                    timeout: row.timeout_us.zip(row.timeout_text).map(|(us, text)| (Duration::from_micros(us.max(0) as u64), text)),
-                    max_attempts: row.max_attempts,
-                    retry_backoff: Span::microseconds(row.retry_backoff_us),
-                    next_due,
-                    zone_name: row.timezone,
-                    zone,
-                    overlap: Overlap::parse(&row.overlap),
-                    queued_tick: previous.and_then(|p| p.queued_tick),
-                    skip_logged_for: previous.and_then(|p| p.skip_logged_for),
-                },
-            );
-        }
-        Ok((default_zone, jobs, catch_ups))
-    }
-
-    /// After a (re)start: adopt runs that live runners still hold, keep runs that were queued
-    /// since the server (re)started and never reached a runner, and fail every other
-    /// unfinished run, as pg_cron does.
-    fn recover(&self, shared: &Shared) -> Result<Vec<Recovered>, String> {
-        let born = from_pg_micros(shared.initialized_at.load(Ordering::Acquire));
-        #[derive(Deserialize)]
-        struct Unfinished {
-            #[serde(flatten)]
-            run: Run,
-            never_started: bool,
-        }
-        let unfinished: Vec<Unfinished> = query_json(
-            "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
-               FROM (SELECT runid, jobid, database, username,
-                            coalesce(due_time, start_time, now()) AS due_time, attempt, run_reason,
-                            status = 'starting' AND job_pid IS NULL AS never_started
-                       FROM pageperfect.job_run_details
-                      WHERE status IN ('starting', 'running', 'sending', 'connecting')) d",
-            None,
-        )?;
-        // A standby promoted since the runs were started runs on a new WAL timeline.
-        #[derive(Deserialize)]
-        struct Timeline {
-            current: i32,
-            recorded: Option<i32>,
-        }
-        let timeline: Timeline = query_json(
-            "WITH t AS (SELECT ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int AS current),
-                  previous AS (SELECT s.timeline FROM pageperfect.scheduler_state s),
-                  kept AS (INSERT INTO pageperfect.scheduler_state (timeline) SELECT current FROM t
-                           ON CONFLICT (singleton) DO UPDATE SET timeline = excluded.timeline)
-             SELECT jsonb_build_object('current', t.current, 'recorded', (SELECT timeline FROM previous)) FROM t",
-            None,
-        )?;
-        let promoted = timeline.recorded.is_some_and(|recorded| recorded != timeline.current);
-        let reason = match timeline.recorded {
-            Some(recorded) if promoted => {
-                format!("the primary changed (this server was promoted: timeline {recorded} to {}); the run was in progress on the old primary", timeline.current)
-            }
-            _ => "server restarted".to_string(),
-        };
-        let mut recovered = Vec::new();
-        let mut failed = Vec::new();
-        for Unfinished { run, never_started } in unfinished {
-            let held = shared.slots().iter().position(|slot| {
-                matches!(slot.state(), SlotState::Assigned | SlotState::Running | SlotState::Done | SlotState::DoneExited)
-                    && slot.runid.load(Ordering::Acquire) == run.runid
-            });
-            if let Some(index) = held {
-                recovered.push(Recovered::Held(index, run));
-            } else if never_started && run.due_time >= born && !promoted || run.due_time > Utc::now() {
-                // A run queued on the old primary may have started there after the last WAL
-                // this server received: only one due in the future surely has not.
-                recovered.push(Recovered::Queued(run));
-            } else {
-                failed.push(RunUpdate {
-                    runid: run.runid,
-                    status: "failed",
-                    message: Some(reason.clone()),
-                    end_time: Some(Utc::now()),
-                    ..Default::default()
-                });
-                recovered.push(Recovered::Failed(run));
-            }
-        }
-        let written = write_updates(&failed)?;
-        if written.len() < failed.len() {
-            return Err("a run to recover is locked by another session".to_string());
-        }
-        Ok(recovered)
-    }
-
     /// Hands due queued runs to runners, in due order (none while `launch_active_jobs` is off).
     fn dispatch(&mut self, shared: &Shared, now: DateTime<Utc>) {
         if !config::LAUNCH_ACTIVE_JOBS.get() {
@@ -876,24 +525,27 @@ impl Dispatcher {
                 break;
             }
             let run = &self.pending[index];
+            let held_by_another = |holder: Option<Holder>| match holder {
+                Some(Holder::Run(runid)) if runid != run.runid => Some(runid),
+                _ => None,
+            };
             let holder = self.busy.get(&run.jobid).copied();
-            if holder.is_some_and(|h| h != run.runid && h != 0) && run.run_reason == "catch_up" {
-                // Missed ticks (`missed = all`) run one after another.
-                index += 1;
-                continue;
+            if run.run_reason == RunReason::CatchUp {
+                if held_by_another(holder).is_some() {
+                    // Missed ticks (`missed = all`) run one after another.
+                    index += 1;
+                    continue;
+                }
+                if holder.is_none() {
+                    self.busy.insert(run.jobid, Holder::Run(run.runid));
+                }
             }
-            if holder.is_none() && run.run_reason == "catch_up" {
-                self.busy.insert(run.jobid, run.runid);
-            }
-            let holder = self.busy.get(&run.jobid).copied();
-            if holder.is_some_and(|h| h != run.runid && h != 0) {
+            if let Some(other) = held_by_another(self.busy.get(&run.jobid).copied()) {
                 let run = self.pending.remove(index);
                 self.push_update(RunUpdate {
-                    runid: run.runid,
-                    status: "skipped",
-                    message: Some(format!("skipped: run {} of this job was still in progress", holder.unwrap_or(0))),
+                    message: Some(format!("skipped: run {other} of this job was still in progress")),
                     end_time: Some(now),
-                    ..Default::default()
+                    ..RunUpdate::to(run.runid, RunStatus::Skipped)
                 });
                 continue;
             }
@@ -902,7 +554,7 @@ impl Dispatcher {
                 Some(Err(message)) => {
                     let message = message.clone();
                     let run = self.pending.remove(index);
-                    self.finish(&run, "failed", message, None, now);
+                    self.finish(&run, RunStatus::Failed, message, None, now);
                     continue;
                 }
                 None => {
@@ -925,7 +577,7 @@ impl Dispatcher {
             return;
         }
         let runids: Vec<i64> = chosen.iter().map(|(_, run)| run.runid).collect();
-        let commands = match read_commands(&runids) {
+        let commands = match run_store::commands(&runids) {
             Ok(commands) => commands,
             Err(e) => {
                 self.warn(format!("could not read the commands of due runs (will retry): {e}"));
@@ -941,11 +593,7 @@ impl Dispatcher {
                     }
                 }
                 // The row went away or was cancelled (`cancel_run`): nothing is left to run or record.
-                None => {
-                    if self.busy.get(&run.jobid) == Some(&run.runid) {
-                        self.busy.remove(&run.jobid);
-                    }
-                }
+                None => self.release(&run),
             }
         }
     }
@@ -1012,7 +660,7 @@ impl Dispatcher {
     /// Records that the runner in slot `index` holds `run` (whose command is in `segment`,
     /// null for a run adopted after a restart): the job is busy until the run is collected.
     fn hold(&mut self, index: usize, run: Run, segment: *mut pg_sys::dsm_segment) {
-        self.busy.insert(run.jobid, run.runid);
+        self.busy.insert(run.jobid, Holder::Run(run.runid));
         let timeout = self.jobs.get(&run.jobid).and_then(|j| j.timeout.clone());
         self.in_flight.insert(
             index,
@@ -1042,111 +690,6 @@ impl Dispatcher {
         // Latch waits count whole milliseconds: round up, to wake on the due millisecond, not before.
         Duration::from_millis(sleep.as_micros().div_ceil(1000) as u64)
     }
-}
-
-/// Writes run updates, deleting the rows of forgotten runs, and returns the runids done. Rows
-/// another session holds locked are left for the next tick instead of waited for.
-fn write_updates(updates: &[RunUpdate]) -> Result<HashSet<i64>, String> {
-    let skipped: Vec<i64> = query_json(
-        "WITH u AS (SELECT * FROM jsonb_to_recordset($1) AS u(runid bigint, status text, job_pid int, message text,
-                                                          start_time timestamptz, end_time timestamptz, forget boolean)),
-              locked AS (SELECT d.runid FROM pageperfect.job_run_details d JOIN u ON d.runid = u.runid
-                           FOR UPDATE OF d SKIP LOCKED),
-              forgotten AS (DELETE FROM pageperfect.job_run_details d USING u
-                             WHERE d.runid = u.runid AND u.forget AND d.runid IN (SELECT runid FROM locked)),
-              updated AS (
-                UPDATE pageperfect.job_run_details d
-                   SET status = u.status,
-                       job_pid = coalesce(u.job_pid, d.job_pid),
-                       return_message = coalesce(u.message, d.return_message),
-                       start_time = coalesce(u.start_time, d.start_time),
-                       end_time = coalesce(u.end_time, d.end_time),
-                       backend_start = coalesce(d.backend_start,
-                           (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = u.job_pid))
-                  FROM u
-                 WHERE d.runid = u.runid AND NOT u.forget AND d.runid IN (SELECT runid FROM locked))
-         SELECT coalesce(jsonb_agg(u.runid), '[]') FROM u
-          WHERE u.runid NOT IN (SELECT runid FROM locked)
-            AND EXISTS (SELECT FROM pageperfect.job_run_details d WHERE d.runid = u.runid)",
-        Some(serde_json::to_value(updates).map_err(|e| e.to_string())?),
-    )?;
-    Ok(updates.iter().map(|u| u.runid).filter(|runid| !skipped.contains(runid)).collect())
-}
-
-/// Runs queued by SQL (`run_job_now`) or by an earlier scheduler that this process does not know.
-fn load_queued_runs(known: &[i64]) -> Result<Vec<Run>, String> {
-    query_json(
-        "SELECT coalesce(jsonb_agg(d ORDER BY d.due_time, d.runid), '[]')
-           FROM (SELECT runid, jobid, database, username, coalesce(due_time, now()) AS due_time, attempt, run_reason
-                   FROM pageperfect.job_run_details
-                  WHERE status = 'starting' AND job_pid IS NULL AND command IS NOT NULL
-                    AND runid <> ALL (ARRAY(SELECT jsonb_array_elements_text($1)::bigint))) d",
-        Some(json!(known)),
-    )
-}
-
-/// The OIDs a runner for `database` and `username` connects with, or the error to record when
-/// the role could not do that by logging in.
-fn resolve_pool(database: &str, username: &str) -> Result<Result<Pool, String>, String> {
-    #[derive(Deserialize)]
-    struct Check {
-        database_oid: Option<u32>,
-        allows_connections: Option<bool>,
-        role_oid: Option<u32>,
-        can_login: Option<bool>,
-        can_connect: Option<bool>,
-    }
-    let check: Check = query_json(
-        "SELECT jsonb_build_object(
-                'database_oid', d.oid::bigint, 'allows_connections', d.datallowconn,
-                'role_oid', r.oid::bigint, 'can_login', r.rolcanlogin,
-                'can_connect', CASE WHEN d.oid IS NOT NULL AND r.oid IS NOT NULL
-                                    THEN r.rolsuper OR pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT') END)
-           FROM (SELECT $1 ->> 'database' AS datname, $1 ->> 'username' AS rolname) k
-           LEFT JOIN pg_catalog.pg_database d ON d.datname = k.datname
-           LEFT JOIN pg_catalog.pg_roles r ON r.rolname = k.rolname",
-        Some(json!({"database": database, "username": username})),
-    )?;
-    Ok(match check {
-        Check { database_oid: None, .. } => Err(format!("ERROR: database \"{database}\" does not exist")),
-        Check { role_oid: None, .. } => Err(format!("ERROR: role \"{username}\" does not exist")),
-        Check { can_login: Some(false), .. } => Err(format!(
-            "ERROR: role \"{username}\" can not log in\nDETAIL: Jobs may only be run by roles that have the LOGIN attribute."
-        )),
-        Check { allows_connections: Some(false), .. } => {
-            Err(format!("ERROR: database \"{database}\" is not currently accepting connections"))
-        }
-        Check { can_connect: Some(false), .. } => Err(format!("ERROR: User {username} does not have CONNECT privilege on {database}")),
-        Check { database_oid: Some(d), role_oid: Some(r), .. } => Ok((pg_sys::Oid::from(d), pg_sys::Oid::from(r))),
-    })
-}
-
-/// Reads the commands of the runs about to be handed out, by run id, one row each.
-fn read_commands(runids: &[i64]) -> Result<HashMap<i64, String>, String> {
-    in_transaction(|| {
-        Spi::connect(|client| {
-            let mut commands = HashMap::with_capacity(runids.len());
-            let rows = client.select(
-                "SELECT d.runid, d.command FROM pageperfect.job_run_details d
-                  WHERE d.runid = ANY ($1) AND d.command IS NOT NULL AND d.status = 'starting'",
-                None,
-                &[runids.to_vec().into()],
-            )?;
-            for row in rows {
-                if let (Some(runid), Some(command)) = (row.get::<i64>(1)?, row.get::<String>(2)?) {
-                    commands.insert(runid, command);
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(commands)
-        })
-    })
-}
-
-fn pool_of(slot: &slots::Slot) -> Pool {
-    (
-        pg_sys::Oid::from(slot.database.load(Ordering::Acquire)),
-        pg_sys::Oid::from(slot.role.load(Ordering::Acquire)),
-    )
 }
 
 /// Signals a runner (its pid comes from its slot, so it is one of ours).

@@ -1,13 +1,26 @@
 //! The scheduler owns cron: the `job` and `job_run_details` tables (and pg_cron's `cron.job`,
 //! `cron.job_run_details` names for them), parsing and evaluating cron schedules (`cron`, pure
 //! Rust), and the scheduler background worker that starts each due run in its own backend as
-//! the job's user.
+//! the job's user. As pg_cron splits `pg_cron.c` from `job_metadata.c`:
+//!
+//! - `dispatcher`: the worker's tick, handing due runs to runners, the runner pool;
+//! - `jobs`: the active jobs it holds and their skip counters (the `job` table's side);
+//! - `run_store`: every read and write of run rows, and the run's states;
+//! - `recovery`: the unfinished runs found at a (re)start or after a promotion;
+//! - `plan`: when a job is due, catch-up, retries (pure);
+//! - `pool`, `runner`, `execute`, `slots`: who a runner connects as, the runner process and how
+//!   it runs a command, and the shared memory between them;
+//! - `api`: pg_cron's functions and pageperfect's own.
 
 mod api;
 pub mod cron;
 pub mod dispatcher;
 mod execute;
+mod jobs;
 mod plan;
+mod pool;
+mod recovery;
+mod run_store;
 pub mod runner;
 pub mod slots;
 
@@ -86,7 +99,7 @@ mod pageperfect {
     /// trigger); does nothing when pageperfect is not preloaded.
     #[pg_extern(volatile)]
     fn wake_scheduler() {
-        slots::wake_at_commit(slots::Wake::Scheduler);
+        crate::wakeup::wake_at_commit(crate::wakeup::Wake::Scheduler);
     }
 
     /// Raises SQLSTATE 22023 with the bad field and its text when `schedule` is not valid cron.

@@ -5,7 +5,8 @@
 
 use super::execute::run_command;
 use crate::config;
-use super::slots::{self, Shared, Slot, SlotState};
+use super::slots::{self, Slot, SlotState};
+use crate::wakeup;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker};
 use pgrx::prelude::*;
 use std::ffi::CString;
@@ -93,14 +94,14 @@ pub extern "C-unwind" fn pageperfect_job_runner_main(argument: pg_sys::Datum) {
     if !slot.transition(SlotState::Starting, SlotState::Idle) {
         unsafe { pg_sys::proc_exit(0) };
     }
-    shared.wake_scheduler();
+    wakeup::wake_scheduler();
 
     let mut idle_since = Instant::now();
     loop {
         match slot.state() {
             SlotState::Assigned => {
-                run_assigned(shared, slot);
-                shared.wake_scheduler();
+                run_assigned(slot);
+                wakeup::wake_scheduler();
                 idle_since = Instant::now();
             }
             SlotState::Exiting => break,
@@ -125,7 +126,7 @@ pub extern "C-unwind" fn pageperfect_job_runner_main(argument: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(0) };
 }
 
-fn run_assigned(shared: &Shared, slot: &Slot) {
+fn run_assigned(slot: &Slot) {
     use std::sync::atomic::Ordering;
     let Some(command) = read_command(slot.command.load(Ordering::Acquire)) else {
         slot.set_result(false, "ERROR: the run's command was lost because the scheduler restarted", now());
@@ -134,7 +135,7 @@ fn run_assigned(shared: &Shared, slot: &Slot) {
     };
     slot.started_at.store(now(), Ordering::Release);
     slot.transition(SlotState::Assigned, SlotState::Running);
-    shared.wake_scheduler();
+    wakeup::wake_scheduler();
 
     let application_name = format!(
         "pageperfect job {} run {}",
@@ -213,5 +214,5 @@ unsafe extern "C-unwind" fn on_runner_exit(_code: i32, argument: pg_sys::Datum) 
             break;
         }
     }
-    shared.wake_scheduler();
+    wakeup::wake_scheduler();
 }

@@ -300,7 +300,8 @@ fn a_dump_restores_every_table_row_for_row_and_the_copy_works() {
     target_admin.batch_execute("CREATE DATABASE restored").unwrap();
     target.client_program("pg_restore", &["--single-transaction", "-d", "restored", &path(&custom)]);
     let mut restored = target.connect_to("restored", "postgres");
-    assert_eq!(restored.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pageperfect'", &[]).unwrap().get::<_, String>(0), "0.2.0");
+    let version = "SELECT extversion FROM pg_extension WHERE extname = 'pageperfect'";
+    assert_eq!(restored.query_one(version, &[]).unwrap().get::<_, String>(0), client.query_one(version, &[]).unwrap().get::<_, String>(0));
     let tick_runs = "SELECT count(*) FROM pageperfect.job_run_details d JOIN pageperfect.job j USING (jobid) WHERE j.jobname = 'tick' AND d.status = 'succeeded'";
     let restored_runs = count(&mut restored, tick_runs);
     wait_for(Duration::from_secs(20), "the restored every-second job to run", || {

@@ -82,6 +82,16 @@ fn a_promoted_standby_finishes_what_the_lost_primary_had_in_flight_and_runs_noth
     assert!(runs_before >= 2, "the standby has the primary's runs ({runs_before})");
     // The standby's workers wrote nothing: every run it has came from the primary's WAL.
     assert_runs_nothing(&mut s);
+    // The primary goes while the standby has one of its 3-second runs freshly started (the job
+    // idles for up to a second between runs: stopping then would leave no run in progress).
+    wait_for(Duration::from_secs(10), "a run just started, replicated", || {
+        wait_for_replay(&mut p, &mut s);
+        let fresh = count(
+            &mut s,
+            &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {jobid} AND status = 'running' AND start_time > clock_timestamp() - interval '1 second'"),
+        );
+        (fresh > 0).then_some(())
+    });
 
     primary.stop_immediately();
     drop(p);

@@ -51,7 +51,7 @@ fn insights_url(site: &str, page: Option<&str>) -> String {
 async fn render(app: &App, csrf: &str, notice: Option<String>, query: &InsightsQuery) -> Result<Html<String>, Failure> {
     let mut body = header(app, csrf, notice.as_deref()).await?;
     body.push_str("<main>");
-    let sites = db::rows(&app.pool, "SELECT DISTINCT site FROM pageperfect.gsc_site_owners ORDER BY site", &[]).await?;
+    let sites = db::rows(&app.pool, "SELECT site FROM pageperfect.search_console_sites()", &[]).await?;
     let sites: Vec<&str> = list(&sites).iter().filter_map(|s| s["site"].as_str()).collect();
     let site = query.site.as_deref().or(sites.first().copied());
 
@@ -101,13 +101,7 @@ async fn render(app: &App, csrf: &str, notice: Option<String>, query: &InsightsQ
         }
     }
 
-    let sql = "SELECT * FROM (SELECT DISTINCT ON (s.page_id) coalesce(p.final_url, p.url) AS url, s.score, s.coverage, s.opportunity,
-                                     s.ctr, s.freshness, s.created_at, d.score_before, d.score_after
-                                FROM pageperfect.content_scores s JOIN pageperfect.pages p ON p.id = s.page_id
-                                LEFT JOIN LATERAL (SELECT d.score_before, d.score_after FROM pageperfect.rewrite_drafts d
-                                                    WHERE d.page_id = s.page_id ORDER BY d.id DESC LIMIT 1) d ON true
-                               ORDER BY s.page_id, s.id DESC) latest
-               ORDER BY score, url LIMIT 50";
+    let sql = "SELECT * FROM pageperfect.latest_content_scores(50)";
     if let Some(rows) = report(app, &mut body, "scores", "Content scores", sql, &[]).await {
         let header = "<th>page</th><th>score</th><th>coverage</th><th>opportunity</th><th>CTR</th><th>freshness</th>\
                       <th>draft: before → after</th><th>scored</th><th></th>";

@@ -1,29 +1,15 @@
 //! Drafts content for a page's top gap with the configured provider: `local` (a structured
 //! outline from the gap data, no network) or `openai` (any OpenAI-compatible
-//! `/v1/chat/completions`). Both get the same `DraftRequest` and give back a `Draft`.
+//! `/v1/chat/completions`, its wire format in `openai.rs`). Both get the same `DraftRequest` and
+//! give back a `Draft`.
 
-use super::{draft_local, draft_openai, openai};
+mod local;
+mod openai;
+
+use super::openai as openai_api;
 use crate::config::{self, LlmProvider, LlmTokenLimit};
-use crate::http::error::HttpError;
 use crate::queue::stage::StageError;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// Set when a server refused `max_tokens` (or a temperature) and accepted
-/// `max_completion_tokens`: this worker's later drafts ask that way at once.
-static WANTS_COMPLETION_TOKENS: AtomicBool = AtomicBool::new(false);
-
-/// Whether a 400 answer says the request's length limit or temperature is not supported (as
-/// OpenAI's reasoning models say: "Unsupported parameter: 'max_tokens' … Use
-/// 'max_completion_tokens' instead").
-fn refuses_token_limit(error: &HttpError) -> bool {
-    match error {
-        HttpError::Status { status: 400, body_excerpt, .. } => {
-            body_excerpt.contains("max_tokens") || body_excerpt.contains("max_completion_tokens") || body_excerpt.contains("temperature")
-        }
-        _ => false,
-    }
-}
 
 /// What a drafter knows about the page and its top gap.
 #[derive(Clone, Debug)]
@@ -65,7 +51,7 @@ impl Drafter {
             LlmProvider::OpenAi => Drafter::OpenAi {
                 url: config::string(&config::LLM_URL).unwrap_or_default(),
                 model: config::string(&config::LLM_MODEL).unwrap_or_default(),
-                api_key: openai::api_key(),
+                api_key: openai_api::api_key(),
                 token_limit: config::LLM_TOKEN_LIMIT.get(),
             },
         }
@@ -74,8 +60,8 @@ impl Drafter {
     /// What decides the drafts it writes (not the API key): for input digests.
     pub fn identity(&self) -> (&'static str, &str, &str) {
         match self {
-            Drafter::Local => (draft_local::PROVIDER, draft_local::MODEL, ""),
-            Drafter::OpenAi { url, model, .. } => (draft_openai::PROVIDER, model, url),
+            Drafter::Local => (local::PROVIDER, local::MODEL, ""),
+            Drafter::OpenAi { url, model, .. } => (openai::PROVIDER, model, url),
         }
     }
 
@@ -84,26 +70,14 @@ impl Drafter {
     pub async fn draft(&self, request: &DraftRequest, deadline: Instant) -> Result<Draft, StageError> {
         match self {
             Drafter::Local => Ok(Draft {
-                text: draft_local::draft(request),
-                provider: draft_local::PROVIDER,
-                model: draft_local::MODEL.to_string(),
+                text: local::draft(request),
+                provider: local::PROVIDER,
+                model: local::MODEL.to_string(),
                 prompt_tokens: None,
                 completion_tokens: None,
             }),
             Drafter::OpenAi { url, model, api_key, token_limit } => {
-                let client = openai::client()?;
-                let completion_tokens = *token_limit == LlmTokenLimit::MaxCompletionTokens || WANTS_COMPLETION_TOKENS.load(Ordering::Relaxed);
-                let body = draft_openai::chat_request(model, request, completion_tokens);
-                let answer = match openai::send(&client, url, api_key.as_deref(), &body, deadline).await {
-                    Err(error) if !completion_tokens && refuses_token_limit(&error) => {
-                        let body = draft_openai::chat_request(model, request, true);
-                        let answer = openai::send(&client, url, api_key.as_deref(), &body, deadline).await?;
-                        WANTS_COMPLETION_TOKENS.store(true, Ordering::Relaxed);
-                        answer
-                    }
-                    answer => answer?,
-                };
-                draft_openai::into_draft(openai::parse(url, &answer)?, model).map_err(|e| StageError::retryable(format!("{url}: {e}")))
+                openai::draft(url, model, api_key.as_deref(), *token_limit, request, deadline).await
             }
         }
     }

@@ -1,11 +1,19 @@
-//! The `openai` drafter's side of the chat completions API: the prompt (the page's outline, the
-//! gap's queries with their impressions, the closest existing paragraphs) and the reading of
-//! the answer (the text, the model that wrote it, token usage).
+//! The `openai` drafter: the chat completions API (`/v1/chat/completions`) as OpenAI-compatible
+//! servers speak it. The prompt (the page's outline, the gap's queries with their impressions,
+//! the closest existing paragraphs), the request (with `max_tokens`, or `max_completion_tokens`
+//! for servers that want it) and the reading of the answer (the text, the model that wrote it,
+//! token usage).
 
-use super::drafter::{Draft, DraftRequest};
+use super::{Draft, DraftRequest};
+use crate::config::LlmTokenLimit;
 use crate::excerpt;
+use crate::http::error::HttpError;
+use crate::pipeline::openai as openai_api;
+use crate::queue::stage::StageError;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 pub const PROVIDER: &str = "openai";
 /// Bounds on what goes into the prompt, to keep it well inside any model's context.
@@ -118,10 +126,52 @@ pub fn into_draft(answer: ChatCompletion, requested_model: &str) -> Result<Draft
     })
 }
 
+/// Set when a server refused `max_tokens` (or a temperature) and accepted
+/// `max_completion_tokens`: this worker's later drafts ask that way at once.
+static WANTS_COMPLETION_TOKENS: AtomicBool = AtomicBool::new(false);
+
+/// Whether a 400 answer says the request's length limit or temperature is not supported (as
+/// OpenAI's reasoning models say: "Unsupported parameter: 'max_tokens' … Use
+/// 'max_completion_tokens' instead").
+fn refuses_token_limit(error: &HttpError) -> bool {
+    match error {
+        HttpError::Status { status: 400, body_excerpt, .. } => {
+            body_excerpt.contains("max_tokens") || body_excerpt.contains("max_completion_tokens") || body_excerpt.contains("temperature")
+        }
+        _ => false,
+    }
+}
+
+/// Drafts `request` with the chat completions API at `url`; rate limits and server errors are
+/// retried within the call while `deadline` allows. A server that refuses `max_tokens` (OpenAI's
+/// reasoning models) is asked again with `max_completion_tokens`, and so at once from then on.
+pub async fn draft(
+    url: &str,
+    model: &str,
+    api_key: Option<&str>,
+    token_limit: LlmTokenLimit,
+    request: &DraftRequest,
+    deadline: Instant,
+) -> Result<Draft, StageError> {
+    let client = openai_api::client()?;
+    let completion_tokens = token_limit == LlmTokenLimit::MaxCompletionTokens || WANTS_COMPLETION_TOKENS.load(Ordering::Relaxed);
+    let body = chat_request(model, request, completion_tokens);
+    let answer = match openai_api::send(&client, url, api_key, &body, deadline).await {
+        Err(error) if !completion_tokens && refuses_token_limit(&error) => {
+            let body = chat_request(model, request, true);
+            let answer = openai_api::send(&client, url, api_key, &body, deadline).await?;
+            WANTS_COMPLETION_TOKENS.store(true, Ordering::Relaxed);
+            answer
+        }
+        answer => answer?,
+    };
+    into_draft(openai_api::parse(url, &answer)?, model).map_err(|e| StageError::retryable(format!("{url}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::drafter::sample_request;
+    use super::super::sample_request;
 
     fn request() -> DraftRequest {
         DraftRequest { closest_paragraphs: vec!["x".repeat(2000), "Mix flour and water.".to_string()], ..sample_request() }

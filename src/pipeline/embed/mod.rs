@@ -1,24 +1,18 @@
 //! Turns texts into vectors with the configured provider: `local` (the built-in hashed n-gram
-//! embedder, no network) or `openai` (any OpenAI-compatible `/v1/embeddings`: batched by count
-//! and by a token budget, the model, `dimensions` sent only when set (vLLM, TEI and Ollama refuse
-//! or ignore it for most models, which then answer with their own), the API key, rate limits and
-//! server errors retried within the call). Vectors are cached and reused by provider, model and
-//! dimensions setting, so a change of any of them never mixes old vectors with new.
+//! embedder, no network) or `openai` (any OpenAI-compatible `/v1/embeddings`, its wire format in
+//! `openai.rs`). Both take texts and give one vector per text, in order. Vectors are cached and
+//! reused by provider, model and dimensions setting (`embedding_cache`), so a change of any of
+//! them never mixes old vectors with new.
 
-use super::{embed_local, openai};
+mod local;
+mod openai;
+
+use super::openai as openai_api;
 use crate::config::{self, EmbeddingProvider};
 use crate::queue::stage::StageError;
 use pgrx::prelude::*;
-use serde::Deserialize;
-use serde_json::json;
 use std::collections::HashMap;
 use std::time::Instant;
-
-/// Most texts in one embeddings request (OpenAI's own limit is 2,048; TEI's default 32 is raised
-/// by its operators as a rule).
-const BATCH_TEXTS: usize = 96;
-/// The local embedder's dimensions when `embedding_dimensions` is 0.
-const LOCAL_DIMENSIONS: usize = 384;
 
 /// Embedding that failed part way: the texts embedded before the failure, by hash, worth keeping.
 pub struct PartialEmbedding {
@@ -41,52 +35,16 @@ pub enum Embedder {
     OpenAi { url: String, model: String, dimensions: Option<usize>, api_key: Option<String>, batch_tokens: usize },
 }
 
-/// Tokens of `text` as a model server counts them, estimated: about four characters each (plus
-/// one, so that many tiny texts still count).
-fn estimated_tokens(text: &str) -> usize {
-    text.len() / 4 + 1
-}
-
-#[derive(Deserialize)]
-struct EmbeddingsResponse {
-    data: Vec<EmbeddingItem>,
-}
-
-#[derive(Deserialize)]
-struct EmbeddingItem {
-    index: usize,
-    embedding: Vec<f32>,
-}
-
-/// Splits texts into request-sized batches (at most `BATCH_TEXTS` texts and `budget` estimated
-/// tokens; a text over the budget goes alone), keeping their order.
-fn batches(texts: &[String], budget: usize) -> Vec<&[String]> {
-    let mut result = Vec::new();
-    let (mut start, mut tokens) = (0, 0);
-    for (i, text) in texts.iter().enumerate() {
-        let cost = estimated_tokens(text);
-        if i > start && (i - start >= BATCH_TEXTS || tokens + cost > budget) {
-            result.push(&texts[start..i]);
-            (start, tokens) = (i, 0);
-        }
-        tokens += cost;
-    }
-    if start < texts.len() {
-        result.push(&texts[start..]);
-    }
-    result
-}
-
 impl Embedder {
     pub fn from_settings() -> Embedder {
         let dimensions = Some(config::EMBEDDING_DIMENSIONS.get()).filter(|d| *d > 0).map(|d| d as usize);
         match config::EMBEDDING_PROVIDER.get() {
-            EmbeddingProvider::Local => Embedder::Local { dimensions: dimensions.unwrap_or(LOCAL_DIMENSIONS) },
+            EmbeddingProvider::Local => Embedder::Local { dimensions: dimensions.unwrap_or(local::DIMENSIONS) },
             EmbeddingProvider::OpenAi => Embedder::OpenAi {
                 url: config::string(&config::EMBEDDING_URL).unwrap_or_default(),
                 model: config::string(&config::EMBEDDING_MODEL).unwrap_or_default(),
                 dimensions,
-                api_key: openai::api_key(),
+                api_key: openai_api::api_key(),
                 batch_tokens: config::EMBEDDING_BATCH_TOKENS.get().max(1) as usize,
             },
         }
@@ -94,14 +52,14 @@ impl Embedder {
 
     pub fn provider(&self) -> &'static str {
         match self {
-            Embedder::Local { .. } => embed_local::PROVIDER,
-            Embedder::OpenAi { .. } => "openai",
+            Embedder::Local { .. } => local::PROVIDER,
+            Embedder::OpenAi { .. } => openai::PROVIDER,
         }
     }
 
     pub fn model(&self) -> &str {
         match self {
-            Embedder::Local { .. } => embed_local::MODEL,
+            Embedder::Local { .. } => local::MODEL,
             Embedder::OpenAi { model, .. } => model,
         }
     }
@@ -186,59 +144,13 @@ impl Embedder {
         match self {
             Embedder::Local { dimensions } => {
                 let dimensions = *dimensions;
-                tokio::task::spawn_blocking(move || texts.iter().map(|t| embed_local::embed(t, dimensions)).collect())
+                tokio::task::spawn_blocking(move || texts.iter().map(|t| local::embed(t, dimensions)).collect())
                     .await
                     .map_err(|e| (Vec::new(), StageError::retryable(format!("local embedder failed: {e}"))))
             }
             Embedder::OpenAi { url, model, dimensions, api_key, batch_tokens } => {
-                let client = openai::client().map_err(|e| (Vec::new(), e))?;
-                let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
-                for batch in batches(&texts, *batch_tokens) {
-                    let mut body = json!({ "model": model, "input": batch });
-                    if let Some(dimensions) = dimensions {
-                        body["dimensions"] = json!(dimensions);
-                    }
-                    let parsed: EmbeddingsResponse = match openai::post(&client, url, api_key.as_deref(), &body, deadline).await {
-                        Ok(parsed) => parsed,
-                        Err(error) => return Err((vectors, error)),
-                    };
-                    let mut items = parsed.data;
-                    items.sort_by_key(|item| item.index);
-                    // The length asked for, else the model's own: the first vector's.
-                    let wanted = dimensions.or_else(|| vectors.first().or(items.first().map(|i| &i.embedding)).map(Vec::len));
-                    let uneven = items.iter().any(|item| Some(item.embedding.len()) != wanted || item.embedding.is_empty());
-                    if items.len() != batch.len() || uneven {
-                        return Err((vectors, StageError::retryable(format!(
-                            "{url} returned {} embeddings for {} texts (wanted {} dimensions each)",
-                            items.len(),
-                            batch.len(),
-                            wanted.map_or("the same number of".to_string(), |d| d.to_string())
-                        ))));
-                    }
-                    vectors.extend(items.into_iter().map(|item| item.embedding));
-                }
-                Ok(vectors)
+                openai::embed(url, model, *dimensions, api_key.as_deref(), *batch_tokens, &texts, deadline).await
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::batches;
-
-    #[test]
-    fn batches_split_by_count_and_by_token_budget_and_keep_order() {
-        let many: Vec<String> = (0..200).map(|i| format!("text {i}")).collect();
-        let split = batches(&many, 8192);
-        assert_eq!(split.iter().map(|b| b.len()).collect::<Vec<_>>(), [96, 96, 8]);
-        assert_eq!(split.concat(), many);
-
-        // 4,000 characters are about 1,001 tokens: three fit a budget of 3,500.
-        let big: Vec<String> = (0..7).map(|_| "x".repeat(4_000)).collect();
-        assert_eq!(batches(&big, 3_500).iter().map(|b| b.len()).collect::<Vec<_>>(), [3, 3, 1]);
-        // One text larger than a batch still goes, alone.
-        assert_eq!(batches(&["y".repeat(500_000)], 8192).len(), 1);
-        assert!(batches(&[], 8192).is_empty());
     }
 }

@@ -5,6 +5,9 @@
 use std::collections::hash_map::{Entry, HashMap};
 use std::hash::Hash;
 
+/// Its dimensions when `embedding_dimensions` is 0.
+pub const DIMENSIONS: usize = 384;
+
 pub const PROVIDER: &str = "local";
 /// Changing the features, weights or hash below changes every vector: give the model a new name,
 /// so that cached embeddings of the old one are not mixed with the new.
