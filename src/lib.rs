@@ -152,7 +152,7 @@ pub(crate) fn current_user() -> String {
 pub extern "C-unwind" fn pageperfect_worker_main(argument: pg_sys::Datum) {
     worker::run_worker(argument, |role| match role {
         // Beside its own duty, the scheduler posts alerts while no pipeline worker runs.
-        worker::Role::Scheduler => Box::new(worker::Both(scheduler::dispatcher::Dispatcher::start(), monitor::fallback::AlertFallback::new())),
+        worker::Role::Scheduler => Box::new(worker::Both(scheduler::dispatcher::Dispatcher::start(), monitor::fallback::AlertFallback::default())),
         worker::Role::Pipeline(number) => Box::new(queue::processor::Processor::start(number, STAGES)),
     });
 }

@@ -29,11 +29,13 @@ struct Waiting {
     alert_id: i64,
 }
 
-impl AlertFallback {
-    pub fn new() -> AlertFallback {
+impl Default for AlertFallback {
+    fn default() -> AlertFallback {
         AlertFallback { next_check: Instant::now() + CHECK_INTERVAL, runtime: None }
     }
+}
 
+impl AlertFallback {
     /// The alerts waiting for a pipeline worker when none runs.
     fn waiting() -> Result<Vec<Waiting>, String> {
         in_transaction(|| {

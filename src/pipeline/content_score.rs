@@ -140,7 +140,7 @@ mod tests {
         // Cluster 1 (600 impressions, position 3) is covered. Cluster 2 (400 impressions at
         // position 6) has similarity 0.35 = half the threshold: a gap worth
         // 400 · (ctr(3) − ctr(6)) · (1 − 0.35) = 400 · 0.05 · 0.65 = 13 clicks.
-        let clusters = [cluster(1, &[1.0, 0.0], 600, 30, Some(3.0)), cluster(2, &[0.35, 0.9367496997597597], 400, 13, Some(6.0))];
+        let clusters = [cluster(1, &[1.0, 0.0], 600, 30, Some(3.0)), cluster(2, &[0.35, 0.936_749_7], 400, 13, Some(6.0))];
         let score = score_of(&clusters, &[paragraph(1, &[1.0, 0.0])], Some(365.0));
         // coverage (600 + 400 · 0.5) / 1000; opportunity 43 / (43 + 13); CTR 43 / (60 + 20); freshness one half-life.
         assert!(close(score.coverage.unwrap(), 0.8), "{:?}", score.coverage);

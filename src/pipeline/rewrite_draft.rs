@@ -179,11 +179,9 @@ fn draft_paragraphs(draft: &str) -> Vec<String> {
     let mut current = String::new();
     for line in draft.lines().map(str::trim) {
         let marker = ["#", "- ", "* ", "> "].iter().find(|m| line.starts_with(**m));
-        let text = line.trim_start_matches(|c| matches!(c, '#' | '-' | '*' | '>')).trim();
-        if line.is_empty() || marker.is_some() {
-            if !current.is_empty() {
-                blocks.push(std::mem::take(&mut current));
-            }
+        let text = line.trim_start_matches(['#', '-', '*', '>']).trim();
+        if (line.is_empty() || marker.is_some()) && !current.is_empty() {
+            blocks.push(std::mem::take(&mut current));
         }
         if !text.is_empty() {
             if !current.is_empty() {

@@ -105,11 +105,7 @@ pub extern "C-unwind" fn pageperfect_job_runner_main(argument: pg_sys::Datum) {
                 idle_since = Instant::now();
             }
             SlotState::Exiting => break,
-            SlotState::Idle if idle_since.elapsed() >= RUNNER_IDLE_EXIT => {
-                if slot.transition(SlotState::Idle, SlotState::Exiting) {
-                    break;
-                }
-            }
+            SlotState::Idle if idle_since.elapsed() >= RUNNER_IDLE_EXIT && slot.transition(SlotState::Idle, SlotState::Exiting) => break,
             _ => {}
         }
         unsafe {

@@ -166,7 +166,7 @@ fn gaps_are_found_where_the_page_misses_what_its_searchers_ask() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(suggested, [sourdough.clone()]);
+    assert_eq!(suggested, std::slice::from_ref(&sourdough));
 
     // Unchanged content is not embedded again, unless forced; skipped steps are skipped.
     let again = run_workflow(&mut client, &sourdough, &["rewrite_draft"], false);

@@ -69,9 +69,12 @@ fn sample_line(out: &mut String, metric: &str, labels: &serde_json::Map<String, 
     let _ = writeln!(out, " {}", format_value(value));
 }
 
+/// One sample line to write: the metric's name, its labels and its value.
+type Sample<'a> = (&'a str, &'a serde_json::Map<String, Value>, f64);
+
 /// The exposition text of `samples` (rows of metric, labels, value) and the HTTP counts.
 pub fn exposition(samples: &[Value], http_requests: &BTreeMap<u16, u64>) -> String {
-    let mut by_family: BTreeMap<&str, Vec<(&str, &serde_json::Map<String, Value>, f64)>> = BTreeMap::new();
+    let mut by_family: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     let empty = serde_json::Map::new();
     for sample in samples {
         let (Some(metric), Some(value)) = (sample["metric"].as_str(), sample["value"].as_f64()) else { continue };
