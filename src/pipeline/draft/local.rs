@@ -2,7 +2,7 @@
 //! (no model, no network): the heading to add, the queries to cover, the closest existing
 //! paragraph to extend, and a suggested section.
 
-use super::DraftRequest;
+use super::request::DraftRequest;
 use crate::excerpt;
 
 pub const PROVIDER: &str = "local";
@@ -53,7 +53,7 @@ pub fn draft(request: &DraftRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::super::sample_request;
+    use super::super::request::sample_request;
 
     #[test]
     fn the_outline_names_the_topic_its_queries_and_where_to_extend() {

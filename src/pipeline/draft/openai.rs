@@ -4,7 +4,7 @@
 //! for servers that want it) and the reading of the answer (the text, the model that wrote it,
 //! token usage).
 
-use super::{Draft, DraftRequest};
+use super::request::{Draft, DraftRequest};
 use crate::config::LlmTokenLimit;
 use crate::excerpt;
 use crate::http::error::HttpError;
@@ -171,7 +171,7 @@ pub async fn draft(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::super::sample_request;
+    use super::super::request::sample_request;
 
     fn request() -> DraftRequest {
         DraftRequest { closest_paragraphs: vec!["x".repeat(2000), "Mix flour and water.".to_string()], ..sample_request() }
