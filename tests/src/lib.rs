@@ -271,3 +271,13 @@ pub fn db_message(err: postgres::Error) -> String {
 pub fn count(client: &mut Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).unwrap().get(0)
 }
+
+/// `get_scheduler_health()`'s components and their statuses, in its order.
+pub fn scheduler_health(client: &mut Client) -> Vec<(String, String)> {
+    client
+        .query("SELECT component, status FROM pageperfect.get_scheduler_health()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}

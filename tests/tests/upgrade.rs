@@ -7,7 +7,7 @@
 //! is fixed, saying so in the log and in get_scheduler_health().
 
 use pageperfect_it::site::{Route, Site};
-use pageperfect_it::{count, wait_for, Cluster};
+use pageperfect_it::{count, scheduler_health, wait_for, Cluster};
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -87,15 +87,6 @@ fn said_once_by_each_worker(cluster: &Cluster, line: &str) {
     assert_eq!(cluster.log().matches(line).count(), 3, "said once by each worker: {line}");
 }
 
-fn health(client: &mut Client) -> Vec<(String, String)> {
-    client
-        .query("SELECT component, status FROM pageperfect.get_scheduler_health() ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-}
-
 fn workers_healthy(client: &mut Client) -> bool {
     count(client, "SELECT count(*) FROM pageperfect.worker_health() WHERE status = 'healthy'") == 3
 }
@@ -163,7 +154,7 @@ fn every_released_version_upgrades_in_place_to_a_fresh_installs_schema_keeping_e
         // Everything works: the workers resume, the job runs, the queued workflow finishes, the
         // old messages are read and deleted, new ids follow the old ones, alice sees her job.
         wait_for(Duration::from_secs(20), "the workers to resume", || workers_healthy(&mut client).then_some(()));
-        assert!(!health(&mut client).iter().any(|(component, _)| component == "extension"));
+        assert!(!scheduler_health(&mut client).iter().any(|(component, _)| component == "extension"));
         wait_for(Duration::from_secs(20), "the job to run", || (succeeded_runs(&mut client, "tick") >= 2).then_some(()));
         wait_for(Duration::from_secs(60), "the workflow queued before the update", || {
             (count(&mut client, "SELECT count(*) FROM pageperfect.jobs WHERE status = 'completed'") == 1).then_some(())
@@ -229,6 +220,6 @@ fn a_library_that_does_not_serve_the_databases_version_touches_nothing_and_says_
     client.execute("UPDATE pg_extension SET extversion = $1 WHERE extname = 'pageperfect'", &[&current]).unwrap();
     wait_for(Duration::from_secs(20), "the workers to resume", || workers_healthy(&mut client).then_some(()));
     wait_for(Duration::from_secs(20), "the job to run again", || (succeeded_runs(&mut client, "tick") > runs).then_some(()));
-    assert!(!health(&mut client).iter().any(|(component, _)| component == "extension"));
+    assert!(!scheduler_health(&mut client).iter().any(|(component, _)| component == "extension"));
     assert_eq!(cluster.log().matches(&working).count(), said_working + 3);
 }

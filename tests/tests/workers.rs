@@ -1,7 +1,7 @@
 //! The background workers against a real preloaded cluster: heartbeats, crash restart,
 //! SIGTERM, SIGHUP, and the extension installed without the preload.
 
-use pageperfect_it::{count, cpu_ticks, kill, wait_for, Cluster};
+use pageperfect_it::{count, cpu_ticks, kill, scheduler_health, wait_for, Cluster};
 use postgres::Client;
 use std::time::Duration;
 
@@ -24,17 +24,8 @@ fn try_workers(client: &mut Client) -> Option<Vec<(String, i32)>> {
     Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-fn health(client: &mut Client) -> Vec<(String, String)> {
-    client
-        .query("SELECT component, status FROM pageperfect.get_scheduler_health()", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-}
-
 fn all_healthy(client: &mut Client) -> bool {
-    let rows = health(client);
+    let rows = scheduler_health(client);
     rows.len() == 3 && rows.iter().all(|(_, status)| status == "healthy")
 }
 
@@ -157,7 +148,7 @@ fn without_the_preload_the_extension_installs_and_health_reports_workers_down() 
     assert!(cluster.log().contains("pageperfect's secret settings are set but pageperfect is not in shared_preload_libraries"));
     assert!(workers(&mut client).is_empty());
     assert_eq!(
-        health(&mut client),
+        scheduler_health(&mut client),
         [("scheduler", "down"), ("pipeline_worker_1", "down"), ("pipeline_worker_2", "down")]
             .map(|(c, s)| (c.to_string(), s.to_string()))
     );
@@ -195,7 +186,7 @@ fn a_session_holding_the_claim_lock_delays_claims_but_stalls_no_worker() {
     for _ in 0..16 {
         std::thread::sleep(Duration::from_millis(500));
         let stalled = count(&mut client, "SELECT count(*) FROM pageperfect.worker_health() WHERE status <> 'healthy'");
-        assert_eq!(stalled, 0, "{:?}", health(&mut client));
+        assert_eq!(stalled, 0, "{:?}", scheduler_health(&mut client));
         assert_eq!(status(&mut client), "queued", "claimed while the claim lock was held");
     }
     let log = cluster.log();
