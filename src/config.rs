@@ -231,7 +231,7 @@ pub fn define_gucs(preloading: bool) {
 
     let ints: [IntGuc; 13] = [
         (c"pageperfect.max_running_jobs", c"Most cron job runs in progress at once (each needs a max_worker_processes slot).", &MAX_RUNNING_JOBS, 1, 1024, Restart),
-        (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, 64, Restart),
+        (c"pageperfect.pipeline_workers", c"Number of pipeline workers started with the server.", &PIPELINE_WORKERS, 0, crate::wakeup::MAX_PIPELINE_WORKERS as i32, Restart),
         (c"pageperfect.http_concurrency", c"Most HTTP requests each pipeline worker has in flight.", &HTTP_CONCURRENCY, 1, 1024, Superuser),
         (c"pageperfect.embedding_dimensions", c"Dimensions of the embedding vectors; 0: the model's own (openai sends none; local makes 384).", &EMBEDDING_DIMENSIONS, 0, 8192, Superuser),
         (c"pageperfect.embedding_batch_tokens", c"Most tokens (estimated as characters / 4) of texts in one embeddings request.", &EMBEDDING_BATCH_TOKENS, 256, 1_000_000, Superuser),

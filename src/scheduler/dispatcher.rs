@@ -15,7 +15,7 @@
 //! through `jobs`.
 
 use super::from_pg_micros;
-use super::jobs::{self, Job, Overlap, Skips};
+use super::jobs::{self, Holder, Job, Overlap, Skips};
 use super::plan::retry_due;
 use super::pool::{self, pool_of, Pool};
 use super::recovery::{self, Recovered};
@@ -53,15 +53,6 @@ struct InFlight {
     cancelled: Option<(Instant, RunStatus, String)>,
     interrupted: bool,
     terminated: bool,
-}
-
-/// What holds a job: while it is held, a tick of it is skipped (or waits, by its overlap policy).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Holder {
-    /// A run queued in memory whose row is not inserted yet (a tick or a retry).
-    Unrecorded,
-    /// Run `runid`, queued or in flight.
-    Run(i64),
 }
 
 /// What a tick's transaction read and wrote, applied to the dispatcher once it has committed.
@@ -382,16 +373,8 @@ impl Dispatcher {
             let skips = self.skips.entry(jobid).or_insert(Skips { count: 0, last_at: due });
             skips.count += 1;
             skips.last_at = due;
-            let holder_id = match holder {
-                Holder::Run(runid) => runid,
-                Holder::Unrecorded => 0,
-            };
-            if job.skip_logged_for != Some(holder_id) {
-                job.skip_logged_for = Some(holder_id);
-                let holder = match holder {
-                    Holder::Run(runid) => format!("run {runid}"),
-                    Holder::Unrecorded => "a queued run".to_string(),
-                };
+            if job.skip_logged_for != Some(holder) {
+                job.skip_logged_for = Some(holder);
                 log!("pageperfect scheduler: job {jobid}'s tick at {due} skipped: {holder} of it is still in progress; further skips while it runs are only counted (job.skipped_runs)");
             }
         }

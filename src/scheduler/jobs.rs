@@ -31,8 +31,27 @@ pub struct Job {
     /// A tick that came while the previous run went on, to run when it ends (`queue_one`,
     /// `cancel_previous`).
     pub queued_tick: Option<DateTime<Utc>>,
-    /// The run whose overrun was last logged: later skipped ticks of it are only counted.
-    pub skip_logged_for: Option<i64>,
+    /// The holder whose overrun was last logged: later skipped ticks of it are only counted.
+    pub skip_logged_for: Option<Holder>,
+}
+
+/// What holds a job: while it is held, a tick of it is skipped (or waits, by its overlap policy).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Holder {
+    /// A run queued in memory whose row is not inserted yet (a tick or a retry).
+    Unrecorded,
+    /// Run `runid`, queued or in flight.
+    Run(i64),
+}
+
+/// As the scheduler's log names it.
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Unrecorded => f.write_str("a queued run"),
+            Holder::Run(runid) => write!(f, "run {runid}"),
+        }
+    }
 }
 
 /// What a tick does while the job's previous run goes on (`job.overlap`).
