@@ -281,3 +281,9 @@ pub fn scheduler_health(client: &mut Client) -> Vec<(String, String)> {
         .map(|r| (r.get(0), r.get(1)))
         .collect()
 }
+
+/// A table's row count and a digest of its rows in a fixed order: equal digests, equal contents.
+pub fn table_digest(client: &mut Client, table: &str) -> String {
+    let sql = format!("SELECT count(*) || ' rows ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {table} t");
+    client.query_one(&sql, &[]).unwrap_or_else(|e| panic!("{table}: {e}")).get(0)
+}

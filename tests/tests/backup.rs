@@ -11,7 +11,7 @@
 
 use pageperfect_it::google::{GoogleServer, Row};
 use pageperfect_it::site::{Route, Site};
-use pageperfect_it::{count, wait_for, Cluster};
+use pageperfect_it::{count, table_digest, wait_for, Cluster};
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,9 +78,8 @@ fn fingerprints(client: &mut Client) -> BTreeMap<String, String> {
         .into_iter()
         .filter(|(_, is_sequence)| !is_sequence)
         .map(|(table, _)| {
-            let sql = format!("SELECT count(*) || ' rows ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {table} t");
-            let value: String = client.query_one(&sql, &[]).unwrap().get(0);
-            (table, value)
+            let digest = table_digest(client, &table);
+            (table, digest)
         })
         .collect()
 }

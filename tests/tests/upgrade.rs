@@ -7,7 +7,7 @@
 //! is fixed, saying so in the log and in get_scheduler_health().
 
 use pageperfect_it::site::{Route, Site};
-use pageperfect_it::{count, scheduler_health, wait_for, Cluster};
+use pageperfect_it::{count, scheduler_health, table_digest, wait_for, Cluster};
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,8 +38,7 @@ fn every_row(client: &mut Client) -> BTreeMap<String, String> {
     tables
         .into_iter()
         .map(|table| {
-            let sql = format!("SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {table} t");
-            let digest: String = client.query_one(&sql, &[]).unwrap().get(0);
+            let digest = table_digest(client, &table);
             (table, digest)
         })
         .collect()
